@@ -1,0 +1,213 @@
+// Hypercolumn kernels: bilinear upsampling of conv feature maps to the image size, the materialized
+// hypercolumn matrix, and the fused kernel that goes straight from maps to packed quantized keys and their
+// weighted sums without ever materializing the float hypercolumns.
+//
+// Bilinear convention: half-pixel centers, edges clamped (OpenCV INTER_LINEAR, PyTorch align_corners=False,
+// ONNX Resize half_pixel). Every path computes a channel's row with the same interp_row() so the fused keys
+// are bit-for-bit the quantized materialized hypercolumns.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "keys.hpp"
+#include "parallel.hpp"
+
+namespace hyperchroma {
+
+// A (channels, h, w) float32 map in C order, not owned.
+struct FeatureMap {
+    const float* data;
+    int channels, h, w;
+};
+
+namespace detail {
+
+// Source taps for one axis: out[i] = src[i0] * w0 + src[i1] * w1.
+struct AxisTaps {
+    std::vector<int> i0, i1;
+    std::vector<float> w0, w1;
+};
+
+inline AxisTaps axis_taps(int src, int dst) {
+    AxisTaps t;
+    t.i0.resize(dst); t.i1.resize(dst); t.w0.resize(dst); t.w1.resize(dst);
+    const double scale = static_cast<double>(src) / static_cast<double>(dst);
+    for (int i = 0; i < dst; ++i) {
+        double s = (i + 0.5) * scale - 0.5;
+        if (s < 0) s = 0;
+        int a = static_cast<int>(s);  // floor, s >= 0
+        double f = s - a;
+        if (a >= src - 1) { a = src - 1; f = 0; }
+        t.i0[i] = a;
+        t.i1[i] = std::min(a + 1, src - 1);
+        t.w1[i] = static_cast<float>(f);
+        t.w0[i] = static_cast<float>(1.0 - f);
+    }
+    return t;
+}
+
+struct MapTaps {
+    AxisTaps y, x;
+};
+
+inline std::vector<MapTaps> map_taps(const std::vector<FeatureMap>& maps, int H, int W) {
+    std::vector<MapTaps> taps;
+    taps.reserve(maps.size());
+    for (const auto& m : maps) taps.push_back({axis_taps(m.h, H), axis_taps(m.w, W)});
+    return taps;
+}
+
+// One output row (length W) of one channel: vertical blend into tmp (length m.w), then horizontal taps.
+inline void interp_row(const FeatureMap& m, const MapTaps& t, int c, int y, float* tmp, float* out, int W) {
+    const float* plane = m.data + static_cast<std::size_t>(c) * m.h * m.w;
+    const float* r0 = plane + static_cast<std::size_t>(t.y.i0[y]) * m.w;
+    const float* r1 = plane + static_cast<std::size_t>(t.y.i1[y]) * m.w;
+    const float a = t.y.w0[y], b = t.y.w1[y];
+    for (int x = 0; x < m.w; ++x) tmp[x] = r0[x] * a + r1[x] * b;
+    const int* i0 = t.x.i0.data();
+    const int* i1 = t.x.i1.data();
+    const float* w0 = t.x.w0.data();
+    const float* w1 = t.x.w1.data();
+    for (int x = 0; x < W; ++x) out[x] = tmp[i0[x]] * w0[x] + tmp[i1[x]] * w1[x];
+}
+
+inline int max_width(const std::vector<FeatureMap>& maps) {
+    int w = 1;
+    for (const auto& m : maps) w = std::max(w, m.w);
+    return w;
+}
+
+constexpr std::size_t kRowsPerChunk = 4;
+
+}  // namespace detail
+
+// (C,h,w) -> (C,H,W).
+inline void upsample_bilinear(const FeatureMap& m, int H, int W, float* out, int threads = 1) {
+    const std::vector<FeatureMap> maps{m};
+    const auto taps = detail::map_taps(maps, H, W);
+    parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
+        std::vector<float> tmp(m.w);
+        for (std::size_t y = y0; y < y1; ++y)
+            for (int c = 0; c < m.channels; ++c)
+                detail::interp_row(m, taps[0], c, static_cast<int>(y), tmp.data(),
+                                   out + (static_cast<std::size_t>(c) * H + y) * W, W);
+    });
+}
+
+// maps... -> (H*W, sum C_i), pixel-major.
+inline void hypercolumns(const std::vector<FeatureMap>& maps, int H, int W, float* out, int threads = 1) {
+    const auto taps = detail::map_taps(maps, H, W);
+    std::size_t total = 0;
+    for (const auto& m : maps) total += static_cast<std::size_t>(m.channels);
+    const int mw = detail::max_width(maps);
+    parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
+        std::vector<float> tmp(mw), row(W);
+        for (std::size_t y = y0; y < y1; ++y) {
+            float* dst = out + y * W * total;
+            std::size_t off = 0;
+            for (std::size_t i = 0; i < maps.size(); ++i) {
+                for (int c = 0; c < maps[i].channels; ++c, ++off) {
+                    detail::interp_row(maps[i], taps[i], c, static_cast<int>(y), tmp.data(), row.data(), W);
+                    for (int x = 0; x < W; ++x) dst[static_cast<std::size_t>(x) * total + off] = row[x];
+                }
+            }
+        }
+    });
+}
+
+// Thresholds are (channels, levels-1), each row sorted non-decreasing and free of NaN.
+inline void check_thresholds(const float* thr, const KeyLayout& layout) {
+    const int k = layout.levels - 1;
+    for (int c = 0; c < layout.channels; ++c) {
+        const float* t = thr + static_cast<std::size_t>(c) * k;
+        for (int j = 0; j < k; ++j) {
+            if (std::isnan(t[j]))
+                throw std::invalid_argument("thresholds: NaN in row " + std::to_string(c));
+            if (j > 0 && t[j] < t[j - 1])
+                throw std::invalid_argument("thresholds: row " + std::to_string(c) +
+                                            " is not sorted in non-decreasing order");
+        }
+    }
+}
+
+// Fused: maps -> keys (H*W, words) and sums (H*W,) with sums = sum_c weights[c] * level_c.
+inline void hypercolumn_keys(const std::vector<FeatureMap>& maps, int H, int W, const KeyLayout& layout,
+                             const float* thresholds, const float* weights, std::uint64_t* keys, float* sums,
+                             int threads = 1) {
+    const auto taps = detail::map_taps(maps, H, W);
+    const int mw = detail::max_width(maps);
+    const int k = layout.levels - 1;
+    const int words = layout.words;
+    parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
+        std::vector<float> tmp(mw), row(W);
+        std::vector<std::uint8_t> q(W);
+        for (std::size_t y = y0; y < y1; ++y) {
+            std::uint64_t* krow = keys + y * W * words;
+            float* srow = sums + y * W;
+            std::fill(krow, krow + static_cast<std::size_t>(W) * words, std::uint64_t{0});
+            std::fill(srow, srow + W, 0.0f);
+            int ch = 0;
+            for (std::size_t i = 0; i < maps.size(); ++i) {
+                for (int c = 0; c < maps[i].channels; ++c, ++ch) {
+                    detail::interp_row(maps[i], taps[i], c, static_cast<int>(y), tmp.data(), row.data(), W);
+                    const float* t = thresholds + static_cast<std::size_t>(ch) * k;
+                    std::uint8_t* qp = q.data();
+                    const float* rp = row.data();
+                    if (k == 1) {
+                        const float t0 = t[0];
+                        for (int x = 0; x < W; ++x) qp[x] = static_cast<std::uint8_t>(rp[x] >= t0);
+                    } else if (k == 2) {
+                        const float t0 = t[0], t1 = t[1];
+                        for (int x = 0; x < W; ++x)
+                            qp[x] = static_cast<std::uint8_t>((rp[x] >= t0) + (rp[x] >= t1));
+                    } else if (k == 3) {
+                        const float t0 = t[0], t1 = t[1], t2 = t[2];
+                        for (int x = 0; x < W; ++x)
+                            qp[x] = static_cast<std::uint8_t>((rp[x] >= t0) + (rp[x] >= t1) + (rp[x] >= t2));
+                    } else {
+                        for (int x = 0; x < W; ++x)  // number of thresholds <= value
+                            qp[x] = static_cast<std::uint8_t>(std::upper_bound(t, t + k, rp[x]) - t);
+                    }
+                    const int word = ch / layout.fields_per_word;
+                    const int shift = (ch % layout.fields_per_word) * layout.bits;
+                    const float wc = weights[ch];
+                    std::uint64_t* kp = krow + word;
+                    for (int x = 0; x < W; ++x) {
+                        kp[static_cast<std::size_t>(x) * words] |= static_cast<std::uint64_t>(qp[x]) << shift;
+                        srow[x] += wc * static_cast<float>(qp[x]);
+                    }
+                }
+            }
+        }
+    });
+}
+
+inline void pack_keys(const std::uint8_t* q, std::size_t n, const KeyLayout& layout, std::uint64_t* keys) {
+    const int C = layout.channels;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t* key = keys + i * layout.words;
+        std::fill(key, key + layout.words, std::uint64_t{0});
+        for (int c = 0; c < C; ++c) {
+            const int level = q[i * C + c];
+            if (level >= layout.levels)
+                throw std::invalid_argument("pack_keys: level " + std::to_string(level) + " at row " +
+                                            std::to_string(i) + ", channel " + std::to_string(c) +
+                                            " is out of range for " + std::to_string(layout.levels) + " levels");
+            layout.set(key, c, level);
+        }
+    }
+}
+
+inline void unpack_keys(const std::uint64_t* keys, std::size_t n, const KeyLayout& layout, std::uint8_t* q) {
+    const int C = layout.channels;
+    for (std::size_t i = 0; i < n; ++i)
+        for (int c = 0; c < C; ++c)
+            q[i * C + c] = static_cast<std::uint8_t>(layout.get(keys + i * layout.words, c));
+}
+
+}  // namespace hyperchroma

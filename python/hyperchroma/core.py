@@ -1,0 +1,13 @@
+"""The C++ core, re-exported from the private extension module ``hyperchroma._core``.
+
+Kernels (all take and return numpy arrays; compute runs with the GIL released):
+
+- :func:`upsample_bilinear`, :func:`hypercolumns`, :func:`hypercolumn_keys` (fused), :func:`pack_keys`,
+  :func:`unpack_keys`, :func:`key_words`: hypercolumn keys.
+- :class:`Table`: open-addressing hash table from packed keys to Lab ab colors with a conflict policy.
+- :class:`SortedIndex`: entries sorted by a weighted-sum projection; nearest key by binary search.
+- :func:`median_filter`: exact median filter with replicated edges.
+"""
+
+from ._core import *  # noqa: F401,F403
+from ._core import __doc__ as _core_doc  # noqa: F401

@@ -16,6 +16,7 @@
 
 #include "keys.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace hyperchroma {
 
@@ -31,6 +32,7 @@ namespace detail {
 struct AxisTaps {
     std::vector<int> i0, i1;
     std::vector<float> w0, w1;
+    bool identity = false;  // src == dst: every output sample is exactly one input sample
 };
 
 inline AxisTaps axis_taps(int src, int dst) {
@@ -48,6 +50,7 @@ inline AxisTaps axis_taps(int src, int dst) {
         t.w1[i] = static_cast<float>(f);
         t.w0[i] = static_cast<float>(1.0 - f);
     }
+    t.identity = (src == dst);
     return t;
 }
 
@@ -63,17 +66,27 @@ inline std::vector<MapTaps> map_taps(const std::vector<FeatureMap>& maps, int H,
 }
 
 // One output row (length W) of one channel: vertical blend into tmp (length m.w), then horizontal taps.
-inline void interp_row(const FeatureMap& m, const MapTaps& t, int c, int y, float* tmp, float* out, int W) {
+// Returns a pointer to the row: straight into the map when both axes are identity (same size), else `out`.
+inline const float* interp_row(const FeatureMap& m, const MapTaps& t, int c, int y, float* tmp, float* out,
+                               int W) {
     const float* plane = m.data + static_cast<std::size_t>(c) * m.h * m.w;
-    const float* r0 = plane + static_cast<std::size_t>(t.y.i0[y]) * m.w;
-    const float* r1 = plane + static_cast<std::size_t>(t.y.i1[y]) * m.w;
-    const float a = t.y.w0[y], b = t.y.w1[y];
-    for (int x = 0; x < m.w; ++x) tmp[x] = r0[x] * a + r1[x] * b;
+    const float* src;
+    if (t.y.identity) {
+        src = plane + static_cast<std::size_t>(y) * m.w;
+    } else {
+        const float* r0 = plane + static_cast<std::size_t>(t.y.i0[y]) * m.w;
+        const float* r1 = plane + static_cast<std::size_t>(t.y.i1[y]) * m.w;
+        const float a = t.y.w0[y], b = t.y.w1[y];
+        for (int x = 0; x < m.w; ++x) tmp[x] = r0[x] * a + r1[x] * b;
+        src = tmp;
+    }
+    if (t.x.identity) return src;
     const int* i0 = t.x.i0.data();
     const int* i1 = t.x.i1.data();
     const float* w0 = t.x.w0.data();
     const float* w1 = t.x.w1.data();
-    for (int x = 0; x < W; ++x) out[x] = tmp[i0[x]] * w0[x] + tmp[i1[x]] * w1[x];
+    for (int x = 0; x < W; ++x) out[x] = src[i0[x]] * w0[x] + src[i1[x]] * w1[x];
+    return out;
 }
 
 inline int max_width(const std::vector<FeatureMap>& maps) {
@@ -93,9 +106,11 @@ inline void upsample_bilinear(const FeatureMap& m, int H, int W, float* out, int
     parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
         std::vector<float> tmp(m.w);
         for (std::size_t y = y0; y < y1; ++y)
-            for (int c = 0; c < m.channels; ++c)
-                detail::interp_row(m, taps[0], c, static_cast<int>(y), tmp.data(),
-                                   out + (static_cast<std::size_t>(c) * H + y) * W, W);
+            for (int c = 0; c < m.channels; ++c) {
+                float* dst = out + (static_cast<std::size_t>(c) * H + y) * W;
+                const float* row = detail::interp_row(m, taps[0], c, static_cast<int>(y), tmp.data(), dst, W);
+                if (row != dst) std::copy(row, row + W, dst);
+            }
     });
 }
 
@@ -112,8 +127,9 @@ inline void hypercolumns(const std::vector<FeatureMap>& maps, int H, int W, floa
             std::size_t off = 0;
             for (std::size_t i = 0; i < maps.size(); ++i) {
                 for (int c = 0; c < maps[i].channels; ++c, ++off) {
-                    detail::interp_row(maps[i], taps[i], c, static_cast<int>(y), tmp.data(), row.data(), W);
-                    for (int x = 0; x < W; ++x) dst[static_cast<std::size_t>(x) * total + off] = row[x];
+                    const float* r =
+                        detail::interp_row(maps[i], taps[i], c, static_cast<int>(y), tmp.data(), row.data(), W);
+                    for (int x = 0; x < W; ++x) dst[static_cast<std::size_t>(x) * total + off] = r[x];
                 }
             }
         }
@@ -135,53 +151,87 @@ inline void check_thresholds(const float* thr, const KeyLayout& layout) {
     }
 }
 
+namespace detail {
+
+struct FusedPlan {
+    const std::vector<FeatureMap>* maps;
+    std::vector<MapTaps> taps;
+    std::vector<int> map_of, channel_of;  // hypercolumn channel -> (map, channel in map)
+    KeyLayout layout;
+    const float* thresholds;
+    const float* weights;
+    int W;
+};
+
+// Adds channel ch's levels into one key word (acc) and the weighted sums, for one row.
+HYPERCHROMA_CLONES inline void quantize_accumulate(const float* r, int W, const float* t, int k, int shift, float wc,
+                                                   std::uint64_t* acc, float* sums) {
+    if (k == 2) {  // 3 levels: the default
+        const float t0 = t[0], t1 = t[1];
+        for (int x = 0; x < W; ++x) {
+            const std::uint32_t q = static_cast<std::uint32_t>(r[x] >= t0) + static_cast<std::uint32_t>(r[x] >= t1);
+            acc[x] |= static_cast<std::uint64_t>(q) << shift;
+            sums[x] += wc * static_cast<float>(q);
+        }
+    } else if (k == 3) {
+        const float t0 = t[0], t1 = t[1], t2 = t[2];
+        for (int x = 0; x < W; ++x) {
+            const std::uint32_t q = static_cast<std::uint32_t>(r[x] >= t0) + static_cast<std::uint32_t>(r[x] >= t1) +
+                                    static_cast<std::uint32_t>(r[x] >= t2);
+            acc[x] |= static_cast<std::uint64_t>(q) << shift;
+            sums[x] += wc * static_cast<float>(q);
+        }
+    } else if (k == 1) {
+        const float t0 = t[0];
+        for (int x = 0; x < W; ++x) {
+            const std::uint32_t q = static_cast<std::uint32_t>(r[x] >= t0);
+            acc[x] |= static_cast<std::uint64_t>(q) << shift;
+            sums[x] += wc * static_cast<float>(q);
+        }
+    } else {
+        for (int x = 0; x < W; ++x) {  // number of thresholds <= value
+            const auto q = static_cast<std::uint32_t>(std::upper_bound(t, t + k, r[x]) - t);
+            acc[x] |= static_cast<std::uint64_t>(q) << shift;
+            sums[x] += wc * static_cast<float>(q);
+        }
+    }
+}
+
+}  // namespace detail
+
 // Fused: maps -> keys (H*W, words) and sums (H*W,) with sums = sum_c weights[c] * level_c.
+// Works word by word so each key word is built in a contiguous accumulator (vectorizable), then stored.
 inline void hypercolumn_keys(const std::vector<FeatureMap>& maps, int H, int W, const KeyLayout& layout,
                              const float* thresholds, const float* weights, std::uint64_t* keys, float* sums,
                              int threads = 1) {
-    const auto taps = detail::map_taps(maps, H, W);
+    detail::FusedPlan plan{&maps, detail::map_taps(maps, H, W), {}, {}, layout, thresholds, weights, W};
+    for (std::size_t i = 0; i < maps.size(); ++i)
+        for (int c = 0; c < maps[i].channels; ++c) {
+            plan.map_of.push_back(static_cast<int>(i));
+            plan.channel_of.push_back(c);
+        }
     const int mw = detail::max_width(maps);
     const int k = layout.levels - 1;
     const int words = layout.words;
     parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
         std::vector<float> tmp(mw), row(W);
-        std::vector<std::uint8_t> q(W);
+        std::vector<std::uint64_t> acc(W);
         for (std::size_t y = y0; y < y1; ++y) {
             std::uint64_t* krow = keys + y * W * words;
             float* srow = sums + y * W;
-            std::fill(krow, krow + static_cast<std::size_t>(W) * words, std::uint64_t{0});
             std::fill(srow, srow + W, 0.0f);
-            int ch = 0;
-            for (std::size_t i = 0; i < maps.size(); ++i) {
-                for (int c = 0; c < maps[i].channels; ++c, ++ch) {
-                    detail::interp_row(maps[i], taps[i], c, static_cast<int>(y), tmp.data(), row.data(), W);
-                    const float* t = thresholds + static_cast<std::size_t>(ch) * k;
-                    std::uint8_t* qp = q.data();
-                    const float* rp = row.data();
-                    if (k == 1) {
-                        const float t0 = t[0];
-                        for (int x = 0; x < W; ++x) qp[x] = static_cast<std::uint8_t>(rp[x] >= t0);
-                    } else if (k == 2) {
-                        const float t0 = t[0], t1 = t[1];
-                        for (int x = 0; x < W; ++x)
-                            qp[x] = static_cast<std::uint8_t>((rp[x] >= t0) + (rp[x] >= t1));
-                    } else if (k == 3) {
-                        const float t0 = t[0], t1 = t[1], t2 = t[2];
-                        for (int x = 0; x < W; ++x)
-                            qp[x] = static_cast<std::uint8_t>((rp[x] >= t0) + (rp[x] >= t1) + (rp[x] >= t2));
-                    } else {
-                        for (int x = 0; x < W; ++x)  // number of thresholds <= value
-                            qp[x] = static_cast<std::uint8_t>(std::upper_bound(t, t + k, rp[x]) - t);
-                    }
-                    const int word = ch / layout.fields_per_word;
-                    const int shift = (ch % layout.fields_per_word) * layout.bits;
-                    const float wc = weights[ch];
-                    std::uint64_t* kp = krow + word;
-                    for (int x = 0; x < W; ++x) {
-                        kp[static_cast<std::size_t>(x) * words] |= static_cast<std::uint64_t>(qp[x]) << shift;
-                        srow[x] += wc * static_cast<float>(qp[x]);
-                    }
+            for (int word = 0; word < words; ++word) {
+                std::fill(acc.begin(), acc.end(), std::uint64_t{0});
+                const int c0 = word * layout.fields_per_word;
+                const int c1 = std::min(layout.channels, c0 + layout.fields_per_word);
+                for (int ch = c0; ch < c1; ++ch) {
+                    const int i = plan.map_of[ch];
+                    const float* r = detail::interp_row(maps[i], plan.taps[i], plan.channel_of[ch],
+                                                        static_cast<int>(y), tmp.data(), row.data(), W);
+                    detail::quantize_accumulate(r, W, thresholds + static_cast<std::size_t>(ch) * k, k,
+                                                (ch - c0) * layout.bits, weights[ch], acc.data(), srow);
                 }
+                for (int x = 0; x < W; ++x) krow[static_cast<std::size_t>(x) * words + word] = acc[x];
             }
         }
     });

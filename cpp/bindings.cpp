@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "color.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
 
@@ -195,6 +196,80 @@ void bind_hypercolumns(py::module_& m) {
         "Unpack (N, words) uint64 keys into per-channel levels (N, C) uint8.");
 }
 
+// ---------------------------------------------------------------- color conversion (color.hpp)
+void bind_color(py::module_& m) {
+    m.def(
+        "rgb_to_lab",
+        [](const carray<std::uint8_t>& rgb, int threads) {
+            if (rgb.ndim() < 1 || rgb.shape(rgb.ndim() - 1) != 3)
+                throw std::invalid_argument("rgb: expected (..., 3) uint8, got shape " + shape_str(rgb));
+            std::vector<py::ssize_t> lshape(rgb.shape(), rgb.shape() + rgb.ndim() - 1), abshape = lshape;
+            abshape.push_back(2);
+            py::array_t<float> L(lshape), ab(abshape);
+            const std::size_t n = static_cast<std::size_t>(L.size());
+            float* lp = L.mutable_data();
+            float* ap = ab.mutable_data();
+            {
+                py::gil_scoped_release release;
+                rgb_to_lab(rgb.data(), n, lp, ap, threads);
+            }
+            return py::make_tuple(L, ab);
+        },
+        py::arg("rgb"), py::arg("threads") = 1,
+        "sRGB (..., 3) uint8 -> (L (...), ab (..., 2)) float32, CIE Lab under D65.");
+
+    m.def(
+        "lab_to_rgb",
+        [](const carray<float>& L, const carray<float>& ab, bool planar, int threads) {
+            std::vector<py::ssize_t> lshape(L.shape(), L.shape() + L.ndim()), want = lshape;
+            if (planar) want.insert(want.begin(), 2); else want.push_back(2);
+            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
+                throw std::invalid_argument(std::string("ab: expected ") + (planar ? "(2, ...)" : "(..., 2)") +
+                                            " matching L's shape " + shape_str(L) + ", got " + shape_str(ab));
+            auto rgbshape = lshape;
+            rgbshape.push_back(3);
+            py::array_t<std::uint8_t> rgb(rgbshape);
+            std::uint8_t* rp = rgb.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(L.size());
+            {
+                py::gil_scoped_release release;
+                lab_to_rgb(L.data(), ab.data(), n, planar, rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("L"), py::arg("ab"), py::arg("planar") = false, py::arg("threads") = 1,
+        "CIE Lab -> sRGB (..., 3) uint8. ab is (..., 2), or (2, ...) with planar=True. Colors outside the sRGB\n"
+        "gamut keep their lightness and hue; their chroma is reduced until they fit.");
+
+    m.def(
+        "gray_to_lightness",
+        [](const carray<std::uint8_t>& gray) {
+            py::array_t<float> L(std::vector<py::ssize_t>(gray.shape(), gray.shape() + gray.ndim()));
+            float* lp = L.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(gray.size());
+            {
+                py::gil_scoped_release release;
+                gray_to_lightness(gray.data(), n, lp);
+            }
+            return L;
+        },
+        py::arg("gray"), "uint8 sRGB gray values -> CIE L (float32, same shape).");
+
+    m.def(
+        "lightness_to_gray",
+        [](const carray<float>& L) {
+            py::array_t<float> g(std::vector<py::ssize_t>(L.shape(), L.shape() + L.ndim()));
+            float* gp = g.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(L.size());
+            {
+                py::gil_scoped_release release;
+                lightness_to_gray(L.data(), n, gp);
+            }
+            return g;
+        },
+        py::arg("L"), "CIE L -> gray intensity in [0, 1] (sRGB value of the neutral color of that lightness).");
+}
+
 // ---------------------------------------------------------------- hash table (hash_table.hpp)
 void bind_table(py::module_& m) {
 
@@ -222,6 +297,7 @@ PYBIND11_MODULE(_core, m) {
         }
     });
     bind_hypercolumns(m);
+    bind_color(m);
     bind_table(m);
     bind_index(m);
     bind_median(m);

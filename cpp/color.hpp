@@ -1,0 +1,165 @@
+// sRGB (D65, 8-bit) <-> CIE Lab, the color space the table stores (ab) and the output is joined in (L).
+//
+// lab_to_rgb keeps lightness: a color outside the sRGB gamut has its chroma scaled down (hue and L kept)
+// until it fits, instead of clipping channels (which would change L). The 8-bit encode rounds exactly
+// (binary search over the 255 decision thresholds in linear light), not through a coarse table.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+#include "parallel.hpp"
+
+namespace hyperchroma {
+namespace color {
+
+constexpr double kXn = 0.95047, kYn = 1.0, kZn = 1.08883;  // D65 white
+constexpr double kDelta = 6.0 / 29.0;
+
+inline double srgb_to_linear(double v) { return v <= 0.04045 ? v / 12.92 : std::pow((v + 0.055) / 1.055, 2.4); }
+inline double linear_to_srgb(double v) { return v <= 0.0031308 ? v * 12.92 : 1.055 * std::pow(v, 1.0 / 2.4) - 0.055; }
+inline double lab_f(double t) {
+    return t > kDelta * kDelta * kDelta ? std::cbrt(t) : t / (3 * kDelta * kDelta) + 4.0 / 29.0;
+}
+inline double lab_finv(double t) { return t > kDelta ? t * t * t : 3 * kDelta * kDelta * (t - 4.0 / 29.0); }
+
+struct Tables {
+    std::array<float, 256> to_linear;  // uint8 sRGB -> linear light
+    std::array<float, 256> lightness;  // uint8 gray -> L
+    std::array<float, 255> encode;     // linear value where the rounded 8-bit code steps from i to i+1
+    static constexpr int kBins = 4096;
+    std::array<std::uint8_t, kBins + 1> bin_code;  // code of the start of each linear-light bin
+    Tables() {
+        for (int i = 0; i < 256; ++i) {
+            const double lin = srgb_to_linear(i / 255.0);
+            to_linear[i] = static_cast<float>(lin);
+            lightness[i] = static_cast<float>(116.0 * lab_f(lin) - 16.0);
+        }
+        for (int i = 0; i < 255; ++i) {
+            // srgb value (i + 0.5) / 255 back to linear: values below round to i, at or above to i + 1
+            const double s = (i + 0.5) / 255.0;
+            encode[i] = static_cast<float>(s <= 0.04045 ? s / 12.92 : std::pow((s + 0.055) / 1.055, 2.4));
+        }
+        // Thresholds are at least 3.0e-4 apart (the steepest, linear segment) and a bin is 2.4e-4 wide, so
+        // a bin holds at most one threshold: the bin's start code plus one comparison is exact.
+        for (int j = 0; j <= kBins; ++j) {
+            const float x = static_cast<float>(j) / kBins;
+            int c = 0;
+            while (c < 255 && encode[c] <= x) ++c;
+            bin_code[j] = static_cast<std::uint8_t>(c);
+        }
+    }
+};
+
+inline const Tables& tables() {
+    static const Tables t;
+    return t;
+}
+
+// Linear light -> 8-bit sRGB code, rounded exactly: the number of decision thresholds <= lin.
+inline std::uint8_t encode8(const Tables& t, float lin) {
+    if (!(lin > 0.0f)) return 0;
+    if (lin >= 1.0f) return 255;
+    const int code = t.bin_code[static_cast<int>(lin * Tables::kBins)];
+    return static_cast<std::uint8_t>(code + (code < 255 && t.encode[code] <= lin));
+}
+
+// Lab -> linear RGB (unclipped), float: the fast path for colors inside the gamut.
+inline void lab_to_linear_f(float L, float a, float b, float* rgb) {
+    constexpr float d = static_cast<float>(kDelta), k = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
+    auto finv = [&](float t) { return t > d ? t * t * t : k * (t - o); };
+    const float fy = (L + 16.0f) / 116.0f;
+    const float X = static_cast<float>(kXn) * finv(fy + a / 500.0f), Y = finv(fy),
+                Z = static_cast<float>(kZn) * finv(fy - b / 200.0f);
+    rgb[0] = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
+    rgb[1] = -0.9692660f * X + 1.8760108f * Y + 0.0415560f * Z;
+    rgb[2] = 0.0556434f * X - 0.2040259f * Y + 1.0572252f * Z;
+}
+
+// Lab -> linear RGB (unclipped).
+inline void lab_to_linear(double L, double a, double b, double* rgb) {
+    const double fy = (L + 16.0) / 116.0;
+    const double X = kXn * lab_finv(fy + a / 500.0), Y = kYn * lab_finv(fy), Z = kZn * lab_finv(fy - b / 200.0);
+    rgb[0] = 3.2404542 * X - 1.5371385 * Y - 0.4985314 * Z;
+    rgb[1] = -0.9692660 * X + 1.8760108 * Y + 0.0415560 * Z;
+    rgb[2] = 0.0556434 * X - 0.2040259 * Y + 1.0572252 * Z;
+}
+
+inline bool in_gamut(const double* rgb) {
+    constexpr double eps = 1e-4;  // float32 Lab round-off; below the first 8-bit step (1.5e-4)
+    return rgb[0] >= -eps && rgb[0] <= 1 + eps && rgb[1] >= -eps && rgb[1] <= 1 + eps && rgb[2] >= -eps &&
+           rgb[2] <= 1 + eps;
+}
+
+}  // namespace color
+
+// rgb (n,3) uint8 -> L (n,), ab (n,2).
+inline void rgb_to_lab(const std::uint8_t* rgb, std::size_t n, float* L, float* ab, int threads = 1) {
+    const auto& t = color::tables();
+    parallel_for(n, threads, 4096, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            const double r = t.to_linear[rgb[3 * i]], g = t.to_linear[rgb[3 * i + 1]], bl = t.to_linear[rgb[3 * i + 2]];
+            const double X = (0.4124564 * r + 0.3575761 * g + 0.1804375 * bl) / color::kXn;
+            const double Y = (0.2126729 * r + 0.7151522 * g + 0.0721750 * bl) / color::kYn;
+            const double Z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * bl) / color::kZn;
+            const double fx = color::lab_f(X), fy = color::lab_f(Y), fz = color::lab_f(Z);
+            L[i] = static_cast<float>(116.0 * fy - 16.0);
+            ab[2 * i] = static_cast<float>(500.0 * (fx - fy));
+            ab[2 * i + 1] = static_cast<float>(200.0 * (fy - fz));
+        }
+    });
+}
+
+// gray (n,) uint8 -> L (n,).
+inline void gray_to_lightness(const std::uint8_t* gray, std::size_t n, float* L) {
+    const auto& t = color::tables();
+    for (std::size_t i = 0; i < n; ++i) L[i] = t.lightness[gray[i]];
+}
+
+// L (n,) -> gray intensity in [0,1] (the sRGB value of the neutral color with that lightness).
+inline void lightness_to_gray(const float* L, std::size_t n, float* gray) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const double Lc = std::min(100.0, std::max(0.0, static_cast<double>(L[i])));
+        const double lin = color::lab_finv((Lc + 16.0) / 116.0);
+        gray[i] = static_cast<float>(std::min(1.0, std::max(0.0, color::linear_to_srgb(lin))));
+    }
+}
+
+// L (n,) and ab -> rgb (n,3) uint8. ab is interleaved (n,2), or planar (2,n) when `planar`.
+// Out-of-gamut colors keep L and hue; their chroma is scaled down by bisection until they fit.
+inline void lab_to_rgb(const float* L, const float* ab, std::size_t n, bool planar, std::uint8_t* rgb,
+                       int threads = 1) {
+    const auto& t = color::tables();
+    parallel_for(n, threads, 4096, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            const float Lf = std::min(100.0f, std::max(0.0f, L[i]));  // NaN -> 0
+            float af = planar ? ab[i] : ab[2 * i];
+            float bf = planar ? ab[n + i] : ab[2 * i + 1];
+            if (!std::isfinite(af) || !std::isfinite(bf)) af = bf = 0.0f;
+            float fl[3];
+            color::lab_to_linear_f(Lf, af, bf, fl);
+            constexpr float eps = 1e-4f;
+            if (fl[0] >= -eps && fl[0] <= 1 + eps && fl[1] >= -eps && fl[1] <= 1 + eps && fl[2] >= -eps &&
+                fl[2] <= 1 + eps) {
+                for (int c = 0; c < 3; ++c) rgb[3 * i + c] = color::encode8(t, fl[c]);
+                continue;
+            }
+            const double Li = Lf, a = af, bb = bf;
+            double lin[3];
+            {
+                double lo = 0.0, hi = 1.0;  // s = lo is always in gamut (s = 0 is neutral gray)
+                for (int it = 0; it < 12; ++it) {
+                    const double mid = 0.5 * (lo + hi);
+                    color::lab_to_linear(Li, a * mid, bb * mid, lin);
+                    (color::in_gamut(lin) ? lo : hi) = mid;
+                }
+                color::lab_to_linear(Li, a * lo, bb * lo, lin);
+            }
+            for (int c = 0; c < 3; ++c) rgb[3 * i + c] = color::encode8(t, static_cast<float>(lin[c]));
+        }
+    });
+}
+
+}  // namespace hyperchroma

@@ -118,12 +118,35 @@ inline void gray_to_lightness(const std::uint8_t* gray, std::size_t n, float* L)
     for (std::size_t i = 0; i < n; ++i) L[i] = t.lightness[gray[i]];
 }
 
+namespace color {
+inline double lightness_to_gray_exact(double L) {
+    const double Lc = std::min(100.0, std::max(0.0, L));
+    return std::min(1.0, std::max(0.0, linear_to_srgb(lab_finv((Lc + 16.0) / 116.0))));
+}
+// A smooth curve: a 4097-point table with linear interpolation is within 1e-6 of the exact value.
+struct GrayCurve {
+    static constexpr int kSteps = 4096;
+    std::array<float, kSteps + 2> v;
+    GrayCurve() {
+        for (int i = 0; i <= kSteps; ++i) v[i] = static_cast<float>(lightness_to_gray_exact(100.0 * i / kSteps));
+        v[kSteps + 1] = v[kSteps];
+    }
+};
+inline const GrayCurve& gray_curve() {
+    static const GrayCurve c;
+    return c;
+}
+}  // namespace color
+
 // L (n,) -> gray intensity in [0,1] (the sRGB value of the neutral color with that lightness).
 inline void lightness_to_gray(const float* L, std::size_t n, float* gray) {
+    const auto& c = color::gray_curve();
+    constexpr float scale = color::GrayCurve::kSteps / 100.0f;
     for (std::size_t i = 0; i < n; ++i) {
-        const double Lc = std::min(100.0, std::max(0.0, static_cast<double>(L[i])));
-        const double lin = color::lab_finv((Lc + 16.0) / 116.0);
-        gray[i] = static_cast<float>(std::min(1.0, std::max(0.0, color::linear_to_srgb(lin))));
+        const float x = std::min(100.0f, std::max(0.0f, L[i])) * scale;  // NaN -> 0
+        const int j = static_cast<int>(x);
+        const float f = x - static_cast<float>(j);
+        gray[i] = c.v[j] + (c.v[j + 1] - c.v[j]) * f;
     }
 }
 

@@ -87,6 +87,9 @@ def test_gray_lightness_luts():
     L = core.gray_to_lightness(g)
     np.testing.assert_allclose(L, core.rgb_to_lab(np.repeat(g[:, None], 3, 1))[0], atol=1e-3)
     np.testing.assert_allclose(core.lightness_to_gray(L) * 255, g, atol=1e-3)
+    Ls = np.linspace(-10, 110, 10001).astype(np.float32)
+    exact = linear_to_srgb(finv((np.clip(Ls.astype(np.float64), 0, 100) + 16) / 116))
+    np.testing.assert_allclose(core.lightness_to_gray(Ls), exact, atol=2e-6)
     np.testing.assert_array_equal(core.lab_to_rgb(L, np.zeros((256, 2), np.float32))[:, 0], g)
 
 

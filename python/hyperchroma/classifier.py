@@ -34,8 +34,8 @@ from typing import Any, Iterable, NamedTuple, Sequence, Union
 
 import numpy as np
 
-__all__ = ["Classifier", "TapInfo", "default_model_path", "available_providers", "cuda_usable", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+__all__ = ["Classifier", "TapInfo", "default_model_path", "available_providers", "cuda_usable", "cuda_status",
+           "IMAGENET_MEAN", "IMAGENET_STD"]
 
 META_PREFIX = "hyperchroma."
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -118,15 +118,16 @@ def _tiny_model_bytes() -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
-def cuda_usable() -> bool:
-    """Whether ONNX Runtime's CUDA execution provider actually works here: the installed onnxruntime offers it,
-    the CUDA driver loads and reports a device, and a tiny session on it keeps the CUDA provider. Probed once,
-    silently (nothing reaches stdout/stderr), and cached."""
+def cuda_status() -> tuple[bool, str]:
+    """``(usable, reason)`` for ONNX Runtime's CUDA execution provider: usable when the installed onnxruntime
+    offers it, the CUDA driver loads and reports a device, and a tiny session on it keeps the CUDA provider.
+    Probed once, silently (nothing reaches stdout/stderr), and cached."""
     ort = _ort()
     if _CUDA not in ort.get_available_providers():
-        return False
-    if _cuda_device_count() < 1:
-        return False
+        return False, "this onnxruntime build has no CUDA provider (install onnxruntime-gpu)"
+    n = _cuda_device_count()
+    if n < 1:
+        return False, "no CUDA driver or no CUDA device"
     with _quiet_ort():
         try:
             if hasattr(ort, "preload_dlls"):  # CUDA/cuDNN from the nvidia-* wheels, when installed
@@ -137,17 +138,23 @@ def cuda_usable() -> bool:
             so = ort.SessionOptions()
             so.log_severity_level = 4
             sess = ort.InferenceSession(_tiny_model_bytes(), so, providers=[_CUDA, _CPU])
-            return sess.get_providers()[0] == _CUDA
+            if sess.get_providers()[0] == _CUDA:
+                return True, f"{n} CUDA device(s)"
         except Exception:  # noqa: BLE001
-            return False
+            pass
+    return False, f"{n} CUDA device(s), but the CUDA provider's libraries (CUDA, cuDNN) do not load"
+
+
+def cuda_usable() -> bool:
+    """Whether ONNX Runtime's CUDA execution provider actually works here (see :func:`cuda_status`)."""
+    return cuda_status()[0]
 
 
 def available_providers() -> list[str]:
     """Execution providers usable here, best first: ``CUDAExecutionProvider`` only when :func:`cuda_usable`."""
     ort = _ort()
-    have = ort.get_available_providers()
     out = [_CUDA] if cuda_usable() else []
-    return out + [p for p in have if p not in (_CUDA, "TensorrtExecutionProvider") and p == _CPU]
+    return out + [p for p in ort.get_available_providers() if p not in (_CUDA, "TensorrtExecutionProvider")]
 
 
 _ALIASES = {"cpu": _CPU, "cuda": _CUDA, "gpu": _CUDA, "tensorrt": "TensorrtExecutionProvider"}
@@ -731,12 +738,14 @@ class Classifier:
             raise TypeError(f"gray: expected float gray values in [0, 1], got dtype {x.dtype}"
                             + (" (divide uint8 images by 255)" if x.dtype == np.uint8 else ""))
         if x.ndim not in (2, 3):
-            raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}"
-                             + (" (convert color images to gray first)" if x.ndim == 3 and x.shape[-1] in (3, 4) else ""))
+            raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}")
         single = x.ndim == 2
         n, h, w = (1, *x.shape) if single else x.shape
         if n < 1:
             raise ValueError("gray: empty batch")
+        if x.ndim == 3 and w in (3, 4) and w < self._min_size:
+            raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}: a color image? "
+                             "convert it to gray first")
         self._check_size(h, w)
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(n, 1, h, w)
 

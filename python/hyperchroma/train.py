@@ -689,6 +689,8 @@ def train_classifier(
     for name, v, lo in (("size", size, 8), ("epochs", epochs, 0), ("batch_size", batch_size, 1)):
         if not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+    if not isinstance(test_every, int) or test_every < 0 or test_every == 1:
+        raise ValueError(f"test_every: expected 0 (off) or an int >= 2, got {test_every!r}")
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction: expected 0 <= f < 1, got {test_fraction}")
     layers = parse_spec(spec)
@@ -729,8 +731,9 @@ def train_classifier(
         test_pairs = [(it, None) for it in expand(test_images)] if test_images is not None else []
         class_names = []
     if test_images is None and (test_every or test_fraction):
-        if test_every:
-            order = sorted(range(len(train_pairs)), key=lambda i: str(train_pairs[i][0]))
+        if test_every:  # files only (in-memory images always train), sorted by name
+            files = [i for i, (it, _) in enumerate(train_pairs) if isinstance(it, (str, os.PathLike))]
+            order = sorted(files, key=lambda i: (Path(train_pairs[i][0]).name, str(train_pairs[i][0])))
             held = {order[k] for k in range(len(order)) if k % test_every == 0}
         else:
             held = set(rng.permutation(len(train_pairs))[: int(round(test_fraction * len(train_pairs)))].tolist())
@@ -808,7 +811,7 @@ def train_classifier(
             return F.cross_entropy(pixel, p, weight=pixel_weights)
         return F.cross_entropy(logits, y)
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     history: list[dict[str, float]] = []
     best, since_best = math.inf, 0
@@ -831,7 +834,7 @@ def train_classifier(
             else:
                 loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             seen += len(idx)
             if labels == "pixel":
                 right_px = (out[2].argmax(1) == p).float().mean().item()

@@ -170,10 +170,164 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+
+# ---------------------------------------------------------------- colorizer commands
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+def _cmd_fit(args) -> int:
+    from .images import image_paths
+    from .model import fit
+
+    paths = image_paths(args.images)
+    model = fit(paths, classifier=args.classifier, size=args.size, levels=args.levels, policy=args.policy,
+                tolerance=args.tolerance, median_size=args.median, max_distance=args.max_distance,
+                progress=not args.quiet)
+    model.save(args.output)
+    _say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
+               f"{model.table.memory_bytes() / 2**20:.1f} MiB table")
+    return 0
+
+
+def _cmd_colorize(args) -> int:
+    import os
+    from PIL import Image
+    from tqdm import tqdm
+
+    from .images import ImageError, image_paths
+    from .model import load
+    from .report import save_png_atomic
+
+    model = load(args.model)
+    paths = image_paths(args.inputs)
+    stems = {}
+    for p in paths:
+        if p.stem in stems:
+            raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
+        stems[p.stem] = p
+    os.makedirs(args.output, exist_ok=True)
+    failed = 0
+    for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
+        try:
+            rgb = model.recolor(p, args.strength) if args.recolor else model.colorize(p)
+        except ImageError as e:
+            failed += 1
+            print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
+            continue
+        save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
+    _say(args, f"wrote {len(paths) - failed} of {len(paths)} images to {args.output}")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .images import image_paths
+    from .model import load
+    from .report import format_report
+
+    model = load(args.model)
+    paths = image_paths(args.images)
+    report = model.evaluate(paths, pass_share=args.pass_share, progress=not (args.quiet or args.json))
+    if args.sheet:
+        from .images import load_image
+        from .report import comparison_sheet
+        from . import core
+        import numpy as np
+
+        rows = []
+        for p in paths:
+            truth = load_image(p)
+            L, ab = core.rgb_to_lab(truth)
+            gray = core.lab_to_rgb(L, np.zeros_like(ab))
+            rows.append([gray, model.colorize(truth), truth])
+        comparison_sheet(rows, ["input (gray)", "hyperchroma", "truth"], args.sheet, names=[p.name for p in paths])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.output, progress=not args.quiet, echo=lambda s: _say(args, s))
+    return 0
+
+
+def _parser_fit(sub: Any) -> None:
+    p = sub.add_parser("fit", help="fit a colorization model on color images",
+                       description="Fit a colorization model: run the classifier on each color training image, "
+                                   "learn the quantization and store hypercolumn -> color pairs in the table.")
+    p.add_argument("images", nargs="+", help="color training images or folders of them")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. film.hyc)")
+    p.add_argument("--classifier", help="ONNX classifier to use instead of the shipped one")
+    p.add_argument("--size", type=int, default=224, help="long side the classifier works at (default 224)")
+    p.add_argument("--levels", type=int, default=3, help="quantization levels per channel (default 3)")
+    p.add_argument("--policy", choices=("mark", "mean", "vote"), default="mean",
+                   help="keys seen with different colors: mark them unusable (the paper), keep the mean "
+                        "(default) or the most frequent color")
+    p.add_argument("--tolerance", type=float, default=12.0, help="ab distance that counts as a conflict (mark) "
+                                                                  "or the color bin width (vote)")
+    p.add_argument("--median", type=int, default=5, help="median filter size on the colors (odd, 1 = off)")
+    p.add_argument("--max-distance", type=float, default=3.0,
+                   help="leave a pixel gray when the nearest stored key is farther than this (default 3.0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=_cmd_fit)
+
+
+def _parser_colorize(sub: Any) -> None:
+    p = sub.add_parser("colorize", help="colorize images with a fitted model",
+                       description="Colorize gray images (color ones from their luminance): one PNG per input, "
+                                   "same file stem, in the output folder.")
+    p.add_argument("inputs", nargs="+", help="images or folders of images")
+    p.add_argument("-m", "--model", required=True, help="model file from `hyperchroma fit`")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--recolor", action="store_true",
+                   help="color correction: recolor color images from the model, keeping their luminance")
+    p.add_argument("--strength", type=float, default=1.0, help="with --recolor: 0 keeps the image's colors, "
+                                                                "1 takes the model's (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=_cmd_colorize)
+
+
+def _parser_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="the paper's test stage: metrics against the gray baseline",
+                       description="Colorize the luminance of color test images and compare with their colors: "
+                                   "PSNR, AuC and colorfulness beside the all-gray baseline, the share of images "
+                                   "that beat gray, and a verdict.")
+    p.add_argument("images", nargs="+", help="color test images or folders of them")
+    p.add_argument("-m", "--model", required=True, help="model file from `hyperchroma fit`")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--sheet", help="also write a before/after comparison sheet (PNG) here")
+    p.add_argument("--pass-share", type=float, default=0.5,
+                   help="share of images that must beat gray for the verdict 'fit' (default 0.5)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _parser_demo(sub: Any) -> None:
+    p = sub.add_parser("demo", help="fit on frames shipped with hyperchroma, colorize held-back ones, report",
+                       description="Runs offline: fits on 8 keyframes shipped inside the package, colorizes 4 "
+                                   "held-back frames from their luminance, prints metrics against the gray "
+                                   "baseline and writes a before/after sheet.")
+    p.add_argument("-o", "--output", default="hyperchroma-demo", help="folder for the sheet and model "
+                                                                       "(default ./hyperchroma-demo)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=_cmd_demo)
+
+
 # ------------------------------------------------------------------------------------------------ main
 # Parser builders in --help order. A new command adds `_parser_X` (ending in set_defaults(func=_cmd_X)) and
 # `_cmd_X(args) -> int` above, and its builder here.
 _PARSERS: list[Callable[[Any], None]] = [
+    _parser_demo,
+    _parser_fit,
+    _parser_colorize,
+    _parser_evaluate,
     _parser_info,
     _parser_train_classifier,
 ]

@@ -1,0 +1,94 @@
+"""The `hyperchroma` command line: the four colorizer commands, exit codes, one-line errors, no partial files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hyperchroma.cli import main
+from hyperchroma.demo import demo_frames
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    train, _ = demo_frames()
+    out = tmp_path_factory.mktemp("m") / "film.hyc"
+    assert main(["fit", *map(str, train[:4]), "-o", str(out), "-q"]) == 0
+    return out
+
+
+def test_colorize_writes_one_png_per_input(model_path, tmp_path, capsys):
+    _, test = demo_frames()
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in test[:2]:
+        Image.open(p).convert("L").save(src / (p.stem + ".png"))
+    out = tmp_path / "out"
+    assert main(["colorize", str(src), "-m", str(model_path), "-o", str(out)]) == 0
+    written = sorted(q.name for q in out.iterdir())
+    assert written == sorted(p.stem + ".png" for p in test[:2])
+    img = Image.open(out / written[0])
+    assert img.mode == "RGB" and img.size == (384, 288)
+
+
+def test_colorize_bad_inputs_one_line_and_no_partial_files(model_path, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((20, 30), 120, np.uint8)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out"
+    assert main(["colorize", str(good), str(bad), "-m", str(model_path), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.png" in err[0] and "Traceback" not in err[0]
+    assert sorted(q.name for q in out.iterdir()) == ["good.png"]  # the good one written, nothing partial
+
+    assert main(["colorize", str(tmp_path / "missing.png"), "-m", str(model_path), "-o", str(out)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    assert main(["colorize", str(good), "-m", str(tmp_path / "nomodel.hyc"), "-o", str(out)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    junk_model = tmp_path / "junk.hyc"
+    junk_model.write_bytes(b"x" * 100)
+    assert main(["colorize", str(good), "-m", str(junk_model), "-o", str(out)]) == 1
+    assert "not a hyperchroma model" in capsys.readouterr().err
+    other = tmp_path / "sub"
+    other.mkdir()
+    Image.fromarray(np.full((5, 5), 9, np.uint8)).save(other / "good.jpg")
+    assert main(["colorize", str(good), str(other / "good.jpg"), "-m", str(model_path), "-o", str(out)]) == 1
+    assert "both write" in capsys.readouterr().err
+
+
+def test_evaluate_json_and_sheet(model_path, tmp_path, capsys):
+    _, test = demo_frames()
+    sheet = tmp_path / "sheet.png"
+    assert main(["evaluate", *map(str, test[:2]), "-m", str(model_path), "--json", "--sheet", str(sheet)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] + report["failed"] == 2 and "verdict" in report
+    assert Image.open(sheet).size[0] > 900
+    assert main(["evaluate", *map(str, test[:1]), "-m", str(model_path), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "verdict" in text and "PSNR" in text
+
+
+def test_fit_refuses_gray_training_images(tmp_path, capsys):
+    g = tmp_path / "g.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(g)
+    assert main(["fit", str(g), "-o", str(tmp_path / "m.hyc"), "-q"]) == 1
+    assert "color" in capsys.readouterr().err
+    assert not (tmp_path / "m.hyc").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["colorize"])
+    assert e.value.code == 2
+    assert main([]) == 2
+
+
+def test_demo_runs_offline(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hyperchroma", "demo", "-o", str(tmp_path / "d"), "-q"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d" / "comparison.png").exists() and (tmp_path / "d" / "model.hyc").exists()

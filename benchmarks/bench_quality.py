@@ -1,0 +1,55 @@
+"""Colorization quality on the development protocols, against the all-gray baseline.
+
+Run: python benchmarks/bench_quality.py [--policies mean,mark,vote] [--levels 2,3,4] [--protocols ...]
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import print_table  # noqa: E402
+from protocols import PROTOCOLS  # noqa: E402
+
+import hyperchroma as hc  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--protocols", default="film-vtest,film-tree,photos")
+    ap.add_argument("--policies", default="mean")
+    ap.add_argument("--levels", default="3")
+    ap.add_argument("--classifier", default=None)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--max-distance", type=float, default=None)
+    ap.add_argument("--median", type=int, default=None)
+    args = ap.parse_args()
+    clf = hc.Classifier(args.classifier) if args.classifier else hc.Classifier()
+    extra = {}
+    if args.max_distance is not None:
+        extra["max_distance"] = args.max_distance
+    if args.median is not None:
+        extra["median_size"] = args.median
+    rows = []
+    for proto in args.protocols.split(","):
+        train, test = PROTOCOLS[proto]()
+        for policy in args.policies.split(","):
+            for levels in map(int, args.levels.split(",")):
+                t = time.perf_counter()
+                model = hc.fit(train, classifier=clf, size=args.size, levels=levels, policy=policy, **extra)
+                t_fit = time.perf_counter() - t
+                r = model.evaluate(test)
+                m = r["mean"]
+                rows.append([proto, policy, levels, f"{m['psnr']:.2f} ({m['psnr_gray']:.2f})",
+                             f"{m['auc']:.4f} ({m['auc_gray']:.4f})",
+                             f"{m['colorfulness']:.1f} ({m['colorfulness_true']:.1f})",
+                             f"{r['passed']}/{len(r['images'])}", len(model.table), f"{t_fit:.1f}"])
+                print(rows[-1], flush=True)
+    print(f"\nclassifier {clf.identity[:12]}, size {args.size}, {extra or 'default settings'}")
+    print_table(["protocol", "policy", "levels", "PSNR dB (gray)", "AuC (gray)", "colorfulness (truth)",
+                 "pass", "keys", "fit s"], rows)
+
+
+if __name__ == "__main__":
+    main()

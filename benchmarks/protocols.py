@@ -1,0 +1,37 @@
+"""The development data protocols of ../shared/data/README.md (benchmarks only; tests never need that folder)."""
+
+import glob
+import os
+
+DATA = os.environ.get("HYPERCHROMA_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+# Stereo pairs and near duplicates in photos/: each group stays on one side of the split.
+PHOTO_GROUPS = [("aloeL", "aloeR"), ("left", "right"), ("rubberwhale1", "rubberwhale2"), ("graf1", "graf3"),
+                ("ela_modified", "ela_original"), ("opencv-logo", "opencv-logo-white")]
+
+
+def keyframes(name):
+    """Keyframe film protocol: 8 evenly spread keyframes train; every 3rd of the others test."""
+    fs = sorted(glob.glob(os.path.join(DATA, name, "*.jpg")))
+    if not fs:
+        raise SystemExit(f"no frames in {os.path.join(DATA, name)} (set HYPERCHROMA_DATA to shared/data)")
+    step = len(fs) // 8
+    key = fs[step // 2::step][:8]
+    test = [f for i, f in enumerate(fs) if f not in key and i % 3 == 0]
+    return key, test
+
+
+def photos():
+    """Cross-image protocol: every 4th photo (sorted by name) tests, the rest train; pairs kept together."""
+    fs = sorted(glob.glob(os.path.join(DATA, "photos", "*")))
+    stem = lambda f: os.path.splitext(os.path.basename(f))[0]  # noqa: E731
+    test = {f for i, f in enumerate(fs) if i % 4 == 0}
+    for group in PHOTO_GROUPS:
+        members = [f for f in fs if stem(f) in group]
+        if any(f in test for f in members):
+            test.update(members)
+    return [f for f in fs if f not in test], sorted(test)
+
+
+PROTOCOLS = {"film-vtest": lambda: keyframes("film-vtest"), "film-tree": lambda: keyframes("film-tree"),
+             "photos": photos}

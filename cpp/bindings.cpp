@@ -13,6 +13,7 @@
 #include "color.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
+#include "sorted_index.hpp"
 
 namespace py = pybind11;
 using namespace hyperchroma;
@@ -277,7 +278,172 @@ void bind_table(py::module_& m) {
 
 // ---------------------------------------------------------------- sorted index (sorted_index.hpp)
 void bind_index(py::module_& m) {
-
+    // A read-only numpy view of memory owned by `base` (the index object, kept alive by the view).
+    static const auto readonly_view = [](const auto* data, std::vector<py::ssize_t> shape, const py::handle& base) {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(data)>>;
+        py::array_t<T> a(std::move(shape), data, base);
+        a.attr("setflags")(py::arg("write") = false);
+        return py::array(std::move(a));
+    };
+    py::class_<SortedIndex>(m, "SortedIndex",
+                            "Entries (packed key -> Lab ab) sorted by a weighted-sum projection of their levels;\n"
+                            "nearest stored key by binary search on the projection and an outward scan.\n\n"
+                            "Distance between keys = Euclidean distance of their per-channel quantization levels.\n"
+                            "Immutable after construction; searches release the GIL and may run concurrently.")
+        .def(py::init([](const py::handle& keys_obj, const py::handle& ab_obj, const py::handle& weights_obj,
+                         int channels, int levels) {
+                 const KeyLayout layout(channels, levels);
+                 auto keys = as_keys(keys_obj, layout, "keys");
+                 auto ab = carray<float>::ensure(ab_obj);
+                 if (!ab) throw py::type_error("ab must be a numpy array convertible to float32");
+                 if (ab.ndim() != 2 || ab.shape(1) != 2 || ab.shape(0) != keys.shape(0))
+                     throw std::invalid_argument("ab: expected (" + std::to_string(keys.shape(0)) +
+                                                 ", 2) float32 (one Lab ab pair per key row), got shape " +
+                                                 shape_str(ab));
+                 auto weights = carray<float>::ensure(weights_obj);
+                 if (!weights) throw py::type_error("weights must be a numpy array convertible to float32");
+                 if (weights.ndim() != 1 || weights.shape(0) != channels)
+                     throw std::invalid_argument("weights: expected (" + std::to_string(channels) +
+                                                 ",) float32 (one per channel), got shape " + shape_str(weights));
+                 const std::uint64_t* kp = keys.data();
+                 const float* ap = ab.data();
+                 const float* wp = weights.data();
+                 const auto n = static_cast<std::size_t>(keys.shape(0));
+                 py::gil_scoped_release release;
+                 return std::make_unique<SortedIndex>(kp, ap, n, wp, layout);
+             }),
+             py::arg("keys"), py::arg("ab"), py::arg("weights"), py::arg("channels"), py::arg("levels"),
+             "keys: (N, words) uint64 packed keys (see pack_keys); ab: (N, 2) float32 colors; weights: (channels,)\n"
+             "float32 projection weights, normalized to unit L2 norm internally (all-zero or non-finite -> "
+             "ValueError).\nEntries are sorted by projection sum_c w_c * level_c (stable); N = 0 is allowed.")
+        .def(
+            "search",
+            [](const SortedIndex& self, const py::handle& queries_obj, double max_distance, long max_scan,
+               bool exact, int threads) {
+                if (!(max_distance >= 0))
+                    throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
+                                                std::to_string(max_distance));
+                if (max_scan < 1)
+                    throw std::invalid_argument("max_scan must be >= 1, got " + std::to_string(max_scan));
+                if (threads < 0)
+                    throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
+                                                std::to_string(threads));
+                auto queries = as_keys(queries_obj, self.layout(), "queries");
+                const auto m = queries.shape(0);
+                py::array_t<std::int64_t> index(m);
+                py::array_t<float> distance(m);
+                SearchOptions opt;
+                opt.max_distance = max_distance;
+                opt.max_scan = static_cast<std::size_t>(max_scan);
+                opt.exact = exact;
+                opt.threads = threads;
+                const std::uint64_t* qp = queries.data();
+                std::int64_t* ip = index.mutable_data();
+                float* dp = distance.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    self.search(qp, static_cast<std::size_t>(m), opt, ip, dp);
+                }
+                return py::make_tuple(index, distance);
+            },
+            py::arg("queries"), py::arg("max_distance") = std::numeric_limits<double>::infinity(),
+            py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("threads") = 1,
+            "Nearest stored key for each (M, words) uint64 query: binary search of its projection, then an\n"
+            "outward scan that advances the side whose projection is closer (exact=True: in runs of 8 entries).\n"
+            "Stops at distance 0, and when both sides' projection gaps exceed min(best distance, max_distance)\n"
+            "(no closer entry can remain). exact=False also stops after max_scan candidates; exact=True equals\n"
+            "brute force. Returns index int64 (M,) into the sorted order (-1 if the index is empty or the best\n"
+            "distance found exceeds max_distance: leave that pixel gray) and distance float32 (M,): the best\n"
+            "distance found (inf if none; with a finite max_distance the scan is also pruned at max_distance, so\n"
+            "for -1 rows it is only an upper bound of the true nearest distance). threads splits the queries\n"
+            "(0 = all cores).")
+        .def(
+            "colors",
+            [](const SortedIndex& self, const py::handle& index_obj) {
+                py::array arr = py::array::ensure(index_obj);
+                if (!arr || (arr.dtype().kind() != 'i' && arr.dtype().kind() != 'u'))
+                    throw py::type_error("index must be an integer numpy array (as returned by search)");
+                if (arr.ndim() != 1)
+                    throw std::invalid_argument("index: expected (M,) int64, got shape " + shape_str(arr));
+                auto idx = carray<std::int64_t>::ensure(arr);
+                if (!idx) throw py::type_error("index must be convertible to int64");
+                const auto m = idx.shape(0);
+                const auto n = static_cast<std::int64_t>(self.size());
+                const std::int64_t* ip = idx.data();
+                for (py::ssize_t i = 0; i < m; ++i)
+                    if (ip[i] < -1 || ip[i] >= n)
+                        throw std::invalid_argument("index: entry " + std::to_string(ip[i]) + " at position " +
+                                                    std::to_string(i) + " is out of range for an index of " +
+                                                    std::to_string(n) + " entries (-1 means none)");
+                py::array_t<float> out({m, static_cast<py::ssize_t>(2)});
+                float* op = out.mutable_data();
+                const float* ab = self.ab();
+                {
+                    py::gil_scoped_release release;
+                    for (py::ssize_t i = 0; i < m; ++i) {
+                        const std::int64_t j = ip[i];
+                        op[2 * i] = j < 0 ? 0.0f : ab[2 * j];
+                        op[2 * i + 1] = j < 0 ? 0.0f : ab[2 * j + 1];
+                    }
+                }
+                return out;
+            },
+            py::arg("index"),
+            "(M,) indices from search -> (M, 2) float32: the sorted entries' ab colors; -1 -> (0, 0) (gray).")
+        .def_property_readonly(
+            "ab",
+            [](py::object self) {
+                const auto& s = self.cast<const SortedIndex&>();
+                return readonly_view(s.ab(), {static_cast<py::ssize_t>(s.size()), 2}, self);
+            },
+            "(N, 2) float32 ab colors in sorted order (read-only view).")
+        .def_property_readonly(
+            "keys",
+            [](py::object self) {
+                const auto& s = self.cast<const SortedIndex&>();
+                return readonly_view(s.keys(),
+                                     {static_cast<py::ssize_t>(s.size()), static_cast<py::ssize_t>(s.layout().words)},
+                                     self);
+            },
+            "(N, words) uint64 keys in sorted order (read-only view).")
+        .def_property_readonly(
+            "projections",
+            [](py::object self) {
+                const auto& s = self.cast<const SortedIndex&>();
+                return readonly_view(s.projections(), {static_cast<py::ssize_t>(s.size())}, self);
+            },
+            "(N,) float64 ascending projections sum_c w_c * level_c with unit-norm weights (read-only view).")
+        .def_property_readonly(
+            "order",
+            [](py::object self) {
+                const auto& s = self.cast<const SortedIndex&>();
+                return readonly_view(s.order(), {static_cast<py::ssize_t>(s.size())}, self);
+            },
+            "(N,) int64: original row (in the constructor's keys) of each sorted entry (read-only view).")
+        .def_property_readonly(
+            "weights",
+            [](py::object self) {
+                const auto& s = self.cast<const SortedIndex&>();
+                return readonly_view(s.weights(), {static_cast<py::ssize_t>(s.layout().channels)}, self);
+            },
+            "(channels,) float64 projection weights after normalization to unit L2 norm (read-only view).")
+        .def_property_readonly(
+            "channels", [](const SortedIndex& s) { return s.layout().channels; }, "Channels per key.")
+        .def_property_readonly(
+            "levels", [](const SortedIndex& s) { return s.layout().levels; }, "Quantization levels per channel.")
+        .def_property_readonly(
+            "words", [](const SortedIndex& s) { return s.layout().words; }, "64-bit words per packed key.")
+        .def("__len__", &SortedIndex::size, "Number of stored entries.")
+        .def("memory_bytes", &SortedIndex::memory_bytes,
+             "Bytes held by this index (keys, colors, projections, order, weights; the shared 64-128 KiB\n"
+             "distance tables are not counted).")
+        .def("__repr__", [](const SortedIndex& s) {
+            std::ostringstream o;
+            o << "SortedIndex(n=" << s.size() << ", channels=" << s.layout().channels
+              << ", levels=" << s.layout().levels << ", words=" << s.layout().words
+              << ", memory_bytes=" << s.memory_bytes() << ")";
+            return o.str();
+        });
 }
 
 // ---------------------------------------------------------------- median filter (median_filter.hpp)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "color.hpp"
+#include "hash_table.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
 #include "sorted_index.hpp"
@@ -273,7 +274,241 @@ void bind_color(py::module_& m) {
 
 // ---------------------------------------------------------------- hash table (hash_table.hpp)
 void bind_table(py::module_& m) {
+    m.attr("STATUS_MISS") = py::int_(STATUS_MISS);
+    m.attr("STATUS_HIT") = py::int_(STATUS_HIT);
+    m.attr("STATUS_CONFLICT") = py::int_(STATUS_CONFLICT);
 
+    // (n, 2) ab colors: any real dtype converts to float32; NaN / inf are rejected by the table.
+    auto as_ab = [](const py::handle& obj, py::ssize_t n) {
+        py::array arr = py::array::ensure(obj);
+        if (!arr) throw py::type_error("ab must be a numpy array of (N, 2) float32 Lab ab colors");
+        const char kind = arr.dtype().kind();
+        if (kind != 'f' && kind != 'i' && kind != 'u')
+            throw py::type_error("ab must have a real dtype (float32), got " + std::string(py::str(arr.dtype())));
+        if (arr.ndim() != 2 || arr.shape(1) != 2 || arr.shape(0) != n)
+            throw std::invalid_argument("ab: expected (" + std::to_string(n) +
+                                        ", 2) float32, one (a, b) pair per key, got shape " + shape_str(arr));
+        return carray<float>::ensure(arr);
+    };
+    auto as_counts = [](const py::handle& obj, py::ssize_t n) {
+        py::array arr = py::array::ensure(obj);
+        if (!arr || (arr.dtype().kind() != 'u' && arr.dtype().kind() != 'i'))
+            throw py::type_error("counts must be an integer numpy array (uint32)");
+        if (arr.ndim() != 1 || arr.shape(0) != n)
+            throw std::invalid_argument("counts: expected (" + std::to_string(n) + ",) uint32, got shape " +
+                                        shape_str(arr));
+        std::vector<std::uint32_t> out(static_cast<std::size_t>(n));
+        auto sat = [](auto v, py::ssize_t i) {
+            if (v < 1) throw std::invalid_argument("counts must be >= 1, got " + std::to_string(v) + " at row " +
+                                                   std::to_string(i));
+            return static_cast<std::uint32_t>(std::min<std::uint64_t>(static_cast<std::uint64_t>(v), 0xFFFFFFFFu));
+        };
+        if (arr.dtype().kind() == 'u') {
+            auto a = carray<std::uint64_t>::ensure(arr);
+            for (py::ssize_t i = 0; i < n; ++i) out[i] = sat(a.data()[i], i);
+        } else {
+            auto a = carray<std::int64_t>::ensure(arr);
+            for (py::ssize_t i = 0; i < n; ++i) out[i] = sat(a.data()[i], i);
+        }
+        return out;
+    };
+    auto as_flags = [](const py::handle& obj, py::ssize_t n) {
+        py::array arr = py::array::ensure(obj);
+        if (!arr || (arr.dtype().kind() != 'b' && arr.dtype().kind() != 'u' && arr.dtype().kind() != 'i'))
+            throw py::type_error("conflicting must be a bool numpy array");
+        if (arr.ndim() != 1 || arr.shape(0) != n)
+            throw std::invalid_argument("conflicting: expected (" + std::to_string(n) + ",) bool, got shape " +
+                                        shape_str(arr));
+        return carray<bool>::ensure(arr);
+    };
+
+    py::class_<HashTable> cls(m, "Table", R"doc(
+Hash table from packed hypercolumn keys to Lab ab colors, with a conflict policy.
+
+Table(channels, levels, policy="mean", tolerance=12.0, capacity=0, vote_bin=10.0)
+
+Keys are (N, words) uint64 arrays packed by ``pack_keys`` / ``hypercolumn_keys`` for `channels` channels
+at `levels` levels (``words == key_words(channels, levels)``); the full key is stored, so a hash collision
+is never mistaken for a color conflict. Open addressing with linear probing over a slot array of 32-bit
+entry indices (load <= 0.8, grows by 1.5x); entries are stored densely in insertion order, about 24 + 5..7.5
+bytes per entry for 2-word keys.
+
+Colors are stored in fixed point with ``AB_SCALE`` = 8192 units per ab unit, range [-128, 128): inputs
+outside are clamped, NaN / inf raise ValueError. Counts saturate at ``COUNT_MAX`` (2**21 - 1).
+
+Policies, applied per inserted (key, ab) pair in order (q = stored color, c = new count):
+
+- ``"mean"``: running mean, ``q += round((ab - q) / c)`` in fixed point.
+- ``"mark"`` (the paper): like mean, but when a color farther than `tolerance` (Euclidean, ab units)
+  from the stored mean arrives, the entry is marked conflicting for good; ``lookup`` reports it with
+  ``STATUS_CONFLICT`` and ab = 0. The mean keeps being updated.
+- ``"vote"``: colors vote in bins ``floor(ab / vote_bin)`` per axis; the stored color is the mean of the
+  colors in the entry's most frequent bin (a tie keeps the bin that reached the top count first). Exact
+  per-(entry, bin) counts and sums are kept in an auxiliary map (counted by ``memory_bytes()``) until
+  ``finalize()`` drops them; an entry without bin data (after ``finalize()`` or ``from_entries()``) is
+  reseeded on its next insert as `count` votes for the bin of its stored color.
+
+`tolerance` is used by ``"mark"`` only, `vote_bin` by ``"vote"`` only. `capacity` pre-sizes the table
+for that many entries.
+
+Thread safety: any number of threads may call ``lookup`` (and the other readers) concurrently, also
+while another thread calls ``insert``: readers share a lock, writers hold it exclusively. All compute
+runs with the GIL released.
+)doc");
+    cls.attr("AB_SCALE") = py::int_(static_cast<int>(HashTable::kAbScale));
+    cls.attr("COUNT_MAX") = py::int_(HashTable::kCountMax);
+
+    cls.def(py::init([](int channels, int levels, const std::string& policy, double tolerance, long long capacity,
+                        double vote_bin) {
+                if (capacity < 0)
+                    throw std::invalid_argument("capacity must be >= 0, got " + std::to_string(capacity));
+                const Policy p = parse_policy(policy);
+                return std::make_unique<HashTable>(channels, levels, p, tolerance,
+                                                   static_cast<std::size_t>(capacity), vote_bin);
+            }),
+            py::arg("channels"), py::arg("levels"), py::arg("policy") = "mean", py::arg("tolerance") = 12.0,
+            py::arg("capacity") = 0, py::arg("vote_bin") = 10.0,
+            "Empty table for keys of `channels` channels at `levels` levels.\n"
+            "policy: 'mark', 'mean' or 'vote'; tolerance: ab distance that marks a conflict (>= 0, 'mark');\n"
+            "capacity: entries to pre-size for (>= 0); vote_bin: ab width of a vote bin in [0.01, 256] ('vote').");
+
+    cls.def(
+        "insert",
+        [as_ab](HashTable& t, const py::handle& keys_obj, const py::handle& ab_obj) {
+            auto keys = as_keys(keys_obj, t.layout(), "keys");
+            auto ab = as_ab(ab_obj, keys.shape(0));
+            const std::uint64_t* kp = keys.data();
+            const float* ap = ab.data();
+            const auto n = static_cast<std::size_t>(keys.shape(0));
+            py::gil_scoped_release release;
+            t.insert(kp, ap, n);
+        },
+        py::arg("keys"), py::arg("ab"),
+        "Insert a batch: keys (N, words) uint64 and their colors ab (N, 2) float32, applied in order under\n"
+        "the table's policy. Raises TypeError for non-uint64 keys and ValueError for wrong shapes or\n"
+        "non-finite ab (then nothing is inserted). N = 0 is allowed.");
+
+    cls.def(
+        "lookup",
+        [](const HashTable& t, const py::handle& keys_obj, int threads) {
+            if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
+                                                         std::to_string(threads));
+            auto keys = as_keys(keys_obj, t.layout(), "keys");
+            const auto n = keys.shape(0);
+            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+            py::array_t<std::uint8_t> status(n);
+            const std::uint64_t* kp = keys.data();
+            float* ap = ab.mutable_data();
+            std::uint8_t* sp = status.mutable_data();
+            {
+                py::gil_scoped_release release;
+                t.lookup(kp, static_cast<std::size_t>(n), ap, sp, threads);
+            }
+            return py::make_tuple(ab, status);
+        },
+        py::arg("keys"), py::arg("threads") = 1,
+        "Look up keys (N, words) uint64 -> (ab float32 (N, 2), status uint8 (N,)).\n"
+        "status: STATUS_HIT (1) exact hit, STATUS_MISS (0) absent, STATUS_CONFLICT (2) present but marked\n"
+        "conflicting; ab is 0 for misses and conflicts. threads: worker threads (0 = all cores).");
+
+    cls.def(
+        "counts",
+        [](const HashTable& t) {
+            py::array_t<std::uint32_t> out(static_cast<py::ssize_t>(t.size()));
+            std::uint32_t* op = out.mutable_data();
+            const auto n = static_cast<std::size_t>(out.shape(0));
+            py::gil_scoped_release release;
+            t.export_entries(n, nullptr, nullptr, op, nullptr);
+            return out;
+        },
+        "Insertion counts per entry, uint32 (n,), in insertion order (saturating at COUNT_MAX).");
+
+    cls.def(
+        "entries",
+        [](const HashTable& t) {
+            const auto n = static_cast<py::ssize_t>(t.size());
+            py::array_t<std::uint64_t> keys({n, static_cast<py::ssize_t>(t.words())});
+            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+            py::array_t<std::uint32_t> counts(n);
+            py::array_t<bool> conflicting(n);
+            std::uint64_t* kp = keys.mutable_data();
+            float* ap = ab.mutable_data();
+            std::uint32_t* cp = counts.mutable_data();
+            bool* fp = conflicting.mutable_data();
+            {
+                py::gil_scoped_release release;
+                t.export_entries(static_cast<std::size_t>(n), kp, ap, cp, fp);
+            }
+            py::dict d;
+            d["keys"] = keys;
+            d["ab"] = ab;
+            d["counts"] = counts;
+            d["conflicting"] = conflicting;
+            return d;
+        },
+        "All entries in insertion order: dict(keys=uint64 (n, words), ab=float32 (n, 2), counts=uint32 (n,),\n"
+        "conflicting=bool (n,)). ab is the stored color, also for conflicting entries. Feed it back to\n"
+        "Table.from_entries to rebuild the table (vote bin data is not included).");
+
+    cls.def_static(
+        "from_entries",
+        [as_ab, as_counts, as_flags](int channels, int levels, const std::string& policy, double tolerance,
+                                     const py::handle& keys_obj, const py::handle& ab_obj,
+                                     const py::handle& counts_obj, const py::handle& conflicting_obj,
+                                     double vote_bin) {
+            const Policy p = parse_policy(policy);
+            const KeyLayout layout(channels, levels);
+            auto keys = as_keys(keys_obj, layout, "keys");
+            const auto n = keys.shape(0);
+            auto ab = as_ab(ab_obj, n);
+            std::vector<std::uint32_t> counts = as_counts(counts_obj, n);
+            auto flags = as_flags(conflicting_obj, n);
+            const std::uint64_t* kp = keys.data();
+            const float* ap = ab.data();
+            const bool* fp = flags.data();
+            py::gil_scoped_release release;
+            return HashTable::from_entries(channels, levels, p, tolerance, vote_bin, kp, ap, counts.data(), fp,
+                                           static_cast<std::size_t>(n));
+        },
+        py::arg("channels"), py::arg("levels"), py::arg("policy"), py::arg("tolerance"), py::arg("keys"),
+        py::arg("ab"), py::arg("counts"), py::arg("conflicting"), py::arg("vote_bin") = 10.0,
+        "Rebuild a table from saved entries (as returned by entries()), keeping their order.\n"
+        "Raises ValueError on duplicate keys, counts < 1, non-finite ab or mismatched shapes; counts above\n"
+        "COUNT_MAX saturate. A 'vote' table built this way has no bin data: see the class docs.");
+
+    cls.def("shrink_to_fit", [](HashTable& t) {
+        py::gil_scoped_release release;
+        t.shrink_to_fit();
+    }, "Trim allocations to the current size (slot array to load 0.8). Keeps the vote bin data.");
+    cls.def("finalize", [](HashTable& t) {
+        py::gil_scoped_release release;
+        t.finalize();
+        t.shrink_to_fit();
+    }, "Done fitting: drop the 'vote' policy's per-bin data and shrink_to_fit(). Inserts still work; a\n"
+       "'vote' entry touched afterwards is reseeded as `count` votes for the bin of its stored color.");
+    cls.def("memory_bytes", &HashTable::memory_bytes,
+            "Bytes allocated by the table (rows, slots, vote bin data; vector capacities).");
+    cls.def("vote_records", &HashTable::vote_records,
+            "Number of (entry, color bin) records the 'vote' policy currently keeps (0 after finalize()).");
+    cls.def("__len__", &HashTable::size, "Number of entries (distinct keys).");
+    cls.def_property_readonly("channels", [](const HashTable& t) { return t.layout().channels; },
+                              "Channels per key.");
+    cls.def_property_readonly("levels", [](const HashTable& t) { return t.layout().levels; },
+                              "Quantization levels per channel.");
+    cls.def_property_readonly("words", &HashTable::words, "uint64 words per packed key.");
+    cls.def_property_readonly("policy", [](const HashTable& t) { return std::string(policy_name(t.policy())); },
+                              "Conflict policy: 'mark', 'mean' or 'vote'.");
+    cls.def_property_readonly("tolerance", &HashTable::tolerance, "ab distance that marks a conflict ('mark').");
+    cls.def_property_readonly("vote_bin", &HashTable::vote_bin, "ab width of a vote bin ('vote').");
+    cls.def("__repr__", [](const HashTable& t) {
+        std::ostringstream s;
+        auto num = [](double v) { return std::string(py::repr(py::float_(v))); };
+        s << "Table(channels=" << t.layout().channels << ", levels=" << t.layout().levels
+          << ", policy='" << policy_name(t.policy()) << "', tolerance=" << num(t.tolerance());
+        if (t.policy() == Policy::vote) s << ", vote_bin=" << num(t.vote_bin());
+        s << ", entries=" << t.size() << ", memory_bytes=" << t.memory_bytes() << ")";
+        return s.str();
+    }, "Table(channels=..., levels=..., policy=..., tolerance=..., entries=..., memory_bytes=...).");
 }
 
 // ---------------------------------------------------------------- sorted index (sorted_index.hpp)

@@ -1,0 +1,135 @@
+"""core.Table vs a Python dict on the same data, same process.
+
+Run: PYTHONPATH=python python benchmarks/bench_table.py [--n 1000000] [--repeats 5]
+
+A 1M-entry table of random 56-channel / 3-level keys (2 uint64 words), policy "mean". Reports the
+median over repeats of: inserting N new keys into an empty table (capacity 0, so growth is included),
+re-inserting the same N keys (updates), looking up N present and N absent keys (threads=1 and 2), and
+bytes per entry; plus Table-only insert rates for the "mark" and "vote" policies (vote's bytes/entry
+include its per-bin data, which finalize() drops).
+
+The dict peer gets its keys as prebuilt `bytes` objects (its best case; converting the numpy rows is
+timed separately) and does the same running-mean update in a Python loop.
+
+Rates are wall-clock. Single-threaded calls run on the calling thread, so the "CPU" column also gives the
+rate from that thread's CPU time, which is steadier on a shared, busy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from hyperchroma import core
+
+
+def timed(fn, repeats, setup=None):
+    """Median wall-clock and calling-thread CPU seconds of fn(setup())."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        arg = setup() if setup else None
+        w0, c0 = time.perf_counter(), time.thread_time()
+        fn(arg)
+        cpu.append(time.thread_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def dict_insert(d, kb, abl):
+    for k, (a, b) in zip(kb, abl):
+        e = d.get(k)
+        if e is None:
+            d[k] = [a, b, 1]
+        else:
+            c = e[2] + 1
+            e[0] += (a - e[0]) / c
+            e[1] += (b - e[1]) / c
+            e[2] = c
+
+
+def dict_lookup(d, kb):
+    get = d.get
+    return [get(k) for k in kb]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dict-repeats", type=int, default=3)
+    args = ap.parse_args()
+    n, rep, drep = args.n, args.repeats, args.dict_repeats
+
+    rng = np.random.default_rng(0)
+    words = core.key_words(56, 3)
+    keys = rng.integers(0, 2**64 - 1, size=(n, words), dtype=np.uint64, endpoint=True)
+    absent = rng.integers(0, 2**64 - 1, size=(n, words), dtype=np.uint64, endpoint=True)
+    ab = rng.uniform(-100, 100, size=(n, 2)).astype(np.float32)
+
+    # ---- core.Table, policy "mean"
+    rows = []  # (name, (wall, cpu) or None for a multi-threaded row's cpu, dict seconds or None)
+    rows.append(["insert new keys (from empty)", timed(lambda t: t.insert(keys, ab), rep,
+                                                        setup=lambda: core.Table(56, 3, "mean"))])
+    table = core.Table(56, 3, "mean")
+    table.insert(keys, ab)
+    assert len(table) == n
+    mem_grown = table.memory_bytes() / n
+    rows.append(["insert existing keys (update)", timed(lambda _: table.insert(keys, ab), rep)])
+    table.shrink_to_fit()
+    mem_shrunk = table.memory_bytes() / n
+    assert (table.lookup(keys)[1] == core.STATUS_HIT).all()
+    assert (table.lookup(absent)[1] == core.STATUS_MISS).all()
+    for name, probe in (("all-hit", keys), ("all-miss", absent)):
+        for th in (1, 2):
+            w, c = timed(lambda _: table.lookup(probe, threads=th), rep)
+            rows.append([f"lookup {name}, threads={th}", (w, c if th == 1 else None)])
+    other = []
+    for policy in ("mark", "vote"):
+        other.append([f"insert new keys, {policy}", timed(lambda t: t.insert(keys, ab), rep,
+                                                          setup=lambda: core.Table(56, 3, policy))])
+        tp = core.Table(56, 3, policy)
+        tp.insert(keys, ab)
+        other.append([f"insert existing keys, {policy}", timed(lambda _: tp.insert(keys, -ab), rep),
+                      tp.memory_bytes() / n])
+        del tp
+
+    # ---- dict peer
+    t0 = time.perf_counter()
+    kb = [r.tobytes() for r in keys]
+    t_conv = time.perf_counter() - t0
+    kb_absent = [r.tobytes() for r in absent]
+    abl = ab.tolist()
+    d_new = timed(lambda d: dict_insert(d, kb, abl), drep, setup=dict)[0]
+    d = {}
+    dict_insert(d, kb, abl)
+    d_upd = timed(lambda _: dict_insert(d, kb, abl), drep)[0]
+    d_hit = timed(lambda _: dict_lookup(d, kb), drep)[0]
+    d_miss = timed(lambda _: dict_lookup(d, kb_absent), drep)[0]
+    peer = {0: d_new, 1: d_upd, 2: d_hit, 4: d_miss}
+
+    mps = lambda s: n / s / 1e6  # noqa: E731
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"core.Table vs dict: {n:,} random keys, 56 ch x 3 levels ({words} words), policy 'mean'; "
+          f"median of {rep} (Table) / {drep} (dict) runs")
+    print(f"{os.cpu_count()} CPUs visible, 1-min load average {load:.2f} at the end")
+    print(f"{'operation':32s} {'Table M/s':>10s} {'(CPU)':>7s} {'dict M/s':>9s} {'ratio':>6s}")
+    for i, (name, (w, c)) in enumerate(rows):
+        cpu = f"{mps(c):7.1f}" if c else f"{'':7s}"
+        if i in peer:
+            print(f"{name:32s} {mps(w):10.1f} {cpu} {mps(peer[i]):9.2f} {peer[i] / w:5.0f}x")
+        else:
+            print(f"{name:32s} {mps(w):10.1f} {cpu}")
+    for row in other:
+        name, (w, c) = row[0], row[1]
+        extra = f"  {row[2]:.1f} bytes/entry while fitting" if len(row) > 2 else ""
+        print(f"{name:32s} {mps(w):10.1f} {mps(c):7.1f}{extra}")
+    print(f"{'dict: numpy rows -> bytes keys':32s} {'':10s} {'':7s} {mps(t_conv):9.2f}  (not included above)")
+    print(f"Table ('mean') bytes/entry: {mem_grown:.1f} after growth, {mem_shrunk:.1f} after shrink_to_fit()")
+
+
+if __name__ == "__main__":
+    main()

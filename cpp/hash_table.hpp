@@ -1,0 +1,644 @@
+// Hash table from packed quantized keys (keys.hpp) to Lab ab colors, with a conflict policy.
+//
+// Layout (the memory bound is <= 32 bytes per entry for 2-word keys):
+// - Entries live densely in insertion order, one row of (words + 1) uint64 per entry: the full key, then
+//   one "meta" word = a (21-bit signed) | b (21-bit signed) << 21 | count (21 bits) << 42 | conflict << 63.
+//   a and b are fixed point in 1/8192 ab units (range [-128, 128)), so every stored color is exactly a
+//   float32. Rows are kept in chunks of 2^14 entries: growth never copies the whole table and leaves at most
+//   one partly filled chunk of slack.
+// - The slot array holds uint32 words, EMPTY = 0xFFFFFFFF. The low idx_bits (enough for the slot capacity)
+//   are the entry index, the remaining high bits a tag taken from the key's hash, so most non-matching
+//   probes (and nearly all probes of a miss) are rejected without touching the entry row. The capacity is
+//   not a power of two: bucket = high 32 hash bits * capacity >> 32. Linear probing, load <= 0.8, grows by
+//   1.5x. Slots cost 5 to 7.5 bytes per entry.
+// - The vote policy keeps exact per-(entry, color bin) counts and color sums in an auxiliary open-addressing
+//   map while fitting (32 bytes per record, bucket from the entry key's hash and the bin, so it can be
+//   prefetched before the entry is found); finalize() drops it.
+//
+// Policies (xq = the incoming color in fixed point, q = the stored one, c = the new count):
+// - mean: q += round((xq - q) / c), a running mean; count saturates at kCountMax (then it is an exponential
+//   moving average with weight 1 / kCountMax).
+// - mark: like mean, but when |xq - q| > tolerance (Euclidean, ab units, before the update) the entry is
+//   marked conflicting for good; lookup reports it as STATUS_CONFLICT. The mean keeps being updated.
+// - vote: bin = floor(ab / vote_bin) per axis. The stored color is the mean of the colors in the entry's
+//   most frequent bin; a tie keeps the bin that reached the top count first. An entry without bin data
+//   (after finalize() or from_entries()) is reseeded on its next insert as `count` votes for the bin of its
+//   stored color.
+// round(v) is round half up, in exact integer arithmetic.
+//
+// Thread safety: lookups (and all const readers) take a shared lock, inserts and other mutators an
+// exclusive one, so concurrent lookups are safe, also while another thread inserts.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "keys.hpp"
+#include "parallel.hpp"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HYPERCHROMA_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define HYPERCHROMA_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0)
+#else
+#define HYPERCHROMA_PREFETCH(p) ((void)0)
+#endif
+
+namespace hyperchroma {
+
+enum class Policy { mark, mean, vote };
+
+inline Policy parse_policy(const std::string& name) {
+    if (name == "mark") return Policy::mark;
+    if (name == "mean") return Policy::mean;
+    if (name == "vote") return Policy::vote;
+    throw std::invalid_argument("policy must be one of 'mark', 'mean', 'vote', got '" + name + "'");
+}
+
+inline const char* policy_name(Policy p) {
+    switch (p) {
+        case Policy::mark: return "mark";
+        case Policy::mean: return "mean";
+        case Policy::vote: return "vote";
+    }
+    return "?";
+}
+
+constexpr std::uint8_t STATUS_MISS = 0, STATUS_HIT = 1, STATUS_CONFLICT = 2;
+
+class HashTable {
+public:
+    static constexpr double kAbScale = 8192.0;                       // fixed-point units per ab unit
+    static constexpr std::int64_t kAbMin = -(std::int64_t{1} << 20);  // -128 ab
+    static constexpr std::int64_t kAbMax = (std::int64_t{1} << 20) - 1;
+    static constexpr std::uint32_t kCountMax = (1u << 21) - 1;        // counts saturate here
+    static constexpr std::size_t kMaxEntries = std::size_t{1} << 31;
+    static constexpr double kVoteBinMin = 0.01, kVoteBinMax = 256.0;
+
+    HashTable(int channels, int levels, Policy policy = Policy::mean, double tolerance = 12.0,
+              std::size_t capacity = 0, double vote_bin = 10.0)
+        : layout_(channels, levels), words_(layout_.words), stride_(static_cast<std::size_t>(layout_.words) + 1),
+          policy_(policy), tolerance_(tolerance), vote_bin_(vote_bin) {
+        if (!(std::isfinite(tolerance) && tolerance >= 0.0))
+            throw std::invalid_argument("tolerance must be a finite number >= 0 (ab units), got " +
+                                        std::to_string(tolerance));
+        if (!(std::isfinite(vote_bin) && vote_bin >= kVoteBinMin && vote_bin <= kVoteBinMax))
+            throw std::invalid_argument("vote_bin must be in [0.01, 256] (ab units), got " + std::to_string(vote_bin));
+        const double t = tolerance * kAbScale;
+        tol2_ = t * t;
+        reserve(capacity);
+    }
+    HashTable(const HashTable&) = delete;
+    HashTable& operator=(const HashTable&) = delete;
+
+    // ------------------------------------------------------------------------------------------- readers
+    const KeyLayout& layout() const { return layout_; }
+    int words() const { return words_; }
+    Policy policy() const { return policy_; }
+    double tolerance() const { return tolerance_; }
+    double vote_bin() const { return vote_bin_; }
+
+    std::size_t size() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return size_;
+    }
+
+    // Bytes actually allocated (vector capacities), the auxiliary vote map included.
+    std::size_t memory_bytes() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        std::size_t b = sizeof(*this);
+        b += chunks_.capacity() * sizeof(chunks_[0]) + chunk_ptr_.capacity() * sizeof(chunk_ptr_[0]);
+        for (const auto& c : chunks_) b += c.capacity() * sizeof(std::uint64_t);
+        b += slots_.capacity() * sizeof(std::uint32_t);
+        b += vote_.capacity() * sizeof(VoteBin);
+        return b;
+    }
+
+    // ab (n,2) and status (n,) for n keys (n, words). Misses and conflicting entries get ab = 0.
+    void lookup(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* status, int threads) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        if (size_ == 0) {
+            std::fill(ab, ab + 2 * n, 0.0f);
+            std::fill(status, status + n, STATUS_MISS);
+            return;
+        }
+        parallel_for(n, threads, std::size_t{1} << 14,
+                     [&](std::size_t b, std::size_t e) { lookup_range(keys, b, e, ab, status); });
+    }
+
+    // Copy the first min(n, size) entries in insertion order; returns how many were copied.
+    std::size_t export_entries(std::size_t n, std::uint64_t* keys, float* ab, std::uint32_t* counts,
+                               bool* conflicting) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        n = std::min(n, size_);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint64_t* r = row(i);
+            if (keys) std::copy(r, r + words_, keys + i * words_);
+            const std::uint64_t m = r[words_];
+            if (ab) {
+                ab[2 * i] = static_cast<float>(meta_a(m)) / static_cast<float>(kAbScale);
+                ab[2 * i + 1] = static_cast<float>(meta_b(m)) / static_cast<float>(kAbScale);
+            }
+            if (counts) counts[i] = meta_count(m);
+            if (conflicting) conflicting[i] = meta_conflict(m);
+        }
+        return n;
+    }
+
+    // ------------------------------------------------------------------------------------------- writers
+    // Insert a batch of n (key, ab) pairs in order. All ab are checked first (finite, else
+    // std::invalid_argument and nothing is inserted); ab outside [-128, 128) is clamped.
+    void insert(const std::uint64_t* keys, const float* ab, std::size_t n) {
+        check_finite(ab, 2 * n, "ab");
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        // Pipeline over the batch: at i hash key i and prefetch its slot; for 'vote' also at i - DB prefetch
+        // the candidate entry row and the bin record of the incoming color, and at i - DC the bin record of
+        // the stored color; at i - DD insert. Prefetches are hints: stale ones are harmless. (Measured: a
+        // row prefetch stage slows 'mean' / 'mark' down, the out-of-order core overlaps those loads anyway.)
+        constexpr std::size_t R = 16, DB = 6, DC = 10, DD = 14;
+        const bool vote = policy_ == Policy::vote;
+        std::uint64_t ring[R];
+        for (std::size_t i = 0; i < n + DD; ++i) {
+            if (i < n) {
+                const std::uint64_t h = hash_key(keys + i * words_, words_);
+                ring[i % R] = h;
+                if (cap_) HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
+            }
+            if (vote && cap_ && i >= DB && i - DB < n) {
+                const std::size_t j = i - DB;
+                const std::uint64_t h = ring[j % R];
+                const std::uint32_t idx = candidate(h);
+                if (idx != kEmpty) {
+                    const std::uint64_t* r = row(idx);
+                    HYPERCHROMA_PREFETCH(r);
+                    HYPERCHROMA_PREFETCH(r + words_);
+                }
+                // Known also for a new key: the bucket depends on the key's hash, not its entry index.
+                const std::uint32_t bins = bins_of(quantize(ab[2 * j]), quantize(ab[2 * j + 1]));
+                const VoteBin* v = vote_home(vote_hash(static_cast<std::uint32_t>(h), bins));
+                if (v) {
+                    HYPERCHROMA_PREFETCH(v);
+                    HYPERCHROMA_PREFETCH(v + 1);
+                }
+            }
+            if (vote && cap_ && i >= DC && i - DC < n) {
+                const std::uint64_t h = ring[(i - DC) % R];
+                const std::uint32_t idx = candidate(h);
+                if (idx != kEmpty) {
+                    const std::uint64_t m = row(idx)[words_];
+                    const std::uint32_t bins = bins_of(meta_a(m), meta_b(m));
+                    const VoteBin* v = vote_home(vote_hash(static_cast<std::uint32_t>(h), bins));
+                    if (v) {
+                        HYPERCHROMA_PREFETCH(v);
+                        HYPERCHROMA_PREFETCH(v + 1);
+                    }
+                }
+            }
+            if (i >= DD) {
+                const std::size_t j = i - DD;
+                insert_one(keys + j * words_, ring[j % R], quantize(ab[2 * j]), quantize(ab[2 * j + 1]));
+            }
+        }
+    }
+
+    // Make room for `capacity` entries without rehashing (slots and rows).
+    void reserve(std::size_t capacity) {
+        if (capacity > kMaxEntries)
+            throw std::length_error("capacity must be <= " + std::to_string(kMaxEntries) + ", got " +
+                                    std::to_string(capacity));
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        if (capacity == 0) return;
+        if (cap_for(capacity) > cap_) rehash(cap_for(capacity));
+        const std::size_t nchunks = (capacity + kChunkEntries - 1) >> kChunkShift;
+        chunks_.reserve(nchunks);
+        chunk_ptr_.reserve(nchunks);
+        while (chunks_.size() < nchunks) {
+            chunks_.emplace_back();
+            chunk_ptr_.push_back(nullptr);
+        }
+        for (std::size_t k = 0; k < nchunks; ++k) {
+            const std::size_t want = std::min(kChunkEntries, capacity - (k << kChunkShift)) * stride_;
+            if (chunks_[k].capacity() < want) {
+                chunks_[k].reserve(want);
+                chunk_ptr_[k] = chunks_[k].data();
+            }
+        }
+    }
+
+    // Trim all allocations to the current size (slots to load 0.8). Keeps the vote data.
+    void shrink_to_fit() {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        const std::size_t nchunks = (size_ + kChunkEntries - 1) >> kChunkShift;
+        chunks_.resize(nchunks);
+        chunk_ptr_.resize(nchunks);
+        chunks_.shrink_to_fit();
+        chunk_ptr_.shrink_to_fit();
+        for (std::size_t k = 0; k < nchunks; ++k) {
+            chunks_[k].shrink_to_fit();
+            chunk_ptr_[k] = chunks_[k].data();
+        }
+        if (size_ == 0) {
+            std::vector<std::uint32_t>().swap(slots_);
+            set_capacity(0);
+        } else if (cap_for(size_) < cap_) {
+            rehash(cap_for(size_));
+        }
+        if (vote_size_ == 0) {
+            std::vector<VoteBin>().swap(vote_);
+        } else {
+            std::size_t c = 16;
+            while (c / 4 * 3 < vote_size_) c *= 2;
+            if (c < vote_.size()) vote_rehash(c);
+        }
+    }
+
+    // Drop the vote policy's per-bin data (no-op for other policies); later vote inserts reseed entries.
+    void finalize() {
+        std::unique_lock<std::shared_mutex> lock(mutex_);
+        std::vector<VoteBin>().swap(vote_);
+        vote_size_ = 0;
+    }
+
+    // Number of auxiliary vote records ((entry, bin) pairs) currently held.
+    std::size_t vote_records() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return vote_size_;
+    }
+
+    // A table from saved entries (insertion order kept). Duplicate keys, counts of 0 or non-finite ab throw
+    // std::invalid_argument; counts above kCountMax saturate; ab is clamped and quantized like insert().
+    static std::unique_ptr<HashTable> from_entries(int channels, int levels, Policy policy, double tolerance,
+                                                   double vote_bin, const std::uint64_t* keys, const float* ab,
+                                                   const std::uint32_t* counts, const bool* conflicting,
+                                                   std::size_t n) {
+        check_finite(ab, 2 * n, "ab");
+        for (std::size_t i = 0; i < n; ++i)
+            if (counts[i] == 0)
+                throw std::invalid_argument("counts must be >= 1, got 0 at row " + std::to_string(i));
+        auto t = std::make_unique<HashTable>(channels, levels, policy, tolerance, n, vote_bin);
+        std::unique_lock<std::shared_mutex> lock(t->mutex_);
+        const int w = t->words_;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint64_t* key = keys + i * w;
+            const std::uint64_t h = hash_key(key, w);
+            std::uint64_t pos = 0;
+            const std::uint32_t found = t->find(key, h, &pos);
+            if (found != kEmpty)
+                throw std::invalid_argument("duplicate key: rows " + std::to_string(found) + " and " +
+                                            std::to_string(i) + " are equal");
+            const std::uint32_t c = std::min(counts[i], kCountMax);
+            const std::uint32_t idx =
+                t->append_row(key, pack_meta(quantize(ab[2 * i]), quantize(ab[2 * i + 1]), c, conflicting[i]));
+            t->slots_[pos] = (static_cast<std::uint32_t>(h) & t->tag_mask_) | idx;
+        }
+        return t;
+    }
+
+    static std::int64_t quantize(float x) {
+        double v = static_cast<double>(x) * kAbScale;
+        v = std::min(std::max(v, static_cast<double>(kAbMin)), static_cast<double>(kAbMax));
+        return floor_i64(v + 0.5);
+    }
+
+    // floor(v) for |v| < 2^62, exact (std::floor is a libm call without SSE4.1).
+    static std::int64_t floor_i64(double v) {
+        const std::int64_t t = static_cast<std::int64_t>(v);  // truncates toward zero
+        return t - (static_cast<double>(t) > v);
+    }
+
+private:
+    static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
+    static constexpr int kChunkShift = 14;
+    static constexpr std::size_t kChunkEntries = std::size_t{1} << kChunkShift, kChunkMask = kChunkEntries - 1;
+    static constexpr std::uint64_t kM21 = (std::uint64_t{1} << 21) - 1;
+
+    struct VoteBin {
+        std::uint64_t key;  // entry index << 32 | bin_a << 16 | bin_b (bins offset by 32768); kNoBin = empty
+        std::uint32_t count;
+        std::uint32_t h32;  // low 32 bits of the entry key's hash: the bucket is vote_hash(h32, bins), so it
+                            // is known before the entry index (prefetch), and rehashing needs no entry rows
+        std::int64_t sum_a, sum_b;
+    };
+    static constexpr std::uint64_t kNoBin = ~std::uint64_t{0};
+
+    // ---- meta word
+    static std::uint64_t pack_meta(std::int64_t a, std::int64_t b, std::uint32_t count, bool conflict) {
+        return (static_cast<std::uint64_t>(a) & kM21) | ((static_cast<std::uint64_t>(b) & kM21) << 21) |
+               (static_cast<std::uint64_t>(count) << 42) | (static_cast<std::uint64_t>(conflict) << 63);
+    }
+    static std::int64_t sext21(std::uint64_t v) {
+        const std::int64_t x = static_cast<std::int64_t>(v & kM21);
+        return x >= (std::int64_t{1} << 20) ? x - (std::int64_t{1} << 21) : x;
+    }
+    static std::int64_t meta_a(std::uint64_t m) { return sext21(m); }
+    static std::int64_t meta_b(std::uint64_t m) { return sext21(m >> 21); }
+    static std::uint32_t meta_count(std::uint64_t m) { return static_cast<std::uint32_t>((m >> 42) & kM21); }
+    static bool meta_conflict(std::uint64_t m) { return (m >> 63) != 0; }
+
+    // round(num / den) half up, den > 0, exact.
+    static std::int64_t round_div(std::int64_t num, std::int64_t den) {
+        const std::int64_t n2 = 2 * num + den, d2 = 2 * den;
+        std::int64_t q = n2 / d2;
+        if (n2 % d2 < 0) --q;
+        return q;
+    }
+
+    static void check_finite(const float* v, std::size_t n, const char* what) {
+        for (std::size_t i = 0; i < n; ++i)
+            if (!std::isfinite(v[i]))
+                throw std::invalid_argument(std::string(what) + " must be finite, got " + std::to_string(v[i]) +
+                                            " at row " + std::to_string(i / 2));
+    }
+
+    // ---- rows
+    const std::uint64_t* row(std::size_t i) const {
+        return chunk_ptr_[i >> kChunkShift] + (i & kChunkMask) * stride_;
+    }
+    std::uint64_t* row(std::size_t i) { return chunk_ptr_[i >> kChunkShift] + (i & kChunkMask) * stride_; }
+
+    std::uint32_t append_row(const std::uint64_t* key, std::uint64_t meta) {
+        if (size_ >= kMaxEntries)
+            throw std::length_error("hash table is full (" + std::to_string(kMaxEntries) + " entries)");
+        const std::size_t i = size_, k = i >> kChunkShift;
+        if (k >= chunks_.size()) {
+            chunks_.reserve(k + 1);
+            chunk_ptr_.reserve(k + 1);
+            chunks_.emplace_back();
+            chunk_ptr_.push_back(nullptr);
+        }
+        auto& c = chunks_[k];
+        if (c.size() + stride_ > c.capacity()) {
+            const std::size_t have = c.capacity() / stride_;
+            c.reserve(std::min(kChunkEntries, std::max<std::size_t>(64, 2 * have)) * stride_);
+        }
+        c.insert(c.end(), key, key + words_);
+        c.push_back(meta);
+        chunk_ptr_[k] = c.data();
+        ++size_;
+        return static_cast<std::uint32_t>(i);
+    }
+
+    // ---- slots
+    static std::uint64_t max_load(std::uint64_t cap) { return cap * 4 / 5; }
+    static std::uint64_t cap_for(std::uint64_t n) { return std::max<std::uint64_t>((n * 5 + 3) / 4, 4); }
+    static std::uint64_t bucket_of(std::uint64_t h, std::uint64_t cap) { return ((h >> 32) * cap) >> 32; }
+    std::uint64_t bucket(std::uint64_t h) const { return bucket_of(h, cap_); }
+
+    void set_capacity(std::uint64_t cap) {
+        cap_ = cap;
+        int bits = 0;
+        while ((std::uint64_t{1} << bits) < cap) ++bits;
+        idx_mask_ = bits >= 32 ? 0xFFFFFFFFu : static_cast<std::uint32_t>((std::uint64_t{1} << bits) - 1);
+        tag_mask_ = ~idx_mask_;
+        max_size_ = max_load(cap);
+    }
+
+    // Entry index of `key`, or kEmpty with *empty_pos = the free slot where it would go. Needs cap_ > 0.
+    std::uint32_t find(const std::uint64_t* key, std::uint64_t h, std::uint64_t* empty_pos) const {
+        if (cap_ == 0) return kEmpty;
+        std::uint64_t pos = bucket(h);
+        const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
+        for (;;) {
+            const std::uint32_t s = slots_[pos];
+            if (s == kEmpty) {
+                if (empty_pos) *empty_pos = pos;
+                return kEmpty;
+            }
+            if ((s & tag_mask_) == tag) {
+                const std::uint32_t idx = s & idx_mask_;
+                if (keys_equal(row(idx), key, words_)) return idx;
+            }
+            if (++pos == cap_) pos = 0;
+        }
+    }
+
+    // Prefetching note: GCC treats a helper whose only effect is __builtin_prefetch as pure and deletes
+    // calls to it, so helpers return addresses and the prefetches sit at the call sites.
+    // A guess for prefetching: the first tag-matching entry among the first few slots of h's probe (they
+    // share the prefetched cache line), or kEmpty.
+    std::uint32_t candidate(std::uint64_t h) const {
+        std::uint64_t pos = bucket(h);
+        const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
+        for (int k = 0; k < 8; ++k) {
+            const std::uint32_t s = slots_[pos];
+            if (s == kEmpty) return kEmpty;
+            if ((s & tag_mask_) == tag) return s & idx_mask_;
+            if (++pos == cap_) pos = 0;
+        }
+        return kEmpty;
+    }
+    void rehash(std::uint64_t new_cap) {
+        std::vector<std::uint32_t> ns(new_cap, kEmpty);  // may throw: nothing changed yet
+        set_capacity(new_cap);  // nothing below throws
+        constexpr std::size_t R = 16, D = 12;
+        std::uint64_t ring[R];
+        for (std::size_t i = 0; i < size_ + D; ++i) {
+            if (i < size_) {
+                const std::uint64_t h = hash_key(row(i), words_);
+                ring[i % R] = h;
+                HYPERCHROMA_PREFETCH(&ns[bucket_of(h, new_cap)]);
+            }
+            if (i >= D) {
+                const std::size_t j = i - D;
+                const std::uint64_t h = ring[j % R];
+                std::uint64_t pos = bucket_of(h, new_cap);
+                while (ns[pos] != kEmpty)
+                    if (++pos == new_cap) pos = 0;
+                ns[pos] = (static_cast<std::uint32_t>(h) & tag_mask_) | static_cast<std::uint32_t>(j);
+            }
+        }
+        slots_.swap(ns);
+    }
+
+    void insert_one(const std::uint64_t* key, std::uint64_t h, std::int64_t xa, std::int64_t xb) {
+        std::uint64_t pos = 0;
+        const std::uint32_t found = find(key, h, &pos);
+        if (found != kEmpty) {
+            update(found, static_cast<std::uint32_t>(h), xa, xb);
+            return;
+        }
+        if (size_ >= max_size_) {
+            std::uint64_t want = std::max<std::uint64_t>(cap_ + cap_ / 2, cap_for(size_ + 1));
+            want = std::min<std::uint64_t>(want, cap_for(kMaxEntries));
+            if (size_ >= kMaxEntries)
+                throw std::length_error("hash table is full (" + std::to_string(kMaxEntries) + " entries)");
+            rehash(want);
+            find(key, h, &pos);
+        }
+        const std::uint32_t idx = append_row(key, pack_meta(xa, xb, 1, false));
+        slots_[pos] = (static_cast<std::uint32_t>(h) & tag_mask_) | idx;
+        if (policy_ == Policy::vote) {
+            bool inserted = false;
+            VoteBin* r = vote_get(vote_key(idx, bins_of(xa, xb)), static_cast<std::uint32_t>(h), &inserted);
+            r->count = 1;
+            r->sum_a = xa;
+            r->sum_b = xb;
+        }
+    }
+
+    void update(std::uint32_t idx, std::uint32_t h32, std::int64_t xa, std::int64_t xb) {
+        std::uint64_t& m = row(idx)[words_];
+        std::int64_t a = meta_a(m), b = meta_b(m);
+        const std::uint32_t c = meta_count(m);
+        bool conflict = meta_conflict(m);
+        const std::uint32_t c2 = c < kCountMax ? c + 1 : c;
+        if (policy_ == Policy::vote) {
+            vote_update(idx, h32, xa, xb, a, b, c);
+        } else {
+            if (policy_ == Policy::mark && !conflict) {
+                const std::int64_t da = xa - a, db = xb - b;
+                if (static_cast<double>(da * da + db * db) > tol2_) conflict = true;
+            }
+            a += round_div(xa - a, c2);
+            b += round_div(xb - b, c2);
+        }
+        m = pack_meta(a, b, c2, conflict);
+    }
+
+    // ---- vote map
+    std::uint32_t bin_of(std::int64_t q) const {
+        const double v = (static_cast<double>(q) / kAbScale) / vote_bin_;  // |v| <= 12800
+        return static_cast<std::uint32_t>(floor_i64(v) + 32768) & 0xFFFFu;
+    }
+    std::uint32_t bins_of(std::int64_t a, std::int64_t b) const { return (bin_of(a) << 16) | bin_of(b); }
+    static std::uint64_t vote_key(std::uint32_t idx, std::uint32_t bins) {
+        return (static_cast<std::uint64_t>(idx) << 32) | bins;
+    }
+    static std::uint64_t vote_hash(std::uint32_t h32, std::uint32_t bins) {
+        return mix64((static_cast<std::uint64_t>(h32) << 32) | bins);
+    }
+    // Home bucket of a vote record (for prefetching).
+    const VoteBin* vote_home(std::uint64_t vh) const {
+        return vote_.empty() ? nullptr : &vote_[vh & (vote_.size() - 1)];
+    }
+    // The record of `key`, created with zero count and sums when absent (*inserted = true). May rehash,
+    // which invalidates earlier pointers.
+    VoteBin* vote_get(std::uint64_t key, std::uint32_t h32, bool* inserted) {
+        if (vote_.empty() || vote_size_ + 1 > vote_.size() / 4 * 3)
+            vote_rehash(std::max<std::size_t>(16, vote_.size() * 2));
+        const std::size_t mask = vote_.size() - 1;
+        std::size_t pos = vote_hash(h32, static_cast<std::uint32_t>(key)) & mask;
+        for (;; pos = (pos + 1) & mask) {
+            if (vote_[pos].key == key) {
+                *inserted = false;
+                return &vote_[pos];
+            }
+            if (vote_[pos].key == kNoBin) break;
+        }
+        vote_[pos] = VoteBin{key, 0, h32, 0, 0};
+        ++vote_size_;
+        *inserted = true;
+        return &vote_[pos];
+    }
+    void vote_rehash(std::size_t cap) {
+        std::vector<VoteBin> nv(cap, VoteBin{kNoBin, 0, 0, 0, 0});  // may throw: nothing changed yet
+        const std::size_t mask = cap - 1;
+        constexpr std::size_t R = 16, D = 12;
+        std::size_t ring[R];  // positions in vote_ of the records in flight
+        std::size_t in = 0, out = 0;
+        auto place = [&](std::size_t from) {
+            const VoteBin& r = vote_[from];
+            std::size_t pos = vote_hash(r.h32, static_cast<std::uint32_t>(r.key)) & mask;
+            while (nv[pos].key != kNoBin) pos = (pos + 1) & mask;
+            nv[pos] = r;
+        };
+        for (std::size_t i = 0; i < vote_.size(); ++i) {
+            if (vote_[i].key == kNoBin) continue;
+            HYPERCHROMA_PREFETCH(&nv[vote_hash(vote_[i].h32, static_cast<std::uint32_t>(vote_[i].key)) & mask]);
+            ring[in++ % R] = i;
+            if (in - out > D) place(ring[out++ % R]);
+        }
+        while (out < in) place(ring[out++ % R]);
+        vote_.swap(nv);
+    }
+    // Count one vote (xa, xb) for entry idx whose stored color is (a, b) with count c (before this vote).
+    void vote_update(std::uint32_t idx, std::uint32_t h32, std::int64_t xa, std::int64_t xb, std::int64_t& a,
+                     std::int64_t& b, std::uint32_t c) {
+        bool inserted = false;
+        const std::uint64_t tkey = vote_key(idx, bins_of(a, b));  // the top bin contains the stored color
+        VoteBin* top = vote_get(tkey, h32, &inserted);
+        if (inserted) {  // no bin data (finalized or loaded): reseed as c votes for the stored color's bin
+            top->count = c;
+            top->sum_a = a * static_cast<std::int64_t>(c);
+            top->sum_b = b * static_cast<std::int64_t>(c);
+        }
+        const std::uint32_t top_count = top->count;
+        const std::uint64_t nkey = vote_key(idx, bins_of(xa, xb));
+        VoteBin* r = nkey == tkey ? top : vote_get(nkey, h32, &inserted);
+        if (r->count < 0xFFFFFFFFu) {
+            ++r->count;
+            r->sum_a += xa;
+            r->sum_b += xb;
+        }
+        if (nkey == tkey || r->count > top_count) {
+            a = round_div(r->sum_a, r->count);
+            b = round_div(r->sum_b, r->count);
+        }
+    }
+
+    // ---- lookup kernel: hash + prefetch the slot D keys ahead, then probe and compare. (Measured: an extra
+    // stage prefetching the candidate entry row made lookups ~35% slower; the out-of-order core already
+    // overlaps the row loads of consecutive keys.)
+    void lookup_range(const std::uint64_t* keys, std::size_t b, std::size_t e, float* ab,
+                      std::uint8_t* status) const {
+        constexpr std::size_t R = 32, D = 16;
+        std::uint64_t ring[R];
+        const float inv = 1.0f / static_cast<float>(kAbScale);
+        for (std::size_t i = b; i < e + D; ++i) {
+            if (i < e) {
+                const std::uint64_t h = hash_key(keys + i * words_, words_);
+                ring[i % R] = h;
+                HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
+            }
+            if (i >= b + D) {
+                const std::size_t j = i - D;
+                const std::uint32_t idx = find(keys + j * words_, ring[j % R], nullptr);
+                if (idx == kEmpty) {
+                    status[j] = STATUS_MISS;
+                    ab[2 * j] = ab[2 * j + 1] = 0.0f;
+                } else {
+                    const std::uint64_t m = row(idx)[words_];
+                    if (meta_conflict(m)) {
+                        status[j] = STATUS_CONFLICT;
+                        ab[2 * j] = ab[2 * j + 1] = 0.0f;
+                    } else {
+                        status[j] = STATUS_HIT;
+                        ab[2 * j] = static_cast<float>(meta_a(m)) * inv;
+                        ab[2 * j + 1] = static_cast<float>(meta_b(m)) * inv;
+                    }
+                }
+            }
+        }
+    }
+
+    KeyLayout layout_;
+    int words_;
+    std::size_t stride_;
+    Policy policy_;
+    double tolerance_, vote_bin_, tol2_ = 0;
+
+    std::size_t size_ = 0;
+    std::vector<std::vector<std::uint64_t>> chunks_;
+    std::vector<std::uint64_t*> chunk_ptr_;
+
+    std::vector<std::uint32_t> slots_;
+    std::uint64_t cap_ = 0, max_size_ = 0;
+    std::uint32_t idx_mask_ = 0, tag_mask_ = 0xFFFFFFFFu;
+
+    std::vector<VoteBin> vote_;
+    std::size_t vote_size_ = 0;
+
+    mutable std::shared_mutex mutex_;
+};
+
+}  // namespace hyperchroma

@@ -1,0 +1,386 @@
+"""core.Table against a slow, obvious pure-Python dict model of the same policies."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from hyperchroma import core
+
+SCALE = float(core.Table.AB_SCALE)  # fixed-point units per ab unit
+QMIN, QMAX = -(2**20), 2**20 - 1  # stored range: [-128, 128)
+CMAX = core.Table.COUNT_MAX
+POLICIES = ["mark", "mean", "vote"]
+LAYOUTS = [(8, 2), (56, 3), (70, 3), (100, 4)]  # 1, 2, 3 and 4 words
+
+
+# ----------------------------------------------------------------------------------------- reference
+def quant(x: float) -> int:
+    v = min(max(float(x) * SCALE, QMIN), QMAX)
+    return math.floor(v + 0.5)
+
+
+def round_div(n: int, d: int) -> int:
+    """round(n / d), half up, exact."""
+    return (2 * n + d) // (2 * d)
+
+
+class RefTable:
+    """dict key-tuple -> [a, b, count, conflicting, bins]; a, b in fixed point; bins only for 'vote'."""
+
+    def __init__(self, policy: str, tolerance: float = 12.0, vote_bin: float = 10.0):
+        self.policy, self.tolerance, self.vote_bin = policy, tolerance, vote_bin
+        self.d: dict[tuple, list] = {}
+        t = tolerance * SCALE
+        self.tol2 = t * t
+
+    def bin(self, q: int) -> int:
+        return math.floor((q / SCALE) / self.vote_bin)
+
+    def insert(self, keys: np.ndarray, ab: np.ndarray) -> None:
+        ab = np.asarray(ab, dtype=np.float32)
+        for k, (x, y) in zip(map(tuple, keys.tolist()), ab.tolist()):
+            xa, xb = quant(x), quant(y)
+            e = self.d.get(k)
+            if e is None:
+                bins = {(self.bin(xa), self.bin(xb)): [1, xa, xb]} if self.policy == "vote" else None
+                self.d[k] = [xa, xb, 1, False, bins]
+                continue
+            a, b, c, conf, bins = e
+            c2 = min(c + 1, CMAX)
+            if self.policy == "vote":
+                tb = (self.bin(a), self.bin(b))
+                if bins is None:  # reseed after finalize() / from_entries()
+                    bins = {tb: [c, a * c, b * c]}
+                top_count = bins[tb][0]
+                nb = (self.bin(xa), self.bin(xb))
+                r = bins.setdefault(nb, [0, 0, 0])
+                r[0] += 1
+                r[1] += xa
+                r[2] += xb
+                if nb == tb or r[0] > top_count:
+                    a, b = round_div(r[1], r[0]), round_div(r[2], r[0])
+            else:
+                if self.policy == "mark" and not conf:
+                    conf = float((xa - a) ** 2 + (xb - b) ** 2) > self.tol2
+                a += round_div(xa - a, c2)
+                b += round_div(xb - b, c2)
+            self.d[k] = [a, b, c2, conf, bins]
+
+    def drop_bins(self) -> None:
+        for e in self.d.values():
+            e[4] = None
+
+    def lookup(self, keys: np.ndarray):
+        ab = np.zeros((len(keys), 2), np.float32)
+        st = np.zeros(len(keys), np.uint8)
+        for i, k in enumerate(map(tuple, keys.tolist())):
+            e = self.d.get(k)
+            if e is None:
+                st[i] = core.STATUS_MISS
+            elif e[3]:
+                st[i] = core.STATUS_CONFLICT
+            else:
+                st[i] = core.STATUS_HIT
+                ab[i] = (e[0] / SCALE, e[1] / SCALE)
+        return ab, st
+
+    def entries(self):
+        keys = np.array(list(self.d.keys()), np.uint64)
+        vals = list(self.d.values())
+        return dict(
+            keys=keys,
+            ab=np.array([(v[0] / SCALE, v[1] / SCALE) for v in vals], np.float32).reshape(-1, 2),
+            counts=np.array([v[2] for v in vals], np.uint32),
+            conflicting=np.array([v[3] for v in vals], bool),
+        )
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def random_keys(rng, n, channels, levels):
+    return core.pack_keys(rng.integers(0, levels, size=(n, channels), dtype=np.uint8), levels)
+
+
+def clustered_stream(rng, pool, n):
+    """n (key, ab) pairs drawn from a small key pool: each key has a home color, sometimes a far one."""
+    idx = rng.integers(0, len(pool), n)
+    home = rng.uniform(-90, 90, size=(len(pool), 2))
+    ab = home[idx] + rng.normal(0, 3, size=(n, 2))
+    far = rng.random(n) < 0.08
+    ab[far] = rng.uniform(-127, 127, size=(far.sum(), 2))
+    return pool[idx], ab.astype(np.float32)
+
+
+def assert_entries_equal(got, want):
+    np.testing.assert_array_equal(got["keys"], want["keys"])
+    np.testing.assert_allclose(got["ab"], want["ab"], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got["counts"], want["counts"])
+    np.testing.assert_array_equal(got["conflicting"], want["conflicting"])
+
+
+def assert_matches(t, ref, probe):
+    assert len(t) == len(ref.d)
+    assert_entries_equal(t.entries(), ref.entries())
+    np.testing.assert_array_equal(t.counts(), ref.entries()["counts"])
+    ab, st = t.lookup(probe)
+    rab, rst = ref.lookup(probe)
+    np.testing.assert_array_equal(st, rst)
+    np.testing.assert_allclose(ab, rab, rtol=0, atol=1e-6)
+
+
+def fill(policy, channels, levels, seed, capacity=0, pool_size=300, n=6000):
+    rng = np.random.default_rng(seed)
+    pool = np.unique(random_keys(rng, pool_size, channels, levels), axis=0)
+    keys, ab = clustered_stream(rng, pool, n)
+    t = core.Table(channels, levels, policy, 12.0, capacity)
+    ref = RefTable(policy)
+    for chunk in np.array_split(np.arange(n), [0, 1, 7, 500, 2000]):  # includes empty and 1-row batches
+        t.insert(keys[chunk], ab[chunk])
+        ref.insert(keys[chunk], ab[chunk])
+    absent = random_keys(rng, 200, channels, levels)
+    probe = np.concatenate([pool, absent, pool[::-1]])
+    return t, ref, probe, rng
+
+
+# ----------------------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("channels,levels", LAYOUTS)
+@pytest.mark.parametrize("capacity", [0, 1, 5000])
+def test_matches_reference(policy, channels, levels, capacity):
+    t, ref, probe, _ = fill(policy, channels, levels, seed=channels * 7 + levels + capacity, capacity=capacity)
+    assert t.words == core.key_words(channels, levels)
+    assert_matches(t, ref, probe)
+    st = t.lookup(probe)[1]
+    assert (st == core.STATUS_MISS).any() and (st == core.STATUS_HIT).any()
+    if policy == "mark":
+        assert (st == core.STATUS_CONFLICT).any()
+    else:
+        assert not (st == core.STATUS_CONFLICT).any()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_many_rehashes_many_keys(policy):
+    # ~20k distinct keys from capacity 0: dozens of rehashes, colors must survive every one of them.
+    rng = np.random.default_rng(11)
+    pool = np.unique(random_keys(rng, 20000, 56, 3), axis=0)
+    keys, ab = clustered_stream(rng, pool, 40000)
+    t, ref = core.Table(56, 3, policy, capacity=0), RefTable(policy)
+    for chunk in np.array_split(np.arange(len(keys)), 13):
+        t.insert(keys[chunk], ab[chunk])
+    ref.insert(keys, ab)
+    assert_matches(t, ref, np.concatenate([pool, random_keys(rng, 500, 56, 3)]))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_from_entries_round_trip(policy):
+    t, ref, probe, rng = fill(policy, 56, 3, seed=5)
+    e = t.entries()
+    t2 = core.Table.from_entries(56, 3, policy, 12.0, e["keys"], e["ab"], e["counts"], e["conflicting"])
+    assert len(t2) == len(t) and t2.policy == policy and t2.words == 2
+    assert_entries_equal(t2.entries(), e)
+    for a, b in zip(t.lookup(probe), t2.lookup(probe)):
+        np.testing.assert_array_equal(a, b)
+    # Keep fitting both: the rebuilt table has no vote bins, like the original after finalize().
+    t.finalize()
+    assert t.vote_records() == 0
+    ref.drop_bins()
+    keys, ab = clustered_stream(rng, probe[:100], 3000)
+    for tab in (t, t2):
+        tab.insert(keys, ab)
+    ref.insert(keys, ab)
+    assert_matches(t, ref, probe)
+    assert_matches(t2, ref, probe)
+
+
+def test_from_entries_rejects_bad_input():
+    rng = np.random.default_rng(3)
+    keys = random_keys(rng, 10, 56, 3)
+    ab = np.zeros((10, 2), np.float32)
+    counts = np.ones(10, np.uint32)
+    flags = np.zeros(10, bool)
+    dup = keys.copy()
+    dup[7] = dup[2]
+    with pytest.raises(ValueError, match="duplicate"):
+        core.Table.from_entries(56, 3, "mean", 12.0, dup, ab, counts, flags)
+    with pytest.raises(ValueError, match="counts"):
+        core.Table.from_entries(56, 3, "mean", 12.0, keys, ab, np.zeros(10, np.uint32), flags)
+    with pytest.raises(ValueError):
+        core.Table.from_entries(56, 3, "mean", 12.0, keys, ab[:9], counts, flags)
+    with pytest.raises(ValueError):
+        core.Table.from_entries(56, 3, "mean", 12.0, keys, ab, counts[:9], flags)
+    with pytest.raises(ValueError):
+        core.Table.from_entries(56, 3, "nope", 12.0, keys, ab, counts, flags)
+    with pytest.raises(TypeError):
+        core.Table.from_entries(56, 3, "mean", 12.0, keys.astype(np.int64), ab, counts, flags)
+    big = np.full(10, 2**32 - 1, np.uint32)  # saturates instead of overflowing
+    t = core.Table.from_entries(56, 3, "mean", 12.0, keys, ab, big, flags)
+    assert (t.counts() == CMAX).all()
+    empty = core.Table.from_entries(56, 3, "vote", 12.0, keys[:0], ab[:0], counts[:0], flags[:0])
+    assert len(empty) == 0
+
+
+def test_policies_by_hand():
+    k = core.pack_keys(np.zeros((1, 56), np.uint8), 3)
+
+    def run(policy, colors):
+        t = core.Table(56, 3, policy)
+        for c in colors:
+            t.insert(k, np.array([c], np.float32))
+        ab, st = t.lookup(k)
+        return ab[0].tolist(), int(st[0]), int(t.counts()[0])
+
+    assert run("mean", [(0, 0), (5, -1)]) == ([2.5, -0.5], core.STATUS_HIT, 2)
+    assert run("mark", [(0, 0), (5, 0)]) == ([2.5, 0.0], core.STATUS_HIT, 2)
+    assert run("mark", [(0, 0), (5, 0), (20, 0)]) == ([0.0, 0.0], core.STATUS_CONFLICT, 3)  # 17.5 > 12
+    assert run("mark", [(0, 0), (12, 0)]) == ([6.0, 0.0], core.STATUS_HIT, 2)  # exactly the tolerance: kept
+    assert run("vote", [(1, 0), (15, 0)]) == ([1.0, 0.0], core.STATUS_HIT, 2)  # tie: first bin to reach 1 wins
+    assert run("vote", [(1, 0), (2, 0), (15, 0), (16, 0), (17, 0)]) == ([16.0, 0.0], core.STATUS_HIT, 5)
+    assert run("vote", [(1, 0), (15, 0), (16, 0), (3, 0)]) == ([15.5, 0.0], core.STATUS_HIT, 4)
+    assert run("mean", [(500, -500)]) == ([128 - 1 / SCALE, -128.0], core.STATUS_HIT, 1)  # clamped
+
+
+def test_counts_saturate():
+    k = np.repeat(core.pack_keys(np.ones((1, 8), np.uint8), 2), CMAX + 10, axis=0)
+    ab = np.tile(np.array([[3.25, -7.5]], np.float32), (len(k), 1))
+    t = core.Table(8, 2, "mean")
+    t.insert(k, ab)
+    t.insert(k[:5], ab[:5])
+    assert t.counts().tolist() == [CMAX]
+    assert t.lookup(k[:1])[0].tolist() == [[3.25, -7.5]]
+
+
+def test_memory_per_entry():
+    rng = np.random.default_rng(1)
+    n = 200_000
+    keys = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64)
+    ab = rng.uniform(-100, 100, size=(n, 2)).astype(np.float32)
+    t = core.Table(56, 3, "mean")
+    t.insert(keys, ab)
+    assert len(t) == n
+    t.shrink_to_fit()
+    assert t.memory_bytes() / n <= 32
+    assert t.lookup(keys)[1].min() == core.STATUS_HIT
+    v = core.Table(56, 3, "vote")
+    v.insert(keys[:1000], ab[:1000])
+    assert v.vote_records() == 1000
+    with_bins = v.memory_bytes()
+    v.finalize()
+    assert v.vote_records() == 0 and v.memory_bytes() < with_bins
+
+
+def test_non_contiguous_inputs():
+    rng = np.random.default_rng(2)
+    keys = random_keys(rng, 400, 70, 3)
+    ab = rng.uniform(-50, 50, size=(400, 4)).astype(np.float64)
+    t, ref = core.Table(70, 3, "mean"), RefTable("mean")
+    t.insert(keys[::2], ab[::2, 1::2])  # strided rows and columns, float64 colors
+    ref.insert(keys[::2], ab[::2, 1::2])
+    fkeys = np.asfortranarray(keys[1::2])
+    t.insert(fkeys, np.asfortranarray(ab[1::2, :2]))
+    ref.insert(fkeys, ab[1::2, :2])
+    assert_matches(t, ref, keys[::3])
+
+
+def test_empty_batches():
+    t = core.Table(56, 3, "vote")
+    t.insert(np.zeros((0, 2), np.uint64), np.zeros((0, 2), np.float32))
+    ab, st = t.lookup(np.zeros((0, 2), np.uint64))
+    assert ab.shape == (0, 2) and ab.dtype == np.float32 and st.shape == (0,) and st.dtype == np.uint8
+    ab, st = t.lookup(np.ones((3, 2), np.uint64))  # empty table: all misses
+    assert st.tolist() == [0, 0, 0] and not ab.any()
+    e = t.entries()
+    assert e["keys"].shape == (0, 2) and e["ab"].shape == (0, 2) and len(t) == 0
+    t.shrink_to_fit()
+    t.insert(np.ones((1, 2), np.uint64), np.ones((1, 2), np.float32))
+    assert len(t) == 1
+
+
+def test_bad_input():
+    t = core.Table(56, 3)
+    keys = np.zeros((4, 2), np.uint64)
+    ab = np.zeros((4, 2), np.float32)
+    for bad in (keys.astype(np.float64), keys.astype(np.int64), [[1, 2]]):
+        with pytest.raises(TypeError, match="uint64"):
+            t.insert(bad, ab)
+        with pytest.raises(TypeError, match="uint64"):
+            t.lookup(bad)
+    with pytest.raises(TypeError):
+        t.insert(keys, np.array([["a", "b"]] * 4))
+    for bad_keys in (keys[:, 0], np.zeros((4, 3), np.uint64), np.zeros((4, 1), np.uint64), keys[None]):
+        with pytest.raises(ValueError, match="expected"):
+            t.insert(bad_keys, ab)
+        with pytest.raises(ValueError, match="expected"):
+            t.lookup(bad_keys)
+    for bad_ab in (ab[:3], np.zeros((4, 3), np.float32), ab[:, 0], np.zeros((4, 2, 1), np.float32)):
+        with pytest.raises(ValueError, match="ab"):
+            t.insert(keys, bad_ab)
+    for v in (np.nan, np.inf, -np.inf):
+        bad = ab.copy()
+        bad[3, 1] = v
+        with pytest.raises(ValueError, match="finite"):
+            t.insert(np.arange(8, dtype=np.uint64).reshape(4, 2), bad)
+    assert len(t) == 0  # a rejected batch inserts nothing
+    with pytest.raises(ValueError, match="threads"):
+        t.lookup(keys, threads=-1)
+    with pytest.raises(ValueError, match="'mark', 'mean', 'vote'"):
+        core.Table(56, 3, "median")
+    with pytest.raises(ValueError, match="tolerance"):
+        core.Table(56, 3, "mark", -1.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        core.Table(56, 3, "mark", float("nan"))
+    with pytest.raises(ValueError, match="capacity"):
+        core.Table(56, 3, capacity=-1)
+    with pytest.raises(ValueError, match="vote_bin"):
+        core.Table(56, 3, "vote", vote_bin=0.0)
+    with pytest.raises(ValueError, match="channels"):
+        core.Table(0, 3)
+    with pytest.raises(ValueError, match="levels"):
+        core.Table(56, 1)
+
+
+def test_properties_and_repr():
+    t = core.Table(100, 4, "vote", 7.5, 10, vote_bin=4.0)
+    assert (t.channels, t.levels, t.words, t.policy, t.tolerance, t.vote_bin) == (100, 4, 4, "vote", 7.5, 4.0)
+    assert "policy='vote'" in repr(t) and "entries=0" in repr(t)
+    assert core.STATUS_MISS == 0 and core.STATUS_HIT == 1 and core.STATUS_CONFLICT == 2
+    assert core.Table.__doc__ and core.Table.insert.__doc__ and core.Table.lookup.__doc__
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_threads_and_concurrency(policy):
+    rng = np.random.default_rng(9)
+    keys = rng.integers(0, 2**63, size=(60_000, 2), dtype=np.uint64)
+    ab = rng.uniform(-100, 100, size=(60_000, 2)).astype(np.float32)
+    t = core.Table(56, 3, policy)
+    t.insert(keys[:40_000], ab[:40_000])
+    t.insert(keys[:10_000], -ab[:10_000])  # updates, conflicts under 'mark'
+    probe = np.concatenate([keys[55_000:], keys[:30_000]])[::-1]  # 30k hits (10k updated), 5k misses
+    serial = t.lookup(probe)
+    for th in (0, 3):  # split over worker threads inside one call
+        for a, b in zip(serial, t.lookup(probe, threads=th)):
+            np.testing.assert_array_equal(a, b)
+    results, errors = [None] * 4, []
+
+    def worker(i):
+        try:
+            results[i] = [t.lookup(probe, threads=1 + i % 2) for _ in range(5)]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    # Meanwhile insert keys disjoint from the probe: lookups of the probe must not change.
+    for chunk in np.array_split(np.arange(40_000, 50_000), 20):
+        t.insert(keys[chunk] ^ np.uint64(1 << 63), ab[chunk])
+    for th in threads:
+        th.join()
+    assert not errors
+    for rs in results:
+        for r in rs:
+            for a, b in zip(serial, r):
+                np.testing.assert_array_equal(a, b)
+    assert len(t) == 50_000

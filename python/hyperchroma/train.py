@@ -686,7 +686,7 @@ def train_classifier(
     t_start = time.perf_counter()
     if labels not in ("folder", "dominant", "pixel"):
         raise ValueError(f"labels: expected 'folder', 'dominant' or 'pixel', got {labels!r}")
-    for name, v, lo in (("size", size, 8), ("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+    for name, v, lo in (("size", size, 1), ("epochs", epochs, 0), ("batch_size", batch_size, 1)):
         if not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
     if not isinstance(test_every, int) or test_every < 0 or test_every == 1:

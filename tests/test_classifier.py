@@ -21,8 +21,6 @@ from hyperchroma import cli
 from hyperchroma import classifier as C
 from hyperchroma.classifier import Classifier, TapInfo
 
-cv2 = pytest.importorskip("cv2")
-
 PAPER_TAPS = [("conv1", 15, 1), ("conv2", 25, 1), ("conv3", 4, 2), ("conv4", 4, 2), ("conv5", 4, 4), ("conv6", 4, 4)]
 
 
@@ -134,6 +132,7 @@ def _lab_lightness(g: np.ndarray) -> np.ndarray:
 
 def test_builtin_normalization_matches_lab(clf: Classifier) -> None:
     """The runtime model's gray -> L conversion, through the exported model itself."""
+    cv2 = pytest.importorskip("cv2")
     g = np.random.default_rng(1).random((2, 24, 32), dtype=np.float32)
     g[0, 0, :6] = [0.0, 1.0, 0.03, 0.05, -0.2, 1.3]  # both sides of the sRGB and Lab knees, clamped ends
     lab_l = _lab_lightness(np.clip(g, 0, 1))

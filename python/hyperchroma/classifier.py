@@ -246,22 +246,31 @@ def _image_input(graph: Any, origin: str) -> Any:
     return inp
 
 
-def _default_taps(graph: Any) -> list[str]:
-    """Every Conv's output, followed through a lone BatchNormalization and/or activation."""
+def _conv_taps(graph: Any) -> list[tuple[Any, str]]:
+    """(Conv node, tensor to tap) for every Conv: its output, followed through a BatchNormalization and/or an
+    activation that is its only consumer."""
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     outputs = {o.name for o in graph.output}
-    taps: list[str] = []
+    found: list[tuple[Any, str]] = []
     for node in graph.node:
         if node.op_type != "Conv":
             continue
         t = node.output[0]
-        for follow in (("BatchNormalization",), tuple(_ACTIVATIONS)):
+        for follow in ({"BatchNormalization"}, _ACTIVATIONS):
             users = consumers.get(t, [])
             if len(users) == 1 and users[0].op_type in follow and t not in outputs:
                 t = users[0].output[0]
+        found.append((node, t))
+    return found
+
+
+def _default_taps(graph: Any) -> list[str]:
+    """Every Conv, post-activation (see :func:`_conv_taps`)."""
+    taps: list[str] = []
+    for _, t in _conv_taps(graph):
         if t not in taps:
             taps.append(t)
     return taps
@@ -272,14 +281,7 @@ def _named_taps(graph: Any, names: Sequence[str], origin: str) -> list[str]:
     through its BatchNormalization/activation as for the default taps)."""
     produced = {o for node in graph.node for o in node.output}
     by_node = {node.name: node for node in graph.node if node.name}
-    defaults = _default_taps(graph)
-    conv_to_tap = {}
-    for node in graph.node:
-        if node.op_type == "Conv":
-            for t in defaults:
-                if t == node.output[0] or _reaches(graph, node.output[0], t):
-                    conv_to_tap[node.name] = t
-                    break
+    conv_tap = {node.name: t for node, t in _conv_taps(graph) if node.name}
     out: list[str] = []
     for name in names:
         if not isinstance(name, str):
@@ -287,33 +289,17 @@ def _named_taps(graph: Any, names: Sequence[str], origin: str) -> list[str]:
         if name in produced:
             t = name
         elif name in by_node:
-            t = conv_to_tap.get(name, by_node[name].output[0])
+            t = conv_tap.get(name, by_node[name].output[0])
         else:
-            raise ValueError(f"{origin}: no tensor or node named {name!r} to tap (convs: "
-                             f"{', '.join(n.name or n.output[0] for n in graph.node if n.op_type == 'Conv')[:500]})")
+            convs = ", ".join(n.name or n.output[0] for n in graph.node if n.op_type == "Conv")
+            raise ValueError(f"{origin}: no tensor or node named {name!r} to tap (the Conv nodes: "
+                             f"{convs[:400] or 'none'})")
         if t in out:
             raise ValueError(f"taps: {name!r} is tapped twice")
         out.append(t)
     if not out:
         raise ValueError("taps: name at least one layer")
     return out
-
-
-def _reaches(graph: Any, src: str, dst: str) -> bool:
-    """Whether dst is src followed through a chain of single-consumer BN/activation nodes."""
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    t = src
-    for _ in range(2):
-        users = consumers.get(t, [])
-        if len(users) != 1 or users[0].op_type not in _ACTIVATIONS | {"BatchNormalization"}:
-            return False
-        t = users[0].output[0]
-        if t == dst:
-            return True
-    return False
 
 
 def _subgraph_inputs(node: Any) -> set[str]:
@@ -346,7 +332,7 @@ def _preprocess_nodes(input_info: dict[str, Any], src: str, dst: str, channels: 
         nodes += [
             helper.make_node("Max", [x, const("zero", 0.0)], [p + "lo"]),
             helper.make_node("Min", [p + "lo", const("one", 1.0)], [p + "g"]),
-            helper.make_node("LessOrEqual", [p + "g", const("srgb_knee", 0.04045)], [p + "toe"]),
+            helper.make_node("Less", [p + "g", const("srgb_knee", 0.04045)], [p + "toe"]),
             helper.make_node("Div", [p + "g", const("srgb_slope", 12.92)], [p + "lin_toe"]),
             helper.make_node("Add", [p + "g", const("srgb_off", 0.055)], [p + "g1"]),
             helper.make_node("Div", [p + "g1", const("srgb_div", 1.055)], [p + "g2"]),
@@ -395,6 +381,11 @@ def _prepare(data: bytes, origin: str, taps: Sequence[str] | None, mean: Any, st
             if [o.name for o in graph.output] != [t.name for t in recorded]:
                 raise ValueError(f"{origin}: runtime model outputs do not match its recorded taps")
             return _Prepared(bytes(data), recorded, int(meta.get("min_size", "1")), json.loads(meta["input"]), meta)
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 9:
+        raise ValueError(f"{origin}: ONNX opset {opset} is too old to tap (need >= 9); upgrade it with "
+                         "onnx.version_converter.convert_version(model, 17)")
 
     # what feeds the model, and its normalization
     if runtime:
@@ -476,11 +467,6 @@ def _prepare(data: bytes, origin: str, taps: Sequence[str] | None, mean: Any, st
                                   producer_name=model.producer_name, producer_version=model.producer_version)
     new_model.ir_version = model.ir_version
     new_model.functions.extend(model.functions)
-    if not runtime:
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if opset < 11:
-            raise ValueError(f"{origin}: ONNX opset {opset} is too old to tap (need >= 11); upgrade it with "
-                             "onnx.version_converter.convert_version(model, 17)")
     taps_known = None
     if all(t in recorded_taps for t in tap_names):
         taps_known = [recorded_taps[t] for t in tap_names]

@@ -676,7 +676,7 @@ def train_classifier(
             ``patience`` epochs (0 disables).
         ab_step, rebalance: color labels: ab bin side, and how far pixel classes are reweighted toward uniform
             (Zhang et al. 2016's lambda; 0 = plain cross-entropy).
-        threads: torch CPU threads (default: torch's).
+        threads: torch CPU threads (default: torch's; this sets torch's global thread count).
         progress: show a progress bar per epoch (on stderr).
         log: where the summary lines go (default: print to stderr when ``progress``).
     """
@@ -686,7 +686,7 @@ def train_classifier(
     t_start = time.perf_counter()
     if labels not in ("folder", "dominant", "pixel"):
         raise ValueError(f"labels: expected 'folder', 'dominant' or 'pixel', got {labels!r}")
-    for name, v, lo in (("size", size, 8), ("epochs", epochs, 0), ("batch_size", batch_size, 1)):
+    for name, v, lo in (("size", size, 1), ("epochs", epochs, 0), ("batch_size", batch_size, 1)):
         if not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
     if not isinstance(test_every, int) or test_every < 0 or test_every == 1:
@@ -775,10 +775,7 @@ def train_classifier(
         pixel_weights = torch.tensor(w, dtype=torch.float32)
         pixel_prior = prior
     n_classes = max(len(class_names), 2)
-    if labels == "folder":
-        counts_img = np.bincount([s.label for s in train], minlength=n_classes)
-    else:
-        counts_img = np.bincount([s.label for s in train], minlength=n_classes)
+    counts_img = np.bincount([s.label for s in train], minlength=n_classes)
     say(f"{len(train)} training images, {len(test)} test images, {n_classes} classes ({labels} labels)")
 
     net = build_net(spec, n_classes, size=size, pixel_head=labels == "pixel")

@@ -25,13 +25,14 @@ def test_colorize_writes_one_png_per_input(model_path, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     for p in test[:2]:
-        Image.open(p).convert("L").save(src / (p.stem + ".png"))
+        with Image.open(p) as im:
+            im.convert("L").save(src / (p.stem + ".png"))
     out = tmp_path / "out"
     assert main(["colorize", str(src), "-m", str(model_path), "-o", str(out)]) == 0
     written = sorted(q.name for q in out.iterdir())
     assert written == sorted(p.stem + ".png" for p in test[:2])
-    img = Image.open(out / written[0])
-    assert img.mode == "RGB" and img.size == (384, 288)
+    with Image.open(out / written[0]) as img:
+        assert img.mode == "RGB" and img.size == (384, 288)
 
 
 def test_colorize_bad_inputs_one_line_and_no_partial_files(model_path, tmp_path, capsys):
@@ -66,7 +67,8 @@ def test_evaluate_json_and_sheet(model_path, tmp_path, capsys):
     assert main(["evaluate", *map(str, test[:2]), "-m", str(model_path), "--json", "--sheet", str(sheet)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] + report["failed"] == 2 and "verdict" in report
-    assert Image.open(sheet).size[0] > 900
+    with Image.open(sheet) as im:
+        assert im.size[0] > 900
     assert main(["evaluate", *map(str, test[:1]), "-m", str(model_path), "-q"]) == 0
     text = capsys.readouterr().out
     assert "verdict" in text and "PSNR" in text

@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -15,6 +17,7 @@
 #include "hypercolumns.hpp"
 #include "keys.hpp"
 #include "median_filter.hpp"
+#include "neighbor_seeds.hpp"
 #include "sorted_index.hpp"
 
 namespace py = pybind11;
@@ -555,7 +558,7 @@ void bind_index(py::module_& m) {
         .def(
             "search",
             [](const SortedIndex& self, const py::handle& queries_obj, double max_distance, long max_scan,
-               bool exact, int threads) {
+               bool exact, int threads, std::optional<carray<float>> bounds) {
                 if (!(max_distance >= 0))
                     throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
                                                 std::to_string(max_distance));
@@ -573,6 +576,12 @@ void bind_index(py::module_& m) {
                 opt.max_scan = static_cast<std::size_t>(max_scan);
                 opt.exact = exact;
                 opt.threads = threads;
+                if (bounds) {
+                    if (bounds->ndim() != 1 || bounds->shape(0) != m)
+                        throw std::invalid_argument("bounds: expected (" + std::to_string(m) +
+                                                    ",) float32, one per query, got shape " + shape_str(*bounds));
+                    opt.bounds = bounds->data();
+                }
                 const std::uint64_t* qp = queries.data();
                 std::int64_t* ip = index.mutable_data();
                 float* dp = distance.mutable_data();
@@ -584,6 +593,7 @@ void bind_index(py::module_& m) {
             },
             py::arg("queries"), py::arg("max_distance") = std::numeric_limits<double>::infinity(),
             py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("threads") = 1,
+            py::arg("bounds") = py::none(),
             "Nearest stored key for each (M, words) uint64 query: binary search of its projection, then an\n"
             "outward scan that advances the side whose projection is closer (exact=True: in runs of 8 entries).\n"
             "Stops at distance 0, and when both sides' projection gaps exceed min(best distance, max_distance)\n"
@@ -592,7 +602,8 @@ void bind_index(py::module_& m) {
             "distance found exceeds max_distance: leave that pixel gray) and distance float32 (M,): the best\n"
             "distance found (inf if none; with a finite max_distance the scan is also pruned at max_distance, so\n"
             "for -1 rows it is only an upper bound of the true nearest distance). threads splits the queries\n"
-            "(0 = all cores).")
+            "(0 = all cores). bounds (M,) float32, optional: a distance another candidate already reaches per\n"
+            "query; only entries at most that far are sought (the scan is pruned there), else -1 and inf.")
         .def(
             "colors",
             [](const SortedIndex& self, const py::handle& index_obj) {
@@ -682,6 +693,40 @@ void bind_index(py::module_& m) {
         });
 }
 
+// ---------------------------------------------------------------- neighbor seeds (neighbor_seeds.hpp)
+void bind_seeds(py::module_& m) {
+    m.def(
+        "neighbor_seeds",
+        [](const py::handle& keys_obj, const carray<std::uint8_t>& found, long H, long W, int channels, int levels,
+           int radius, int threads) {
+            const KeyLayout layout(channels, levels);
+            auto keys = as_keys(keys_obj, layout, "keys");
+            check_size(H, W);
+            if (keys.shape(0) != H * W)
+                throw std::invalid_argument("keys: expected H*W = " + std::to_string(H * W) + " rows, got " +
+                                            std::to_string(keys.shape(0)));
+            if (found.ndim() != 1 || found.shape(0) != H * W)
+                throw std::invalid_argument("found: expected (" + std::to_string(H * W) + ",) flags, got shape " +
+                                            shape_str(found));
+            if (radius < 0) throw std::invalid_argument("radius must be >= 0, got " + std::to_string(radius));
+            py::array_t<std::int64_t> seed(H * W);
+            py::array_t<float> distance(H * W);
+            std::int64_t* sp = seed.mutable_data();
+            float* dp = distance.mutable_data();
+            {
+                py::gil_scoped_release release;
+                neighbor_seeds(keys.data(), found.data(), static_cast<int>(H), static_cast<int>(W), layout, radius,
+                               sp, dp, threads);
+            }
+            return py::make_tuple(seed, distance);
+        },
+        py::arg("keys"), py::arg("found"), py::arg("H"), py::arg("W"), py::arg("channels"), py::arg("levels"),
+        py::arg("radius") = 1, py::arg("threads") = 1,
+        "For an (H*W, words) key image and per-pixel found flags: for each pixel not found, the found pixel\n"
+        "within a (2*radius+1)^2 window whose key is nearest. Returns (seed int64 (H*W,): that pixel's index,\n"
+        "itself when found, -1 when none; distance float32 (H*W,): its key distance, 0 when found, inf when none).");
+}
+
 // ---------------------------------------------------------------- median filter (median_filter.hpp)
 void bind_median(py::module_& m) {
     // Filters img as T (its dtype, checked by the caller): only non-contiguous input is copied (to C order).
@@ -755,5 +800,6 @@ PYBIND11_MODULE(_core, m) {
     bind_color(m);
     bind_table(m);
     bind_index(m);
+    bind_seeds(m);
     bind_median(m);
 }

@@ -128,7 +128,23 @@ struct SearchOptions {
     std::size_t max_scan = 64;                                       // bounded variant: candidates examined
     bool exact = false;                                              // exact variant: equals brute force
     int threads = 1;                                                 // 0 = all hardware threads
+    // Optional per-query bound (m floats): a distance another candidate already reaches (an image
+    // neighbor's key, say). Only strictly closer-or-equal entries are sought and the scan is pruned there,
+    // which makes the exact search cheap; no such entry -> -1 and distance inf.
+    const float* bounds = nullptr;
 };
+
+// Calls fn(distance functor) with the squared-distance functor that fits the layout's field width.
+template <class Fn>
+void with_distance(const KeyLayout& layout, Fn&& fn) {
+    const int bits = layout.bits, W = layout.words;
+    if (bits == 1 || bits == 2)
+        fn(detail::TableDistance<std::uint8_t>{detail::pair_table_u8(bits), W});
+    else if (bits == 4 || bits == 8)
+        fn(detail::TableDistance<std::uint16_t>{detail::pair_table_u16(bits), W});
+    else
+        fn(detail::GenericDistance{W, bits, layout.field_mask()});
+}
 
 class SortedIndex {
 public:
@@ -235,18 +251,11 @@ public:
                 float* out_distance) const {
         if (!(opt.max_distance >= 0)) throw std::invalid_argument("max_distance must be >= 0 (not NaN)");
         if (opt.max_scan < 1) throw std::invalid_argument("max_scan must be >= 1");
-        const int bits = layout_.bits, W = layout_.words;
-        auto run = [&](const auto& dist) {
+        with_distance(layout_, [&](const auto& dist) {
             parallel_for(m, opt.threads, 256, [&](std::size_t b, std::size_t e) {
                 search_range(dist, queries, b, e, opt, out_index, out_distance);
             });
-        };
-        if (bits == 1 || bits == 2)
-            run(detail::TableDistance<std::uint8_t>{detail::pair_table_u8(bits), W});
-        else if (bits == 4 || bits == 8)
-            run(detail::TableDistance<std::uint16_t>{detail::pair_table_u16(bits), W});
-        else
-            run(detail::GenericDistance{W, bits, layout_.field_mask()});
+        });
     }
 
 private:
@@ -272,8 +281,14 @@ private:
             std::uint64_t best_sq = none;
             std::ptrdiff_t best = -1;
             double best_d = inf;
+            double cap = opt.max_distance;
+            if (opt.bounds && opt.bounds[i] < cap) {
+                cap = opt.bounds[i];  // NaN bounds are ignored by the comparison
+                // squared distances are integers: accept d^2 <= cap^2, abandon anything larger
+                best_sq = static_cast<std::uint64_t>(std::floor(static_cast<double>(cap) * cap + 1e-6)) + 1;
+            }
             // A side is finished once its projection gap exceeds `stop`: no entry beyond can be closer.
-            double stop = std::min(best_d, opt.max_distance) + eps;
+            double stop = std::min(best_d, cap) + eps;
             // Examines entry j; true once an exact match ends the search.
             auto visit = [&](std::ptrdiff_t j) {
                 const std::uint64_t d = dist(keys_.data() + static_cast<std::size_t>(j) * W, q, best_sq - 1);
@@ -281,7 +296,7 @@ private:
                     best_sq = d;
                     best = j;
                     best_d = std::sqrt(static_cast<double>(d));
-                    stop = std::min(best_d, opt.max_distance) + eps;
+                    stop = std::min(best_d, cap) + eps;
                 }
                 return d == 0;
             };
@@ -318,7 +333,7 @@ private:
                 }
             }
             out_distance[i] = static_cast<float>(best_d);
-            out_index[i] = (best >= 0 && best_d <= opt.max_distance) ? static_cast<std::int64_t>(best) : -1;
+            out_index[i] = (best >= 0 && best_d <= cap) ? static_cast<std::int64_t>(best) : -1;
         }
     }
 

@@ -273,9 +273,9 @@ def _parser_fit(sub: Any) -> None:
                         "(default) or the most frequent color")
     p.add_argument("--tolerance", type=float, default=12.0, help="ab distance that counts as a conflict (mark) "
                                                                   "or the color bin width (vote)")
-    p.add_argument("--median", type=int, default=5, help="median filter size on the colors (odd, 1 = off)")
-    p.add_argument("--max-distance", type=float, default=3.0,
-                   help="leave a pixel gray when the nearest stored key is farther than this (default 3.0)")
+    p.add_argument("--median", type=int, default=3, help="median filter size on the colors (odd, 1 = off; default 3)")
+    p.add_argument("--max-distance", type=float, default=5.0,
+                   help="leave a pixel gray when the nearest stored key is farther than this (default 5.0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=_cmd_fit)
 

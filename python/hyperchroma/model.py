@@ -36,10 +36,11 @@ class Settings:
     levels: int = 3  #: quantization levels per hypercolumn channel
     policy: str = "mean"  #: conflict policy: "mark" (paper), "mean" or "vote"
     tolerance: float = 12.0  #: ab distance for "mark" conflicts / bin width for "vote"
-    median_size: int = 5  #: median filter on the ab result (1 = off)
-    max_distance: float = 3.0  #: nearest keys farther than this (in quantization levels, L2) leave the pixel gray
+    median_size: int = 3  #: median filter on the ab result (1 = off)
+    max_distance: float = 5.0  #: nearest keys farther than this (in quantization levels, L2) leave the pixel gray
     max_scan: int = 64  #: candidates scanned around the binary-search position for a missing key
     exact: bool = False  #: exact nearest key instead of the bounded scan
+    seed_radius: int = 1  #: image neighbors (within this radius) found in the table seed the nearest-key search
 
     def check(self) -> "Settings":
         if not isinstance(self.size, (int, np.integer)) or self.size < 16:
@@ -56,6 +57,8 @@ class Settings:
             raise ValueError(f"max_distance must be >= 0, got {self.max_distance!r}")
         if not isinstance(self.max_scan, (int, np.integer)) or self.max_scan < 1:
             raise ValueError(f"max_scan must be an integer >= 1, got {self.max_scan!r}")
+        if not isinstance(self.seed_radius, (int, np.integer)) or self.seed_radius < 0:
+            raise ValueError(f"seed_radius must be an integer >= 0, got {self.seed_radius!r}")
         return self
 
 
@@ -142,20 +145,39 @@ class Model:
         return keys
 
     def _ab_small(self, img: np.ndarray, shape: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """ab (h,w,2) at model size, status (h,w) uint8 and nearest-key distance (h,w) float32."""
+        """ab (h,w,2) at model size, status (h,w) uint8 and nearest-key distance (h,w) float32.
+
+        A key in the table gives its color. A missing key takes the nearest stored key's color: candidates are
+        the found keys of its image neighbors (``seed_radius``) and the sorted index's scan around its
+        projection (pruned at the best neighbor's distance); beyond ``max_distance`` the pixel stays gray.
+        """
         s = self.settings
+        h, w = shape
         keys = self._keys(model_gray(img, shape))
         ab, hit = self.table.lookup(keys, threads=self.threads)
-        status = np.where(hit == core.STATUS_HIT, STATUS_EXACT, STATUS_GRAY).astype(np.uint8)
+        found = (hit == core.STATUS_HIT).view(np.uint8)
+        status = found.copy()  # STATUS_EXACT where found, STATUS_GRAY elsewhere
         distance = np.zeros(len(keys), np.float32)
-        miss = np.flatnonzero(hit != core.STATUS_HIT)
+        miss = np.flatnonzero(found == 0)
         if miss.size:
+            bounds = None
+            if s.seed_radius > 0:
+                seed, seed_d = core.neighbor_seeds(keys, found, h, w, self.channels, s.levels, s.seed_radius,
+                                                   threads=self.threads)
+                seed, bounds = seed[miss], seed_d[miss]
             idx, dist = self.index.search(keys[miss], max_distance=s.max_distance, max_scan=s.max_scan,
-                                          exact=s.exact, threads=self.threads)
-            ab[miss] = self.index.colors(idx)
-            status[miss] = np.where(idx >= 0, STATUS_NEAREST, STATUS_GRAY)
+                                          exact=s.exact, threads=self.threads, bounds=bounds)
+            from_index = idx >= 0
+            colors = self.index.colors(idx)
+            dist = np.where(from_index, dist, np.inf).astype(np.float32)
+            if bounds is not None:
+                from_seed = ~from_index & (seed >= 0) & (bounds <= s.max_distance)
+                colors[from_seed] = ab[seed[from_seed]]
+                dist[from_seed] = bounds[from_seed]
+                from_index |= from_seed
+            ab[miss] = colors
+            status[miss] = np.where(from_index, STATUS_NEAREST, STATUS_GRAY)
             distance[miss] = dist
-        h, w = shape
         ab = ab.reshape(h, w, 2)
         if s.median_size > 1:
             ab = core.median_filter(ab, s.median_size, threads=self.threads)
@@ -302,8 +324,9 @@ def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, 
 
 
 def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, str, os.PathLike, Classifier] = None,
-        size: int = 224, levels: int = 3, policy: str = "mean", *, tolerance: float = 12.0, median_size: int = 5,
-        max_distance: float = 3.0, max_scan: int = 64, exact: bool = False, samples_per_image: int = 4096,
+        size: int = 224, levels: int = 3, policy: str = "mean", *, tolerance: float = 12.0, median_size: int = 3,
+        max_distance: float = 5.0, max_scan: int = 64, exact: bool = False, seed_radius: int = 1,
+        samples_per_image: int = 4096,
         progress: bool = False, seed: int = 0) -> Model:
     """Fit a colorizer on color images (paths, folders, PIL images or uint8 (H,W,3) arrays).
 
@@ -312,7 +335,8 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, s
     """
     from tqdm import tqdm
 
-    settings = Settings(size, levels, policy, tolerance, median_size, max_distance, max_scan, exact).check()
+    settings = Settings(size, levels, policy, tolerance, median_size, max_distance, max_scan, exact,
+                        seed_radius).check()
     images = expand_inputs(images)
     if not images:
         raise ValueError("fit needs at least one color training image")

@@ -59,7 +59,7 @@ def main():
         "model-size gray (resize)": lambda: model_gray(frame, shape),
         "classifier (ONNX Runtime)": lambda: model.classifier.run(gs),
         "fused keys": lambda: core.hypercolumn_keys(maps, 168, 224, model.thresholds, model.weights, threads=2),
-        "lookup + nearest + median": lambda: model._ab_small(frame, shape),
+        "model-size ab (gray..median, no compose)": lambda: model._ab_small(frame, shape),
     }
     rows = [["colorize 768x576 gray frame, p50", f"{p50 * 1e3:.1f} ms"],
             ["colorize 768x576 gray frame, p99", f"{p99 * 1e3:.1f} ms"],

@@ -31,6 +31,7 @@ def test_colorize_writes_one_png_per_input(model_path, tmp_path, capsys):
     assert main(["colorize", str(src), "-m", str(model_path), "-o", str(out)]) == 0
     written = sorted(q.name for q in out.iterdir())
     assert written == sorted(p.stem + ".png" for p in test[:2])
+    assert (out / written[0]).stat().st_mode & 0o644 == 0o644  # readable like any saved file, not 0600
     with Image.open(out / written[0]) as img:
         assert img.mode == "RGB" and img.size == (384, 288)
 

@@ -40,6 +40,16 @@ class ModelFileError(ValueError):
     """A model file that is missing, truncated, corrupt, foreign or of an unsupported version."""
 
 
+def _file_mode() -> int:
+    """Permissions a plain open() would give a new file (mkstemp's temporary files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
@@ -95,6 +105,7 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
             f.write(_FIXED.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, header_len, file_len, crc, 0))
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -9,6 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .model_file import FILE_MODE
+
 
 def format_report(report: Dict[str, Any]) -> str:
     """The evaluation as a plain-text table: each image, the means, and the verdict."""
@@ -63,6 +65,7 @@ def save_png_atomic(img: Image.Image, path: str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             img.save(f, format="PNG")
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -18,6 +18,7 @@ and maps the file into memory: the arrays are read-only views of the map, not co
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -48,6 +49,26 @@ def _file_mode() -> int:
 
 
 FILE_MODE = _file_mode()
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+    """Open a temporary file beside `path` for binary writing; on success fsync it and rename it to `path`.
+
+    On any error the temporary file is removed: `path` is either untouched or complete, never partial.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=".hyperchroma-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _aligned(n: int) -> int:
@@ -82,37 +103,25 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
     header = header.ljust(header_len, b" ")
     file_len = offset if conts else _FIXED.size + header_len
 
-    fd, tmp = tempfile.mkstemp(prefix=".hyperchroma-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"\0" * _FIXED.size)
-            f.write(header)
-            crc = zlib.crc32(header)
-            pos = _FIXED.size + header_len
-            for name, a in conts.items():
-                pad = specs[name]["offset"] - pos
-                if pad:
-                    f.write(b"\0" * pad)
-                    crc = zlib.crc32(b"\0" * pad, crc)
-                data = memoryview(a).cast("B")
-                f.write(data)
-                crc = zlib.crc32(data, crc)
-                pos = specs[name]["offset"] + a.nbytes
-            if pos < file_len:
-                f.write(b"\0" * (file_len - pos))
-                crc = zlib.crc32(b"\0" * (file_len - pos), crc)
-            f.seek(0)
-            f.write(_FIXED.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, header_len, file_len, crc, 0))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        f.write(b"\0" * _FIXED.size)
+        f.write(header)
+        crc = zlib.crc32(header)
+        pos = _FIXED.size + header_len
+        for name, a in conts.items():
+            pad = specs[name]["offset"] - pos
+            if pad:
+                f.write(b"\0" * pad)
+                crc = zlib.crc32(b"\0" * pad, crc)
+            data = memoryview(a.reshape(-1).view(np.uint8))
+            f.write(data)
+            crc = zlib.crc32(data, crc)
+            pos = specs[name]["offset"] + a.nbytes
+        if pos < file_len:
+            f.write(b"\0" * (file_len - pos))
+            crc = zlib.crc32(b"\0" * (file_len - pos), crc)
+        f.seek(0)
+        f.write(_FIXED.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, header_len, file_len, crc, 0))
 
 
 def load(path: str | os.PathLike) -> Tuple[dict, Dict[str, np.ndarray]]:

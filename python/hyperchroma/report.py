@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .model_file import FILE_MODE
+from .model_file import atomic_write
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -60,16 +59,5 @@ def comparison_sheet(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str]
 
 def save_png_atomic(img: Image.Image, path: str) -> None:
     """Save a PNG through a temporary file and a rename: never a partial file under `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".hyperchroma-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        img.save(f, format="PNG")

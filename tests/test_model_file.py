@@ -1,0 +1,78 @@
+"""The model file format: round trip, memory-mapped views, atomic writes, refusal of damaged files."""
+
+import os
+
+import numpy as np
+import pytest
+
+from hyperchroma import model_file
+from hyperchroma.model_file import ModelFileError
+
+
+def sample_arrays(rng):
+    return {
+        "keys": rng.integers(0, 2**63, (1000, 2), dtype=np.uint64),
+        "ab": rng.normal(size=(1000, 2)).astype(np.float32),
+        "flags": rng.random(1000) < 0.5,
+        "blob": np.frombuffer(b"onnx bytes here", np.uint8),
+        "empty": np.zeros((0, 3), np.float64),
+    }
+
+
+def test_round_trip_and_views(rng, tmp_path):
+    arrays = sample_arrays(rng)
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {"hello": [1, 2, 3]}, arrays)
+    meta, out = model_file.load(p)
+    assert meta == {"hello": [1, 2, 3]}
+    for k, a in arrays.items():
+        assert out[k].dtype == a.dtype and out[k].shape == a.shape
+        np.testing.assert_array_equal(out[k], a)
+    assert not out["keys"].flags.writeable  # a read-only view of the map, not a copy
+    assert all(out[k].ctypes.data % 64 == 0 for k in ("keys", "ab"))
+
+
+def test_failed_write_leaves_old_file_and_no_temp(rng, tmp_path, monkeypatch):
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {"v": 1}, sample_arrays(rng))
+    before = p.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model_file.zlib, "crc32", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model_file.save(p, {"v": 2}, sample_arrays(rng))
+    assert p.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.hyc"]
+
+
+def test_unsupported_dtype_refused(tmp_path):
+    with pytest.raises(TypeError, match="dtype"):
+        model_file.save(tmp_path / "m.hyc", {}, {"s": np.array(["a"])})
+    assert os.listdir(tmp_path) == []
+
+
+def test_every_truncation_is_refused(rng, tmp_path):
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {"v": 1}, {"a": np.arange(100, dtype=np.float32)})
+    data = p.read_bytes()
+    bad = tmp_path / "bad.hyc"
+    for n in range(0, len(data), 37):
+        bad.write_bytes(data[:n])
+        with pytest.raises(ModelFileError):
+            model_file.load(bad)
+
+
+def test_random_corruption_is_refused(rng, tmp_path):
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {"v": 1}, {"a": np.arange(100, dtype=np.float32)})
+    data = p.read_bytes()
+    bad = tmp_path / "bad.hyc"
+    for _ in range(50):
+        b = bytearray(data)
+        i = int(rng.integers(0, len(b)))
+        b[i] ^= int(rng.integers(1, 256))
+        bad.write_bytes(bytes(b))
+        with pytest.raises(ModelFileError):
+            model_file.load(bad)

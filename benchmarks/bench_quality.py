@@ -24,6 +24,9 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--max-distance", type=float, default=None)
     ap.add_argument("--median", type=int, default=None)
+    ap.add_argument("--max-scan", type=int, default=None)
+    ap.add_argument("--seed-radius", type=int, default=None)
+    ap.add_argument("--exact", action="store_true", help="exact nearest keys (slow)")
     args = ap.parse_args()
     clf = hc.Classifier(args.classifier) if args.classifier else hc.Classifier()
     extra = {}
@@ -31,6 +34,12 @@ def main():
         extra["max_distance"] = args.max_distance
     if args.median is not None:
         extra["median_size"] = args.median
+    if args.max_scan is not None:
+        extra["max_scan"] = args.max_scan
+    if args.seed_radius is not None:
+        extra["seed_radius"] = args.seed_radius
+    if args.exact:
+        extra["exact"] = True
     rows = []
     for proto in args.protocols.split(","):
         train, test = PROTOCOLS[proto]()

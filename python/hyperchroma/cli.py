@@ -261,6 +261,7 @@ def _cmd_demo(args) -> int:
 
 def _parser_fit(sub: Any) -> None:
     p = sub.add_parser("fit", help="fit a colorization model on color images",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma fit keyframes/ -o film.hyc\n  hyperchroma fit a.jpg b.jpg -o m.hyc --levels 4 --policy mark\n\nthe model file holds the classifier too: colorize needs nothing else.",
                        description="Fit a colorization model: run the classifier on each color training image, "
                                    "learn the quantization and store hypercolumn -> color pairs in the table.")
     p.add_argument("images", nargs="+", help="color training images or folders of them")
@@ -282,6 +283,7 @@ def _parser_fit(sub: Any) -> None:
 
 def _parser_colorize(sub: Any) -> None:
     p = sub.add_parser("colorize", help="colorize images with a fitted model",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma colorize scans/ -m film.hyc -o colored/\n  hyperchroma colorize photo.jpg -m film.hyc -o out/ --recolor --strength 0.5\n\neach PNG is written whole or not at all; a bad input is reported and skipped (exit status 1).",
                        description="Colorize gray images (color ones from their luminance): one PNG per input, "
                                    "same file stem, in the output folder.")
     p.add_argument("inputs", nargs="+", help="images or folders of images")
@@ -297,6 +299,7 @@ def _parser_colorize(sub: Any) -> None:
 
 def _parser_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="the paper's test stage: metrics against the gray baseline",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma evaluate test_frames/ -m film.hyc\n  hyperchroma evaluate test_frames/ -m film.hyc --json --sheet sheet.png",
                        description="Colorize the luminance of color test images and compare with their colors: "
                                    "PSNR, AuC and colorfulness beside the all-gray baseline, the share of images "
                                    "that beat gray, and a verdict.")
@@ -312,6 +315,7 @@ def _parser_evaluate(sub: Any) -> None:
 
 def _parser_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="fit on frames shipped with hyperchroma, colorize held-back ones, report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="example:\n  hyperchroma demo -o demo/   # then look at demo/comparison.png",
                        description="Runs offline: fits on 8 keyframes shipped inside the package, colorizes 4 "
                                    "held-back frames from their luminance, prints metrics against the gray "
                                    "baseline and writes a before/after sheet.")

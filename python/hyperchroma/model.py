@@ -136,11 +136,24 @@ class Model:
             self.weights, self.channels, self.settings.levels,
         )
         self.threads = _threads()
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ colorizing
+    def _tap_buffers(self, shape: Tuple[int, int]) -> List[np.ndarray]:
+        """This thread's reusable classifier outputs for one model-size shape (the latency path's buffers)."""
+        cache = getattr(self._local, "taps", None)
+        if cache is None:
+            cache = self._local.taps = {}
+        out = cache.get(shape)
+        if out is None:
+            if len(cache) >= 8:  # many image sizes: keep the memory bounded
+                cache.clear()
+            out = cache[shape] = [np.empty(s, np.float32) for s in self.classifier.output_shapes(*shape)]
+        return out
+
     def _keys(self, gray_small: np.ndarray) -> np.ndarray:
-        maps = self.classifier.run(gray_small)
         h, w = gray_small.shape
+        maps = self.classifier.run(gray_small, out=self._tap_buffers((h, w)))
         keys, _ = core.hypercolumn_keys(maps, h, w, self.thresholds, self.weights, threads=self.threads)
         return keys
 

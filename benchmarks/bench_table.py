@@ -66,8 +66,9 @@ def main():
 
     rng = np.random.default_rng(0)
     words = core.key_words(56, 3)
-    keys = rng.integers(0, 2**64 - 1, size=(n, words), dtype=np.uint64, endpoint=True)
-    absent = rng.integers(0, 2**64 - 1, size=(n, words), dtype=np.uint64, endpoint=True)
+    # valid packed keys: random levels 0..2 for each of the 56 channels (3^56 values: no collisions to speak of)
+    keys = core.pack_keys(rng.integers(0, 3, size=(n, 56), dtype=np.uint8), 3)
+    absent = core.pack_keys(rng.integers(0, 3, size=(n, 56), dtype=np.uint8), 3)
     ab = rng.uniform(-100, 100, size=(n, 2)).astype(np.float32)
 
     # ---- core.Table, policy "mean"

@@ -50,6 +50,24 @@ carray<std::uint64_t> as_keys(const py::handle& obj, const KeyLayout& layout, co
     return carray<std::uint64_t>::ensure(arr);
 }
 
+// Every key a valid packing for the layout (no level >= levels, no stray bits); callable without the GIL.
+void check_keys(const std::uint64_t* kp, std::size_t n, const KeyLayout& layout, const char* what) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (const char* problem = layout.key_problem(kp + i * layout.words))
+            throw std::invalid_argument(std::string(what) + ": row " + std::to_string(i) + " " + problem + " for " +
+                                        std::to_string(layout.channels) + " channels at " +
+                                        std::to_string(layout.levels) + " levels");
+}
+
+// uint8 image data must already be uint8: casting floats or wider integers would silently wrap values.
+carray<std::uint8_t> as_u8(const py::handle& obj, const char* what) {
+    py::array arr = py::array::ensure(obj);
+    if (!arr || arr.dtype().kind() != 'u' || arr.dtype().itemsize() != 1)
+        throw py::type_error(std::string(what) + " must be a uint8 numpy array" +
+                             (arr ? ", got " + std::string(py::str(arr.dtype())) : std::string()));
+    return carray<std::uint8_t>::ensure(arr);
+}
+
 // A list of (C_i, h_i, w_i) float32 maps, converted once and viewed without copying afterwards.
 struct MapList {
     std::vector<carray<float>> arrays;  // keep the converted arrays alive
@@ -68,6 +86,8 @@ MapList as_maps(const py::sequence& seq) {
                                         shape_str(arr));
         if (arr.shape(0) < 1 || arr.shape(1) < 1 || arr.shape(2) < 1)
             throw std::invalid_argument("maps[" + std::to_string(i) + "]: empty map of shape " + shape_str(arr));
+        if (arr.shape(0) > (1L << 31) - 1 || arr.shape(1) > (1L << 31) - 1 || arr.shape(2) > (1L << 31) - 1)
+            throw std::invalid_argument("maps[" + std::to_string(i) + "]: map too large " + shape_str(arr));
         out.maps.push_back(FeatureMap{arr.data(), static_cast<int>(arr.shape(0)), static_cast<int>(arr.shape(1)),
                                       static_cast<int>(arr.shape(2))});
         out.arrays.push_back(std::move(arr));
@@ -79,6 +99,9 @@ void check_size(long H, long W) {
     if (H < 1 || W < 1)
         throw std::invalid_argument("output size must be at least 1x1, got " + std::to_string(H) + "x" +
                                     std::to_string(W));
+    constexpr long kMax = (1L << 31) - 1;
+    if (H > kMax || W > kMax || H > kMax / W * 64)
+        throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
 }
 
 // ---------------------------------------------------------------- hypercolumn kernels (hypercolumns.hpp)
@@ -166,7 +189,8 @@ void bind_hypercolumns(py::module_& m) {
 
     m.def(
         "pack_keys",
-        [](const carray<std::uint8_t>& levels_arr, int levels) {
+        [](const py::handle& levels_obj, int levels) {
+            const auto levels_arr = as_u8(levels_obj, "levels_array");
             if (levels_arr.ndim() != 2 || levels_arr.shape(1) < 1)
                 throw std::invalid_argument("levels: expected (N, C) uint8, got shape " + shape_str(levels_arr));
             const KeyLayout layout(static_cast<int>(levels_arr.shape(1)), levels);
@@ -206,7 +230,8 @@ void bind_hypercolumns(py::module_& m) {
 void bind_color(py::module_& m) {
     m.def(
         "rgb_to_lab",
-        [](const carray<std::uint8_t>& rgb, int threads) {
+        [](const py::handle& rgb_obj, int threads) {
+            const auto rgb = as_u8(rgb_obj, "rgb");
             if (rgb.ndim() < 1 || rgb.shape(rgb.ndim() - 1) != 3)
                 throw std::invalid_argument("rgb: expected (..., 3) uint8, got shape " + shape_str(rgb));
             std::vector<py::ssize_t> lshape(rgb.shape(), rgb.shape() + rgb.ndim() - 1), abshape = lshape;
@@ -249,7 +274,8 @@ void bind_color(py::module_& m) {
 
     m.def(
         "gray_to_lightness",
-        [](const carray<std::uint8_t>& gray) {
+        [](const py::handle& gray_obj) {
+            const auto gray = as_u8(gray_obj, "gray");
             py::array_t<float> L(std::vector<py::ssize_t>(gray.shape(), gray.shape() + gray.ndim()));
             float* lp = L.mutable_data();
             const std::size_t n = static_cast<std::size_t>(gray.size());
@@ -385,6 +411,7 @@ runs with the GIL released.
             const float* ap = ab.data();
             const auto n = static_cast<std::size_t>(keys.shape(0));
             py::gil_scoped_release release;
+            check_keys(kp, n, t.layout(), "keys");
             t.insert(kp, ap, n);
         },
         py::arg("keys"), py::arg("ab"),
@@ -471,6 +498,7 @@ runs with the GIL released.
             const float* ap = ab.data();
             const bool* fp = flags.data();
             py::gil_scoped_release release;
+            check_keys(kp, static_cast<std::size_t>(n), layout, "keys");
             return HashTable::from_entries(channels, levels, p, tolerance, vote_bin, kp, ap, counts.data(), fp,
                                            static_cast<std::size_t>(n));
         },
@@ -709,6 +737,7 @@ void bind_seeds(py::module_& m) {
                 throw std::invalid_argument("found: expected (" + std::to_string(H * W) + ",) flags, got shape " +
                                             shape_str(found));
             if (radius < 0) throw std::invalid_argument("radius must be >= 0, got " + std::to_string(radius));
+            radius = static_cast<int>(std::min<long>(radius, std::max(H, W)));  // a larger window adds nothing
             py::array_t<std::int64_t> seed(H * W);
             py::array_t<float> distance(H * W);
             std::int64_t* sp = seed.mutable_data();

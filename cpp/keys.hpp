@@ -42,6 +42,21 @@ struct KeyLayout {
         const int w = c / fields_per_word, s = (c % fields_per_word) * bits;
         key[w] = (key[w] & ~(field_mask() << s)) | (static_cast<std::uint64_t>(level) << s);
     }
+    // Why a packed key is invalid (bits beyond the last field of a word, or a level >= levels), or nullptr.
+    const char* key_problem(const std::uint64_t* key) const {
+        const std::uint64_t mask = field_mask();
+        const bool full = (1 << bits) == levels;
+        for (int c0 = 0, w = 0; c0 < channels; c0 += fields_per_word, ++w) {
+            const int fields = channels - c0 < fields_per_word ? channels - c0 : fields_per_word;
+            const int used = fields * bits;
+            std::uint64_t word = key[w];
+            if (used < 64 && (word >> used) != 0) return "has non-zero bits beyond the last field of a word";
+            if (!full)
+                for (int f = 0; f < fields; ++f, word >>= bits)
+                    if (static_cast<int>(word & mask) >= levels) return "has a level out of range";
+        }
+        return nullptr;
+    }
     bool operator==(const KeyLayout& o) const { return channels == o.channels && levels == o.levels; }
     bool operator!=(const KeyLayout& o) const { return !(*this == o); }
 };

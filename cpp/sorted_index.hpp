@@ -229,20 +229,7 @@ public:
     }
 
     // nullptr if the key is valid for the layout, else what is wrong with it.
-    const char* check_key(const std::uint64_t* key) const {
-        const int C = layout_.channels, fpw = layout_.fields_per_word, bits = layout_.bits;
-        const std::uint64_t mask = layout_.field_mask();
-        const bool full = (1 << bits) == layout_.levels;
-        for (int c0 = 0, w = 0; c0 < C; c0 += fpw, ++w) {
-            const int fields = std::min(C - c0, fpw), used = fields * bits;
-            std::uint64_t word = key[w];
-            if (used < 64 && (word >> used) != 0) return "has non-zero bits beyond the last field of a word";
-            if (!full)
-                for (int f = 0; f < fields; ++f, word >>= bits)
-                    if (static_cast<int>(word & mask) >= layout_.levels) return "has a level out of range";
-        }
-        return nullptr;
-    }
+    const char* check_key(const std::uint64_t* key) const { return layout_.key_problem(key); }
 
     // Nearest stored entry for each of m queries. out_index[i] = sorted position, or -1 when the index is
     // empty or the best distance found exceeds max_distance; out_distance[i] = best distance found (inf if
@@ -285,7 +272,8 @@ private:
             if (opt.bounds && opt.bounds[i] < cap) {
                 cap = opt.bounds[i];  // NaN bounds are ignored by the comparison
                 // squared distances are integers: accept d^2 <= cap^2, abandon anything larger
-                best_sq = static_cast<std::uint64_t>(std::floor(static_cast<double>(cap) * cap + 1e-6)) + 1;
+                const double sq = std::floor(static_cast<double>(cap) * cap + 1e-6);
+                if (sq < 1.8e19) best_sq = static_cast<std::uint64_t>(sq) + 1;  // else: no useful bound
             }
             // A side is finished once its projection gap exceeds `stop`: no entry beyond can be closer.
             double stop = std::min(best_d, cap) + eps;

@@ -255,7 +255,8 @@ def test_counts_saturate():
 def test_memory_per_entry():
     rng = np.random.default_rng(1)
     n = 200_000
-    keys = rng.integers(0, 2**63, size=(n, 2), dtype=np.uint64)
+    keys = np.unique(random_keys(rng, n + n // 10, 56, 3), axis=0)[:n]
+    rng.shuffle(keys)
     ab = rng.uniform(-100, 100, size=(n, 2)).astype(np.float32)
     t = core.Table(56, 3, "mean")
     t.insert(keys, ab)
@@ -321,8 +322,16 @@ def test_bad_input():
         bad = ab.copy()
         bad[3, 1] = v
         with pytest.raises(ValueError, match="finite"):
-            t.insert(np.arange(8, dtype=np.uint64).reshape(4, 2), bad)
+            t.insert(np.array([[0, 0], [1, 0], [2, 0], [4, 0]], np.uint64), bad)
     assert len(t) == 0  # a rejected batch inserts nothing
+    # keys that no 56-channel, 3-level packing produces: a level of 3, or bits past the last field
+    for bad_key in ([[3, 0]], [[0, 1 << 50]]):
+        with pytest.raises(ValueError, match="row 0"):
+            t.insert(np.array(bad_key, np.uint64), ab[:1])
+        with pytest.raises(ValueError, match="row 0"):
+            core.Table.from_entries(56, 3, "mean", 12.0, np.array(bad_key, np.uint64), ab[:1],
+                                    np.ones(1, np.uint32), np.zeros(1, bool))
+    assert len(t) == 0
     with pytest.raises(ValueError, match="threads"):
         t.lookup(keys, threads=-1)
     with pytest.raises(ValueError, match="'mark', 'mean', 'vote'"):
@@ -352,7 +361,8 @@ def test_properties_and_repr():
 @pytest.mark.parametrize("policy", POLICIES)
 def test_threads_and_concurrency(policy):
     rng = np.random.default_rng(9)
-    keys = rng.integers(0, 2**63, size=(60_000, 2), dtype=np.uint64)
+    keys = np.unique(random_keys(rng, 66_000, 56, 3), axis=0)[:60_000]
+    rng.shuffle(keys)
     ab = rng.uniform(-100, 100, size=(60_000, 2)).astype(np.float32)
     t = core.Table(56, 3, policy)
     t.insert(keys[:40_000], ab[:40_000])
@@ -375,7 +385,7 @@ def test_threads_and_concurrency(policy):
         th.start()
     # Meanwhile insert keys disjoint from the probe: lookups of the probe must not change.
     for chunk in np.array_split(np.arange(40_000, 50_000), 20):
-        t.insert(keys[chunk] ^ np.uint64(1 << 63), ab[chunk])
+        t.insert(keys[chunk], ab[chunk])
     for th in threads:
         th.join()
     assert not errors

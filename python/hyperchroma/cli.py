@@ -201,8 +201,14 @@ def _cmd_colorize(args) -> int:
     from .model import load
     from .report import save_png_atomic
 
+    if args.strength is not None and not args.recolor:
+        raise ValueError("--strength only applies with --recolor")
     model = load(args.model)
     paths = image_paths(args.inputs)
+    for p in paths:
+        target = os.path.join(args.output, p.stem + ".png")
+        if os.path.exists(target) and os.path.samefile(target, p):
+            raise ImageError(f"writing {target} would overwrite the input '{p}'; choose another output folder")
     stems = {}
     for p in paths:
         if p.stem in stems:
@@ -212,7 +218,7 @@ def _cmd_colorize(args) -> int:
     failed = 0
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:
-            rgb = model.recolor(p, args.strength) if args.recolor else model.colorize(p)
+            rgb = model.recolor(p, 1.0 if args.strength is None else args.strength) if args.recolor else model.colorize(p)
         except ImageError as e:
             failed += 1
             print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
@@ -224,20 +230,26 @@ def _cmd_colorize(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     import json
+    import os
 
-    from .images import image_paths
+    import numpy as np
+
+    from . import core
+    from .images import image_paths, load_image
     from .model import load
-    from .report import format_report
+    from .report import comparison_sheet, format_report
 
+    if args.sheet:
+        folder = os.path.dirname(os.path.abspath(args.sheet))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--sheet: folder '{folder}' does not exist")
+        if os.path.isdir(args.sheet):
+            raise ValueError(f"--sheet: '{args.sheet}' is a directory")
     model = load(args.model)
     paths = image_paths(args.images)
     report = model.evaluate(paths, pass_share=args.pass_share, progress=not (args.quiet or args.json))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.sheet:
-        from .images import load_image
-        from .report import comparison_sheet
-        from . import core
-        import numpy as np
-
         rows = []
         for p in paths:
             truth = load_image(p)
@@ -245,10 +257,6 @@ def _cmd_evaluate(args) -> int:
             gray = core.lab_to_rgb(L, np.zeros_like(ab))
             rows.append([gray, model.colorize(truth), truth])
         comparison_sheet(rows, ["input (gray)", "hyperchroma", "truth"], args.sheet, names=[p.name for p in paths])
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
     return 0
 
 
@@ -291,7 +299,7 @@ def _parser_colorize(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     p.add_argument("--recolor", action="store_true",
                    help="color correction: recolor color images from the model, keeping their luminance")
-    p.add_argument("--strength", type=float, default=1.0, help="with --recolor: 0 keeps the image's colors, "
+    p.add_argument("--strength", type=float, default=None, help="with --recolor: 0 keeps the image's colors, "
                                                                 "1 takes the model's (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=_cmd_colorize)

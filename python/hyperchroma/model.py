@@ -8,6 +8,8 @@ ab upsampled to the input's resolution and joined with its own L -> RGB.
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,7 @@ class Settings:
     size: int = 224  #: long side of the image the classifier and table work at
     levels: int = 3  #: quantization levels per hypercolumn channel
     policy: str = "mean"  #: conflict policy: "mark" (paper), "mean" or "vote"
-    tolerance: float = 12.0  #: ab distance for "mark" conflicts / bin width for "vote"
+    tolerance: float = 12.0  #: ab distance for "mark" conflicts / ab bin width for "vote"
     median_size: int = 3  #: median filter on the ab result (1 = off)
     max_distance: float = 5.0  #: nearest keys farther than this (in quantization levels, L2) leave the pixel gray
     max_scan: int = 64  #: candidates scanned around the binary-search position for a missing key
@@ -43,23 +45,37 @@ class Settings:
     seed_radius: int = 1  #: image neighbors (within this radius) found in the table seed the nearest-key search
 
     def check(self) -> "Settings":
-        if not isinstance(self.size, (int, np.integer)) or self.size < 16:
-            raise ValueError(f"size must be an integer >= 16, got {self.size!r}")
-        if not isinstance(self.levels, (int, np.integer)) or not 2 <= self.levels <= 256:
-            raise ValueError(f"levels must be an integer in 2..256, got {self.levels!r}")
+        """Validate every field; return the settings with numpy scalars turned into plain Python values."""
+
+        def integer(name: str, lo: int, hi: Optional[int] = None) -> int:
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {v!r}")
+            if v < lo or (hi is not None and v > hi):
+                raise ValueError(f"{name} must be an integer in {lo}..{hi if hi is not None else 'inf'}, got {v!r}")
+            return int(v)
+
+        def real(name: str, positive: bool, finite: bool) -> float:
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {v!r}")
+            v = float(v)
+            if math.isnan(v) or v < 0 or (positive and v == 0) or (finite and math.isinf(v)):
+                raise ValueError(f"{name} must be a {'finite ' if finite else ''}number "
+                                 f"{'> 0' if positive else '>= 0'}, got {v!r}")
+            return v
+
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not self.tolerance > 0:
-            raise ValueError(f"tolerance must be > 0, got {self.tolerance!r}")
-        if not isinstance(self.median_size, (int, np.integer)) or self.median_size < 1 or self.median_size % 2 == 0:
-            raise ValueError(f"median_size must be an odd integer >= 1, got {self.median_size!r}")
-        if not self.max_distance >= 0:
-            raise ValueError(f"max_distance must be >= 0, got {self.max_distance!r}")
-        if not isinstance(self.max_scan, (int, np.integer)) or self.max_scan < 1:
-            raise ValueError(f"max_scan must be an integer >= 1, got {self.max_scan!r}")
-        if not isinstance(self.seed_radius, (int, np.integer)) or self.seed_radius < 0:
-            raise ValueError(f"seed_radius must be an integer >= 0, got {self.seed_radius!r}")
-        return self
+        if not isinstance(self.exact, (bool, np.bool_)):
+            raise TypeError(f"exact must be True or False, got {self.exact!r}")
+        median = integer("median_size", 1)
+        if median % 2 == 0:
+            raise ValueError(f"median_size must be an odd integer >= 1, got {median}")
+        return Settings(size=integer("size", 16), levels=integer("levels", 2, 256), policy=str(self.policy),
+                        tolerance=real("tolerance", True, True), median_size=median,
+                        max_distance=real("max_distance", False, False), max_scan=integer("max_scan", 1),
+                        exact=bool(self.exact), seed_radius=integer("seed_radius", 0))
 
 
 def _threads() -> int:
@@ -262,6 +278,9 @@ class Model:
         images = expand_inputs(images)
         if not images:
             raise ValueError("evaluate needs at least one color image")
+        if names is not None and len(names) != len(images):
+            raise ValueError(f"names: {len(names)} names for {len(images)} images")
+        _check_share(pass_share)
         rows = []
         for i, im in enumerate(tqdm(images, desc="evaluate", unit="img", disable=not progress)):
             truth = load_image(im)
@@ -317,7 +336,13 @@ class Model:
                 f"size={s.size}, classifier={self.classifier.identity[:12]})")
 
 
+def _check_share(pass_share: float) -> None:
+    if isinstance(pass_share, bool) or not isinstance(pass_share, numbers.Real) or not 0 <= pass_share <= 1:
+        raise ValueError(f"pass_share must be a number in [0, 1], got {pass_share!r}")
+
+
 def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, Any]:
+    _check_share(pass_share)
     keys = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     passed = sum(r["passed"] for r in rows)
@@ -388,7 +413,8 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, s
     weights = projection_weights(sample_levels)
 
     # Pass 2: keys for every training pixel into the table.
-    table = core.Table(sample.shape[1], settings.levels, settings.policy, settings.tolerance)
+    table = core.Table(sample.shape[1], settings.levels, settings.policy, settings.tolerance,
+                       vote_bin=settings.tolerance)
     for i, (maps, shape, ab) in enumerate(tqdm(kept, desc="fit: table", unit="img", disable=not progress)):
         if maps is None:
             maps = clf.run(model_gray(load_image(images[i]), shape))
@@ -429,7 +455,7 @@ def load(path: Union[str, os.PathLike], classifier: Optional[Classifier] = None)
     try:
         table = core.Table.from_entries(int(thresholds.shape[0]), settings.levels, settings.policy, settings.tolerance,
                                         arrays["table_keys"], arrays["table_ab"], arrays["table_counts"],
-                                        arrays["table_conflicting"])
+                                        arrays["table_conflicting"], vote_bin=settings.tolerance)
     except ValueError as e:
         raise model_file.ModelFileError(f"'{where}' has an inconsistent table ({e})") from None
     return Model(clf, thresholds, arrays["weights"], table, settings)

@@ -57,6 +57,8 @@ def atomic_write(path: str):
 
     On any error the temporary file is removed: `path` is either untouched or complete, never partial.
     """
+    if os.path.isdir(path):
+        raise ValueError(f"cannot write '{path}': it is a directory")
     fd, tmp = tempfile.mkstemp(prefix=".hyperchroma-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "w+b") as f:
@@ -81,6 +83,8 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ModelFileError(f"cannot save model to '{path}': folder '{directory}' does not exist")
+    if os.path.isdir(path):
+        raise ModelFileError(f"cannot save model to '{path}': it is a directory")
     # Lay out the arrays after a header whose size we fix by iterating (offsets change the JSON length).
     specs = {}
     conts = {}
@@ -159,6 +163,8 @@ def load(path: str | os.PathLike) -> Tuple[dict, Dict[str, np.ndarray]]:
                 raise ValueError(f"array '{name}' has unsupported dtype {s['dtype']}")
             dt = np.dtype(s["dtype"])
             shape = tuple(int(d) for d in s["shape"])
+            if any(d < 0 for d in shape) or int(s["nbytes"]) < 0:
+                raise ValueError(f"array '{name}' has a negative size")
             n = int(np.prod(shape, dtype=np.int64)) if shape else 1
             off = int(s["offset"])
             if n * dt.itemsize != int(s["nbytes"]) or off < _FIXED.size + header_len or off + s["nbytes"] > size:

@@ -51,9 +51,13 @@ struct KeyLayout {
             const int used = fields * bits;
             std::uint64_t word = key[w];
             if (used < 64 && (word >> used) != 0) return "has non-zero bits beyond the last field of a word";
-            if (!full)
-                for (int f = 0; f < fields; ++f, word >>= bits)
-                    if (static_cast<int>(word & mask) >= levels) return "has a level out of range";
+            if (full) continue;
+            if (bits == 2 && levels == 3) {  // the default: a field is invalid only as 0b11
+                if (word & (word >> 1) & 0x5555555555555555ULL) return "has a level out of range";
+                continue;
+            }
+            for (int f = 0; f < fields; ++f, word >>= bits)
+                if (static_cast<int>(word & mask) >= levels) return "has a level out of range";
         }
         return nullptr;
     }

@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--max-scan", type=int, default=None)
     ap.add_argument("--seed-radius", type=int, default=None)
     ap.add_argument("--exact", action="store_true", help="exact nearest keys (slow)")
+    ap.add_argument("--no-one-step", action="store_true", help="skip the one-step probes")
     args = ap.parse_args()
     clf = hc.Classifier(args.classifier) if args.classifier else hc.Classifier()
     extra = {}
@@ -40,6 +41,8 @@ def main():
         extra["seed_radius"] = args.seed_radius
     if args.exact:
         extra["exact"] = True
+    if args.no_one_step:
+        extra["one_step"] = False
     rows = []
     for proto in args.protocols.split(","):
         train, test = PROTOCOLS[proto]()

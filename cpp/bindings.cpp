@@ -443,6 +443,30 @@ runs with the GIL released.
         "conflicting; ab is 0 for misses and conflicts. threads: worker threads (0 = all cores).");
 
     cls.def(
+        "lookup_one_step",
+        [](const HashTable& t, const py::handle& keys_obj, int threads) {
+            if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
+                                                         std::to_string(threads));
+            auto keys = as_keys(keys_obj, t.layout(), "keys");
+            const auto n = keys.shape(0);
+            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+            py::array_t<std::uint8_t> hits(n);
+            const std::uint64_t* kp = keys.data();
+            float* ap = ab.mutable_data();
+            std::uint8_t* hp = hits.mutable_data();
+            {
+                py::gil_scoped_release release;
+                check_keys(kp, static_cast<std::size_t>(n), t.layout(), "keys");
+                t.lookup_one_step(kp, static_cast<std::size_t>(n), ap, hp, threads);
+            }
+            return py::make_tuple(ab, hits);
+        },
+        py::arg("keys"), py::arg("threads") = 1,
+        "For each key (N, words) uint64, the usable (not conflicting) entries exactly one quantization step\n"
+        "away (one channel's level +-1: L2 distance 1, the nearest a missing key can have). Returns (ab float32\n"
+        "(N, 2): their mean color, 0 when none; hits uint8 (N,): how many, at most 255).");
+
+    cls.def(
         "counts",
         [](const HashTable& t) {
             py::array_t<std::uint32_t> out(static_cast<py::ssize_t>(t.size()));

@@ -136,6 +136,47 @@ public:
                      [&](std::size_t b, std::size_t e) { lookup_range(keys, b, e, ab, status); });
     }
 
+    // For each of n keys, the usable entries one quantization step away (one channel's level +-1, L2
+    // distance 1: the nearest a missing key can have): ab = their mean color, hits = how many (<= 255).
+    // Probes touch only the slot array unless a tag matches, so a probe costs about one cached read.
+    void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits,
+                         int threads) const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        const KeyLayout& L = layout_;
+        parallel_for(n, threads, 256, [&](std::size_t b, std::size_t e) {
+            std::vector<std::uint64_t> probe(words_);
+            for (std::size_t i = b; i < e; ++i) {
+                const std::uint64_t* key = keys + i * words_;
+                std::int64_t sa = 0, sb = 0;
+                int found = 0;
+                if (size_ > 0) {
+                    std::copy(key, key + words_, probe.begin());
+                    for (int c = 0; c < L.channels; ++c) {
+                        const int level = L.get(key, c);
+                        for (int step = -1; step <= 1; step += 2) {
+                            const int to = level + step;
+                            if (to < 0 || to >= L.levels) continue;
+                            L.set(probe.data(), c, to);
+                            const std::uint32_t idx = find(probe.data(), hash_key(probe.data(), words_), nullptr);
+                            if (idx != kEmpty) {
+                                const std::uint64_t m = row(idx)[words_];
+                                if (!meta_conflict(m)) {
+                                    sa += meta_a(m);
+                                    sb += meta_b(m);
+                                    ++found;
+                                }
+                            }
+                        }
+                        L.set(probe.data(), c, level);
+                    }
+                }
+                hits[i] = static_cast<std::uint8_t>(std::min(found, 255));
+                ab[2 * i] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
+                ab[2 * i + 1] = found ? static_cast<float>(static_cast<double>(sb) / found / kAbScale) : 0.0f;
+            }
+        });
+    }
+
     // Copy the first min(n, size) entries in insertion order; returns how many were copied.
     std::size_t export_entries(std::size_t n, std::uint64_t* keys, float* ab, std::uint32_t* counts,
                                bool* conflicting) const {

@@ -65,7 +65,8 @@ def test_settings_types(tmp_path):
     assert type(m.settings.levels) is int and type(m.settings.max_distance) is float
     m.save(tmp_path / "np.hyc")  # JSON-able
     for bad, err in ((dict(tolerance="12"), TypeError), (dict(max_distance="5"), TypeError),
-                     (dict(exact="no"), TypeError), (dict(tolerance=float("inf")), ValueError),
+                     (dict(exact="no"), TypeError), (dict(one_step=1), TypeError),
+                     (dict(tolerance=float("inf")), ValueError),
                      (dict(levels=3.0), TypeError), (dict(max_distance=-1), ValueError)):
         with pytest.raises(err):
             hc.fit(train, **bad)

@@ -394,3 +394,45 @@ def test_threads_and_concurrency(policy):
             for a, b in zip(serial, r):
                 np.testing.assert_array_equal(a, b)
     assert len(t) == 50_000
+
+
+@pytest.mark.parametrize("channels,levels", [(56, 3), (8, 2), (12, 5), (40, 4)])
+def test_lookup_one_step_matches_reference(channels, levels):
+    rng = np.random.default_rng(11)
+    q = rng.integers(0, levels, size=(3000, channels), dtype=np.uint8)
+    # a clustered store: mutate a few channels of a few hundred base keys, so one-step neighbors exist
+    base = q[:300]
+    stored = base[rng.integers(0, 300, 2000)].copy()
+    rows = np.arange(2000)
+    for _ in range(2):
+        ch = rng.integers(0, channels, 2000)
+        stored[rows, ch] = rng.integers(0, levels, 2000)
+    stored = np.unique(stored, axis=0)
+    ab = rng.uniform(-100, 100, size=(len(stored), 2)).astype(np.float32)
+    t = core.Table(channels, levels, "mark", 5.0)
+    t.insert(core.pack_keys(stored, levels), ab)
+    conflicted = stored[:50]  # make some entries conflicting: they must not count
+    t.insert(core.pack_keys(conflicted, levels), ab[:50] + 100)
+    usable = {tuple(r): a for r, a, c in zip(stored, ab, t.entries()["conflicting"]) if not c}
+    queries = np.concatenate([base, q[300:600]])
+    got_ab, got_hits = t.lookup_one_step(core.pack_keys(queries, levels), threads=2)
+    for i, k in enumerate(queries):
+        found = []
+        for c in range(channels):
+            for step in (-1, 1):
+                to = int(k[c]) + step
+                if 0 <= to < levels:
+                    n = k.copy()
+                    n[c] = to
+                    if tuple(n) in usable:
+                        found.append(usable[tuple(n)])
+        assert got_hits[i] == len(found)
+        if found:
+            np.testing.assert_allclose(got_ab[i], np.mean(found, axis=0), atol=1e-3)
+        else:
+            assert np.all(got_ab[i] == 0)
+    assert got_hits.max() > 1  # the clustered store gives several neighbors for some queries
+    empty_ab, empty_hits = core.Table(channels, levels).lookup_one_step(core.pack_keys(queries[:5], levels))
+    assert np.all(empty_hits == 0) and np.all(empty_ab == 0)
+    with pytest.raises(ValueError, match="row 0"):
+        t.lookup_one_step(np.full((1, t.words), np.iinfo(np.uint64).max, np.uint64))

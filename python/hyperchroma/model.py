@@ -43,6 +43,7 @@ class Settings:
     max_scan: int = 64  #: candidates scanned around the binary-search position for a missing key
     exact: bool = False  #: exact nearest key instead of the bounded scan
     seed_radius: int = 1  #: image neighbors (within this radius) found in the table seed the nearest-key search
+    one_step: bool = True  #: first probe the table for keys one quantization step away (distance 1)
 
     def check(self) -> "Settings":
         """Validate every field; return the settings with numpy scalars turned into plain Python values."""
@@ -67,15 +68,16 @@ class Settings:
 
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not isinstance(self.exact, (bool, np.bool_)):
-            raise TypeError(f"exact must be True or False, got {self.exact!r}")
+        for flag in ("exact", "one_step"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         median = integer("median_size", 1)
         if median % 2 == 0:
             raise ValueError(f"median_size must be an odd integer >= 1, got {median}")
         return Settings(size=integer("size", 16), levels=integer("levels", 2, 256), policy=str(self.policy),
                         tolerance=real("tolerance", True, True), median_size=median,
                         max_distance=real("max_distance", False, False), max_scan=integer("max_scan", 1),
-                        exact=bool(self.exact), seed_radius=integer("seed_radius", 0))
+                        exact=bool(self.exact), seed_radius=integer("seed_radius", 0), one_step=bool(self.one_step))
 
 
 def _threads() -> int:
@@ -176,9 +178,11 @@ class Model:
     def _ab_small(self, img: np.ndarray, shape: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ab (h,w,2) at model size, status (h,w) uint8 and nearest-key distance (h,w) float32.
 
-        A key in the table gives its color. A missing key takes the nearest stored key's color: candidates are
-        the found keys of its image neighbors (``seed_radius``) and the sorted index's scan around its
-        projection (pruned at the best neighbor's distance); beyond ``max_distance`` the pixel stays gray.
+        A key in the table gives its color. A missing key takes the nearest stored key's color: first the
+        mean color of the stored keys one quantization step away (``one_step``: distance 1, the nearest
+        possible); failing that, the best of the found keys of its image neighbors (``seed_radius``) and the
+        sorted index's scan around its projection (pruned at the best neighbor's distance); beyond
+        ``max_distance`` the pixel stays gray.
         """
         s = self.settings
         h, w = shape
@@ -188,6 +192,13 @@ class Model:
         status = found.copy()  # STATUS_EXACT where found, STATUS_GRAY elsewhere
         distance = np.zeros(len(keys), np.float32)
         miss = np.flatnonzero(found == 0)
+        if miss.size and s.one_step and s.max_distance >= 1:
+            ab1, hits = self.table.lookup_one_step(keys[miss], threads=self.threads)
+            near = hits > 0
+            ab[miss[near]] = ab1[near]
+            status[miss[near]] = STATUS_NEAREST
+            distance[miss[near]] = 1.0
+            miss = miss[~near]
         if miss.size:
             bounds = None
             if s.seed_radius > 0:
@@ -364,7 +375,7 @@ def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, 
 def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, str, os.PathLike, Classifier] = None,
         size: int = 224, levels: int = 3, policy: str = "mean", *, tolerance: float = 12.0, median_size: int = 3,
         max_distance: float = 5.0, max_scan: int = 64, exact: bool = False, seed_radius: int = 1,
-        samples_per_image: int = 4096,
+        one_step: bool = True, samples_per_image: int = 4096,
         progress: bool = False, seed: int = 0) -> Model:
     """Fit a colorizer on color images (paths, folders, PIL images or uint8 (H,W,3) arrays).
 
@@ -374,7 +385,7 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, s
     from tqdm import tqdm
 
     settings = Settings(size, levels, policy, tolerance, median_size, max_distance, max_scan, exact,
-                        seed_radius).check()
+                        seed_radius, one_step).check()
     images = expand_inputs(images)
     if not images:
         raise ValueError("fit needs at least one color training image")

@@ -303,6 +303,27 @@ void bind_color(py::module_& m) {
 }
 
 // ---------------------------------------------------------------- hash table (hash_table.hpp)
+// A batch query of the table: keys (N, words) -> (ab float32 (N, 2), uint8 (N,)) filled by
+// query(keys, n, ab, flags, threads) without the GIL; `validate` rejects keys no packing produces.
+template <class Query>
+py::tuple table_query(const HashTable& t, const py::handle& keys_obj, int threads, bool validate, Query&& query) {
+    if (threads < 0)
+        throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+    auto keys = as_keys(keys_obj, t.layout(), "keys");
+    const auto n = keys.shape(0);
+    py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+    py::array_t<std::uint8_t> flags(n);
+    const std::uint64_t* kp = keys.data();
+    float* ap = ab.mutable_data();
+    std::uint8_t* fp = flags.mutable_data();
+    {
+        py::gil_scoped_release release;
+        if (validate) check_keys(kp, static_cast<std::size_t>(n), t.layout(), "keys");
+        query(kp, static_cast<std::size_t>(n), ap, fp, threads);
+    }
+    return py::make_tuple(ab, flags);
+}
+
 void bind_table(py::module_& m) {
     m.attr("STATUS_MISS") = py::int_(STATUS_MISS);
     m.attr("STATUS_HIT") = py::int_(STATUS_HIT);
@@ -422,20 +443,7 @@ runs with the GIL released.
     cls.def(
         "lookup",
         [](const HashTable& t, const py::handle& keys_obj, int threads) {
-            if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
-                                                         std::to_string(threads));
-            auto keys = as_keys(keys_obj, t.layout(), "keys");
-            const auto n = keys.shape(0);
-            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
-            py::array_t<std::uint8_t> status(n);
-            const std::uint64_t* kp = keys.data();
-            float* ap = ab.mutable_data();
-            std::uint8_t* sp = status.mutable_data();
-            {
-                py::gil_scoped_release release;
-                t.lookup(kp, static_cast<std::size_t>(n), ap, sp, threads);
-            }
-            return py::make_tuple(ab, status);
+            return table_query(t, keys_obj, threads, false, [&t](auto... a) { t.lookup(a...); });
         },
         py::arg("keys"), py::arg("threads") = 1,
         "Look up keys (N, words) uint64 -> (ab float32 (N, 2), status uint8 (N,)).\n"
@@ -445,21 +453,7 @@ runs with the GIL released.
     cls.def(
         "lookup_one_step",
         [](const HashTable& t, const py::handle& keys_obj, int threads) {
-            if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
-                                                         std::to_string(threads));
-            auto keys = as_keys(keys_obj, t.layout(), "keys");
-            const auto n = keys.shape(0);
-            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
-            py::array_t<std::uint8_t> hits(n);
-            const std::uint64_t* kp = keys.data();
-            float* ap = ab.mutable_data();
-            std::uint8_t* hp = hits.mutable_data();
-            {
-                py::gil_scoped_release release;
-                check_keys(kp, static_cast<std::size_t>(n), t.layout(), "keys");
-                t.lookup_one_step(kp, static_cast<std::size_t>(n), ap, hp, threads);
-            }
-            return py::make_tuple(ab, hits);
+            return table_query(t, keys_obj, threads, true, [&t](auto... a) { t.lookup_one_step(a...); });
         },
         py::arg("keys"), py::arg("threads") = 1,
         "For each key (N, words) uint64, the usable (not conflicting) entries exactly one quantization step\n"

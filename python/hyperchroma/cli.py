@@ -232,12 +232,9 @@ def _cmd_evaluate(args) -> int:
     import json
     import os
 
-    import numpy as np
-
-    from . import core
-    from .images import image_paths, load_image
+    from .images import image_paths
     from .model import load
-    from .report import comparison_sheet, format_report
+    from .report import format_report, write_before_after
 
     if args.sheet:
         folder = os.path.dirname(os.path.abspath(args.sheet))
@@ -250,13 +247,7 @@ def _cmd_evaluate(args) -> int:
     report = model.evaluate(paths, pass_share=args.pass_share, progress=not (args.quiet or args.json))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.sheet:
-        rows = []
-        for p in paths:
-            truth = load_image(p)
-            L, ab = core.rgb_to_lab(truth)
-            gray = core.lab_to_rgb(L, np.zeros_like(ab))
-            rows.append([gray, model.colorize(truth), truth])
-        comparison_sheet(rows, ["input (gray)", "hyperchroma", "truth"], args.sheet, names=[p.name for p in paths])
+        write_before_after(model, paths, args.sheet)
     return 0
 
 

@@ -10,4 +10,3 @@ Kernels (all take and return numpy arrays; compute runs with the GIL released):
 """
 
 from ._core import *  # noqa: F401,F403
-from ._core import __doc__ as _core_doc  # noqa: F401

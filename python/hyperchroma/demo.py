@@ -7,10 +7,9 @@ import time
 from importlib import resources
 from typing import Any, Dict
 
-from . import core
-from .images import image_paths, load_image
+from .images import image_paths
 from .model import fit
-from .report import comparison_sheet, format_report
+from .report import format_report, write_before_after
 
 
 def demo_frames():
@@ -30,13 +29,7 @@ def run_demo(out_dir: str = "hyperchroma-demo", progress: bool = True, echo=prin
     echo(f"colorizing the luminance of {len(test)} held-back frames and comparing with their true colors")
     report = model.evaluate(test, progress=progress)
     echo(format_report(report))
-    rows = []
-    for p in test:
-        truth = load_image(p)
-        L, ab = core.rgb_to_lab(truth)
-        gray = core.lab_to_rgb(L, ab * 0)
-        rows.append([gray, model.colorize(gray[..., 0]), truth])
     sheet = os.path.join(out_dir, "comparison.png")
-    comparison_sheet(rows, ["input (gray)", "hyperchroma", "truth"], sheet, names=[p.name for p in test])
+    write_before_after(model, test, sheet)
     echo(f"wrote {sheet} (before/after sheet) and {os.path.join(out_dir, 'model.hyc')}")
     return report

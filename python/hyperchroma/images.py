@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, List, Sequence, Union
+from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -117,16 +117,16 @@ def resize_rgb(rgb: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR), dtype=np.uint8)
 
 
-def model_gray(img: np.ndarray, shape: tuple) -> np.ndarray:
+def model_gray(img: np.ndarray, shape: tuple, L: Optional[np.ndarray] = None) -> np.ndarray:
     """The classifier's input: gray intensity in [0,1] at model size, from the image's CIE lightness.
 
     A gray image and the color image it came from give the same input, so a table fit on color frames
-    serves their black-and-white versions.
+    serves their black-and-white versions. Pass the color image's lightness ``L`` if it is at hand.
     """
     if img.ndim == 2:
         g = img.astype(np.float32) * np.float32(1 / 255)
     else:
-        g = core.lightness_to_gray(lightness(img))
+        g = core.lightness_to_gray(lightness(img) if L is None else L)
     return resize_float(g, shape)
 
 

@@ -175,7 +175,8 @@ class Model:
         keys, _ = core.hypercolumn_keys(maps, h, w, self.thresholds, self.weights, threads=self.threads)
         return keys
 
-    def _ab_small(self, img: np.ndarray, shape: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _ab_small(self, img: np.ndarray, shape: Tuple[int, int],
+                  L: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ab (h,w,2) at model size, status (h,w) uint8 and nearest-key distance (h,w) float32.
 
         A key in the table gives its color. A missing key takes the nearest stored key's color: first the
@@ -186,7 +187,7 @@ class Model:
         """
         s = self.settings
         h, w = shape
-        keys = self._keys(model_gray(img, shape))
+        keys = self._keys(model_gray(img, shape, L))
         ab, hit = self.table.lookup(keys, threads=self.threads)
         found = (hit == core.STATUS_HIT).view(np.uint8)
         status = found.copy()  # STATUS_EXACT where found, STATUS_GRAY elsewhere
@@ -237,10 +238,14 @@ class Model:
         (STATUS_EXACT / STATUS_NEAREST / STATUS_GRAY) and the nearest-key distance (0 for exact hits).
         """
         img = load_image(image)
-        shape = model_shape(img.shape[0], img.shape[1], self.settings.size)
-        ab, status, distance = self._ab_small(img, shape)
-        rgb = self._compose(lightness(img, self.threads), ab)
+        rgb, status, distance = self._colorize_loaded(img, lightness(img, self.threads))
         return (rgb, status, distance) if return_status else rgb
+
+    def _colorize_loaded(self, img: np.ndarray, L: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """colorize() on a loaded image whose full-resolution lightness L is already computed."""
+        shape = model_shape(img.shape[0], img.shape[1], self.settings.size)
+        ab, status, distance = self._ab_small(img, shape, L)
+        return self._compose(L, ab), status, distance
 
     def colorize_batch(self, images: Sequence[ImageLike], workers: Optional[int] = None) -> List[np.ndarray]:
         """Colorize many images, keeping every core busy; results in input order."""
@@ -265,7 +270,7 @@ class Model:
         H, W = img.shape[:2]
         shape = model_shape(H, W, self.settings.size)
         L, ab_own = core.rgb_to_lab(img, threads=self.threads)
-        ab_model, status, _ = self._ab_small(img, shape)
+        ab_model, status, _ = self._ab_small(img, shape, L)
         own_small = core.rgb_to_lab(resize_rgb(img, shape))[1]
         known = (status != STATUS_GRAY)[..., None]
         target = np.where(known, ab_model, own_small)
@@ -302,8 +307,8 @@ class Model:
         return summarize(rows, pass_share)
 
     def _score(self, truth: np.ndarray, name: str) -> Dict[str, Any]:
-        pred = self.colorize(truth)
         L, ab_true = core.rgb_to_lab(truth, threads=self.threads)
+        pred = self._colorize_loaded(truth, L)[0]
         gray = core.lab_to_rgb(L, np.zeros_like(ab_true))
         ab_pred = core.rgb_to_lab(pred, threads=self.threads)[1]
         ab_gray = core.rgb_to_lab(gray)[1]

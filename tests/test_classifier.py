@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 import hyperchroma
 from hyperchroma import cli
 from hyperchroma import classifier as C
+from hyperchroma.classifier import providers as P
 from hyperchroma.classifier import Classifier, TapInfo
 
 PAPER_TAPS = [("conv1", 15, 1), ("conv2", 25, 1), ("conv3", 4, 2), ("conv4", 4, 2), ("conv5", 4, 4), ("conv6", 4, 4)]
@@ -333,31 +334,31 @@ def test_bad_model_files(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- providers
 def test_provider_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     have = ort.get_available_providers()
-    monkeypatch.setattr(C, "cuda_status", lambda: (False, "no CUDA device"))
-    assert C._resolve_providers(None) == ["CPUExecutionProvider"]
-    assert C._resolve_providers(["cuda", "cpu"]) == ["CPUExecutionProvider"]
-    assert C._resolve_providers("cpu") == ["CPUExecutionProvider"]
-    assert C._resolve_providers([("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]) == [
+    monkeypatch.setattr(P, "cuda_status", lambda: (False, "no CUDA device"))
+    assert P.resolve_providers(None) == ["CPUExecutionProvider"]
+    assert P.resolve_providers(["cuda", "cpu"]) == ["CPUExecutionProvider"]
+    assert P.resolve_providers("cpu") == ["CPUExecutionProvider"]
+    assert P.resolve_providers([("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]) == [
         ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
     with pytest.raises(ValueError, match="none of the requested execution providers"):
-        C._resolve_providers(["cuda"])
+        P.resolve_providers(["cuda"])
     with pytest.raises(ValueError, match="none of the requested"):
-        C._resolve_providers(["NoSuchExecutionProvider"])
-    assert "CUDAExecutionProvider" not in C.available_providers()
+        P.resolve_providers(["NoSuchExecutionProvider"])
+    assert "CUDAExecutionProvider" not in P.available_providers()
     if "CUDAExecutionProvider" in have:
-        monkeypatch.setattr(C, "cuda_status", lambda: (True, "1 CUDA device(s)"))
-        assert C._resolve_providers(None) == [("CUDAExecutionProvider", {}), "CPUExecutionProvider"]
-        assert C._resolve_providers(["cuda"]) == ["CUDAExecutionProvider"]
-        assert C.available_providers()[0] == "CUDAExecutionProvider"
+        monkeypatch.setattr(P, "cuda_status", lambda: (True, "1 CUDA device(s)"))
+        assert P.resolve_providers(None) == [("CUDAExecutionProvider", {}), "CPUExecutionProvider"]
+        assert P.resolve_providers(["cuda"]) == ["CUDAExecutionProvider"]
+        assert P.available_providers()[0] == "CUDAExecutionProvider"
 
 
 def test_cuda_probe_without_driver(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_lib(name: str, *a, **k):
         raise OSError(f"{name}: cannot open shared object file")
 
-    monkeypatch.setattr(C.ctypes, "CDLL", no_lib)
-    assert C._cuda_device_count() == 0
-    status = C.cuda_status.__wrapped__()
+    monkeypatch.setattr(P.ctypes, "CDLL", no_lib)
+    assert P._cuda_device_count() == 0
+    status = P.cuda_status.__wrapped__()
     assert status[0] is False and ("no CUDA" in status[1] or "no CUDA provider" in status[1] or "build" in status[1])
 
 

@@ -59,13 +59,19 @@ def test_inputs_of_every_kind_agree(model, frames, tmp_path):
     # (up to the gray version's 8-bit rounding of L)
     from_gray = model.colorize(gray_of(rgb))
     assert np.abs(from_gray.astype(int) - a).mean() < 1.0
-    _, status, distance = model.colorize(gray_of(rgb), return_status=True)
+    d = model.colorize(gray_of(rgb), details=True)
+    status, distance = d.status, d.distance
+    assert isinstance(d, hc.Colorization) and d.ab.shape == status.shape + (2,)
+    with pytest.warns(DeprecationWarning, match="details"):
+        rgb_old, status_old, distance_old = model.colorize(gray_of(rgb), return_status=True)
+    np.testing.assert_array_equal(rgb_old, d.rgb)
+    np.testing.assert_array_equal(status_old, status)
     assert status.dtype == np.uint8 and set(np.unique(status)) <= {hc.STATUS_GRAY, hc.STATUS_EXACT, hc.STATUS_NEAREST}
     assert distance.shape == status.shape and np.all(distance[status == hc.STATUS_EXACT] == 0)
 
 
 def test_training_frames_are_mostly_exact_hits(model, frames):
-    _, status, _ = model.colorize(frames[0][0], return_status=True)
+    status = model.colorize(frames[0][0], details=True).status
     assert np.mean(status == hc.STATUS_EXACT) > 0.9
 
 
@@ -188,7 +194,7 @@ def test_fit_refuses_bad_input(frames, rng):
 
 
 def test_learn_thresholds_handles_ties():
-    from hyperchroma.model import learn_thresholds
+    from hyperchroma.quantizer import learn_thresholds
 
     x = np.concatenate([np.zeros(600), np.linspace(1, 2, 400)]).astype(np.float32)[:, None]
     t = learn_thresholds(x, 3)[0]

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from hyperchroma import cli
-from hyperchroma import train as T
+from hyperchroma import training as T
 from hyperchroma.classifier import Classifier
 
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed")
@@ -64,9 +64,17 @@ def test_bad_specs(spec: str, match: str) -> None:
 
 def test_lab_and_bins() -> None:
     cv2 = pytest.importorskip("cv2")
+    from hyperchroma import core
+    from hyperchroma.images import model_gray
+
     rgb = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    lab = T.training_lab(rgb, 17)  # at the image's own size
     ref = cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
-    np.testing.assert_allclose(T.srgb_to_lab(rgb), ref, atol=0.5)  # OpenCV approximates the gamma curve
+    np.testing.assert_allclose(lab[..., 1:], ref[..., 1:], atol=0.5)  # OpenCV approximates the gamma curve
+    # the net learns from the lightness inference feeds it: the classifier's gray input (rounded to 8 bits)
+    gray = np.clip(np.rint(model_gray(rgb, (17, 23)) * 255), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(lab[..., 0], core.gray_to_lightness(gray))
+    np.testing.assert_array_equal(T.training_lab(gray, 17)[..., 0], lab[..., 0])  # its gray version: the same L
     bins = T.AbBins(20).fit([np.array([[[0.0, 0.0], [50.0, -50.0]]], np.float32)])
     assert len(bins.centers) == 2
     np.testing.assert_array_equal(bins.classes(np.array([[1.0, 1.0], [45.0, -45.0], [100.0, -100.0]])), [0, 1, 1])

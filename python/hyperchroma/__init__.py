@@ -6,15 +6,25 @@
 >>> model.save("film.hyc"); model = hc.load("film.hyc")
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from . import core
 from .classifier import Classifier, TapInfo
 from .images import ImageError, load_image
-from .model import STATUS_EXACT, STATUS_GRAY, STATUS_NEAREST, Model, Settings, fit, load
+from .lookup import Status
+from .model import Model, fit, load
 from .model_file import ModelFileError
+from .pipeline import Colorization
+from .quantizer import Quantizer
+from .settings import ColorizeSettings, FitSettings, Settings
+from .table import ColorTable
+
+#: Per-pixel status values (aliases of :class:`Status`).
+STATUS_GRAY = Status.GRAY
+STATUS_EXACT = Status.EXACT
+STATUS_NEAREST = Status.NEAREST
 
 __all__ = [
-    "core", "Classifier", "TapInfo", "ImageError", "load_image", "Model", "Settings", "fit", "load",
-    "ModelFileError", "STATUS_EXACT", "STATUS_GRAY", "STATUS_NEAREST", "__version__",
+    "core", "Classifier", "TapInfo", "ImageError", "load_image", "Model", "fit", "load", "ModelFileError",
+    "Colorization", "Status", "Settings", "FitSettings", "ColorizeSettings", "ColorTable", "Quantizer",
+    "STATUS_EXACT", "STATUS_GRAY", "STATUS_NEAREST", "__version__",
 ]

@@ -131,12 +131,13 @@ def model_gray(img: np.ndarray, shape: tuple, L: Optional[np.ndarray] = None) ->
 
 
 def image_paths(inputs: Iterable[Union[str, os.PathLike]]) -> List[Path]:
-    """Expand files and directories (their image files, sorted by name) into a list of paths."""
+    """Expand files and folders into a list of paths: a file as given; a folder's image files (by suffix),
+    searched recursively and sorted by path. The one listing every command and the training tool use."""
     out: List[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise ImageError(f"directory '{p}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)

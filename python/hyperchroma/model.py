@@ -1,477 +1,209 @@
-"""The colorizer: fit a hypercolumn -> color table on color images, colorize gray ones, evaluate, save/load.
+"""The colorizer users hold: :func:`fit` builds a :class:`Model`, which colorizes, recolors, evaluates and saves.
 
-Data flows once, left to right (see DESIGN.md): image -> CIE L -> classifier taps at model size -> fused
-packed keys -> hash table lookup -> nearest stored key for misses (sorted index) or gray -> median filter ->
-ab upsampled to the input's resolution and joined with its own L -> RGB.
+A model is its classifier, its quantizer and its color table (all fixed by fitting, with the
+:class:`FitSettings`), plus :class:`ColorizeSettings` that can be changed without refitting
+(:meth:`Model.with_settings`, or keyword overrides on each call). The stages themselves live in
+:mod:`hyperchroma.pipeline`, the lookup chain in :mod:`hyperchroma.lookup`, files in :mod:`hyperchroma.model_io`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import numbers
 import os
-import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from . import __version__, core, metrics, model_file
+from . import core, pipeline
 from .classifier import Classifier
-from .images import ImageError, ImageLike, expand_inputs, lightness, load_image, model_gray, model_shape, resize_rgb
-
-# Per-pixel status of a colorization.
-STATUS_GRAY = 0  #: nothing close enough in the table: left gray
-STATUS_EXACT = 1  #: the pixel's key is in the table
-STATUS_NEAREST = 2  #: colored from the nearest stored key
-
-POLICIES = ("mark", "mean", "vote")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that shapes a model besides its classifier and learned arrays."""
-
-    size: int = 224  #: long side of the image the classifier and table work at
-    levels: int = 3  #: quantization levels per hypercolumn channel
-    policy: str = "mean"  #: conflict policy: "mark" (paper), "mean" or "vote"
-    tolerance: float = 12.0  #: ab distance for "mark" conflicts / ab bin width for "vote"
-    median_size: int = 3  #: median filter on the ab result (1 = off)
-    max_distance: float = 5.0  #: nearest keys farther than this (in quantization levels, L2) leave the pixel gray
-    max_scan: int = 64  #: candidates scanned around the binary-search position for a missing key
-    exact: bool = False  #: exact nearest key instead of the bounded scan
-    seed_radius: int = 1  #: image neighbors (within this radius) found in the table seed the nearest-key search
-    one_step: bool = True  #: first probe the table for keys one quantization step away (distance 1)
-
-    def check(self) -> "Settings":
-        """Validate every field; return the settings with numpy scalars turned into plain Python values."""
-
-        def integer(name: str, lo: int, hi: Optional[int] = None) -> int:
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-                raise TypeError(f"{name} must be an integer, got {v!r}")
-            if v < lo or (hi is not None and v > hi):
-                raise ValueError(f"{name} must be an integer in {lo}..{hi if hi is not None else 'inf'}, got {v!r}")
-            return int(v)
-
-        def real(name: str, positive: bool, finite: bool) -> float:
-            v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-                raise TypeError(f"{name} must be a number, got {v!r}")
-            v = float(v)
-            if math.isnan(v) or v < 0 or (positive and v == 0) or (finite and math.isinf(v)):
-                raise ValueError(f"{name} must be a {'finite ' if finite else ''}number "
-                                 f"{'> 0' if positive else '>= 0'}, got {v!r}")
-            return v
-
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        for flag in ("exact", "one_step"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
-        median = integer("median_size", 1)
-        if median % 2 == 0:
-            raise ValueError(f"median_size must be an odd integer >= 1, got {median}")
-        return Settings(size=integer("size", 16), levels=integer("levels", 2, 256), policy=str(self.policy),
-                        tolerance=real("tolerance", True, True), median_size=median,
-                        max_distance=real("max_distance", False, False), max_scan=integer("max_scan", 1),
-                        exact=bool(self.exact), seed_radius=integer("seed_radius", 0), one_step=bool(self.one_step))
+from .fit import ClassifierArg, as_classifier, fit_parts
+from .images import ImageError, ImageLike, expand_inputs, load_image, resize_rgb
+from .lookup import Status
+from .pipeline import Colorization
+from .quantizer import Quantizer
+from .settings import ColorizeSettings, FitSettings, Settings, split
+from .table import ColorTable
 
 
-def _threads() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+def cpu_budget() -> int:
+    """Threads a model uses by default: the cores this process may run on (at most 8)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(1, min(n, 8))
 
 
-def _as_classifier(classifier: Union[None, str, os.PathLike, Classifier]) -> Classifier:
-    if classifier is None:
-        return Classifier()
-    if isinstance(classifier, Classifier):
-        return classifier
-    if isinstance(classifier, (str, os.PathLike)):
-        return Classifier(classifier)
-    raise TypeError(f"classifier must be None, a path to an ONNX file or a Classifier, got {type(classifier).__name__}")
-
-
-def learn_thresholds(samples: np.ndarray, levels: int) -> np.ndarray:
-    """Per-channel thresholds (C, levels-1) splitting the samples (N, C) into equally filled levels.
-
-    Ties are common (ReLU taps are mostly exact zeros), so each threshold splits what is left above the
-    previous one, and always separates at least the lowest remaining value: a level is never empty by
-    construction, as plain quantiles would make it.
-    """
-    n, C = samples.shape
-    out = np.empty((C, levels - 1), np.float32)
-    top = np.finfo(np.float32).max
-    for c in range(C):
-        s = np.sort(samples[:, c].astype(np.float32))
-        start = 0
-        for k in range(levels - 1):
-            if start >= n:
-                out[c, k:] = top
-                break
-            idx = min(n - 1, start + int(np.ceil((n - start) / (levels - k))))
-            t = s[idx]
-            if t <= s[start]:  # a tie mass at the bottom: put the cut just above it
-                j = int(np.searchsorted(s, s[start], side="right"))
-                t = s[j] if j < n else top
-            out[c, k] = t
-            start = int(np.searchsorted(s, t, side="left"))
-    return out
-
-
-def projection_weights(levels_sample: np.ndarray) -> np.ndarray:
-    """Unit-norm first principal component of quantized hypercolumns: the sorted index's projection."""
-    q = levels_sample.astype(np.float64)
-    q -= q.mean(axis=0)
-    cov = q.T @ q
-    vals, vecs = np.linalg.eigh(cov)
-    w = vecs[:, -1] if vals[-1] > 0 else np.ones(q.shape[1])
-    if w.sum() < 0:
-        w = -w
-    return (w / np.linalg.norm(w)).astype(np.float32)
+def _check_threads(threads: Optional[int]) -> int:
+    if threads is None:
+        return cpu_budget()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise ValueError(f"threads must be an integer in 1..256 (or None for the cores here), got {threads!r}")
+    return threads
 
 
 class Model:
     """A fitted colorizer. Build one with :func:`hyperchroma.fit` or :func:`hyperchroma.load`.
 
-    Thread-safe: ``colorize`` may be called from several threads at once.
+    Thread-safe: ``colorize`` may be called from several threads at once. ``threads`` is the model's whole
+    thread budget: one call uses all of it; :meth:`colorize_batch` splits it among its workers, so workers x
+    kernel threads x ONNX Runtime threads never exceed it.
     """
 
-    def __init__(self, classifier: Classifier, thresholds: np.ndarray, weights: np.ndarray, table: "core.Table",
-                 settings: Settings):
+    def __init__(self, classifier: Classifier, quantizer: Quantizer, table: ColorTable,
+                 fit_settings: FitSettings, colorize_settings: Optional[ColorizeSettings] = None,
+                 threads: Optional[int] = None):
+        if quantizer.channels != classifier.channels:
+            raise ValueError(f"the quantizer has {quantizer.channels} channels, the classifier's taps "
+                             f"{classifier.channels}")
+        if (table.channels, table.levels) != (quantizer.channels, quantizer.levels):
+            raise ValueError("the color table and the quantizer disagree on channels or levels")
+        if quantizer.levels != fit_settings.levels:
+            raise ValueError(f"the quantizer has {quantizer.levels} levels, the settings say {fit_settings.levels}")
+        table.finalize()
         self.classifier = classifier
-        self.settings = settings.check()
-        self.thresholds = np.ascontiguousarray(thresholds, dtype=np.float32)
-        self.weights = np.ascontiguousarray(weights, dtype=np.float32)
-        self.table = table
-        self.channels = int(self.thresholds.shape[0])
-        entries = table.entries()
-        usable = ~np.asarray(entries["conflicting"], dtype=bool)
-        self.index = core.SortedIndex(
-            np.ascontiguousarray(entries["keys"][usable]), np.ascontiguousarray(entries["ab"][usable]),
-            self.weights, self.channels, self.settings.levels,
-        )
-        self.threads = _threads()
-        self._local = threading.local()
+        self.quantizer = quantizer
+        self.color_table = table
+        self.fit_settings = fit_settings.checked()
+        self.colorize_settings = (colorize_settings or ColorizeSettings()).checked()
+        self.threads = _check_threads(threads)
 
-    # ------------------------------------------------------------------ colorizing
-    def _tap_buffers(self, shape: Tuple[int, int]) -> List[np.ndarray]:
-        """This thread's reusable classifier outputs for one model-size shape (the latency path's buffers)."""
-        cache = getattr(self._local, "taps", None)
-        if cache is None:
-            cache = self._local.taps = {}
-        out = cache.get(shape)
-        if out is None:
-            if len(cache) >= 8:  # many image sizes: keep the memory bounded
-                cache.clear()
-            out = cache[shape] = [np.empty(s, np.float32) for s in self.classifier.output_shapes(*shape)]
-        return out
+    # ------------------------------------------------------------------------------------------ parts
+    @property
+    def settings(self) -> Settings:
+        """Both kinds of settings; their fields also read as attributes (``model.settings.levels``)."""
+        return Settings(self.fit_settings, self.colorize_settings)
 
-    def _keys(self, gray_small: np.ndarray) -> np.ndarray:
-        h, w = gray_small.shape
-        maps = self.classifier.run(gray_small, out=self._tap_buffers((h, w)))
-        keys, _ = core.hypercolumn_keys(maps, h, w, self.thresholds, self.weights, threads=self.threads)
-        return keys
+    @property
+    def table(self) -> "core.Table":
+        """The hash table of key -> color (the color table's ``core.Table``)."""
+        return self.color_table.table
 
-    def _ab_small(self, img: np.ndarray, shape: Tuple[int, int],
-                  L: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """ab (h,w,2) at model size, status (h,w) uint8 and nearest-key distance (h,w) float32.
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self.quantizer.thresholds
 
-        A key in the table gives its color. A missing key takes the nearest stored key's color: first the
-        mean color of the stored keys one quantization step away (``one_step``: distance 1, the nearest
-        possible); failing that, the best of the found keys of its image neighbors (``seed_radius``) and the
-        sorted index's scan around its projection (pruned at the best neighbor's distance); beyond
-        ``max_distance`` the pixel stays gray.
+    @property
+    def weights(self) -> np.ndarray:
+        return self.quantizer.weights
+
+    @property
+    def channels(self) -> int:
+        return self.quantizer.channels
+
+    def with_settings(self, *, threads: Optional[int] = None, **overrides: Any) -> "Model":
+        """The same fitted model with other :class:`ColorizeSettings` (and/or another thread budget); the
+        classifier, quantizer and table are shared, not copied."""
+        return Model(self.classifier, self.quantizer, self.color_table, self.fit_settings,
+                     self.colorize_settings.replace(**overrides), self.threads if threads is None else threads)
+
+    def _settings(self, overrides: Dict[str, Any]) -> ColorizeSettings:
+        return self.colorize_settings.replace(**overrides) if overrides else self.colorize_settings
+
+    # ------------------------------------------------------------------------------------- colorizing
+    def colorize(self, image: ImageLike, *, details: bool = False, return_status: bool = False,
+                 **overrides: Any) -> Any:
+        """Colorize one image: gray (H, W) or color (H, W, 3) (then only its luminance is used).
+
+        Returns uint8 RGB (H, W, 3) at the input's resolution whose lightness is the input's; with
+        ``details=True`` a :class:`Colorization` (rgb, per-pixel status and distance at model size, ab).
+        Keyword overrides (``median_size=5``...) change :class:`ColorizeSettings` for this call only.
+        ``return_status=True`` (deprecated: use ``details``) returns ``(rgb, status, distance)``.
         """
-        s = self.settings
-        h, w = shape
-        keys = self._keys(model_gray(img, shape, L))
-        ab, hit = self.table.lookup(keys, threads=self.threads)
-        found = (hit == core.STATUS_HIT).view(np.uint8)
-        status = found.copy()  # STATUS_EXACT where found, STATUS_GRAY elsewhere
-        distance = np.zeros(len(keys), np.float32)
-        miss = np.flatnonzero(found == 0)
-        if miss.size and s.one_step and s.max_distance >= 1:
-            ab1, hits = self.table.lookup_one_step(keys[miss], threads=self.threads)
-            near = hits > 0
-            ab[miss[near]] = ab1[near]
-            status[miss[near]] = STATUS_NEAREST
-            distance[miss[near]] = 1.0
-            miss = miss[~near]
-        if miss.size:
-            bounds = None
-            if s.seed_radius > 0:
-                seed, seed_d = core.neighbor_seeds(keys, found, h, w, self.channels, s.levels, s.seed_radius,
-                                                   threads=self.threads)
-                seed, bounds = seed[miss], seed_d[miss]
-            idx, dist = self.index.search(keys[miss], max_distance=s.max_distance, max_scan=s.max_scan,
-                                          exact=s.exact, threads=self.threads, bounds=bounds)
-            from_index = idx >= 0
-            colors = self.index.colors(idx)
-            dist = np.where(from_index, dist, np.inf).astype(np.float32)
-            if bounds is not None:
-                from_seed = ~from_index & (seed >= 0) & (bounds <= s.max_distance)
-                colors[from_seed] = ab[seed[from_seed]]
-                dist[from_seed] = bounds[from_seed]
-                from_index |= from_seed
-            ab[miss] = colors
-            status[miss] = np.where(from_index, STATUS_NEAREST, STATUS_GRAY)
-            distance[miss] = dist
-        ab = ab.reshape(h, w, 2)
-        if s.median_size > 1:
-            ab = core.median_filter(ab, s.median_size, threads=self.threads)
-        return ab, status.reshape(h, w), distance.reshape(h, w)
+        result = self._colorize_loaded(load_image(image), None, self._settings(overrides), self.threads)
+        if return_status:
+            warnings.warn("colorize(return_status=True) is deprecated; use details=True (a Colorization)",
+                          DeprecationWarning, stacklevel=2)
+            return result.rgb, result.status, result.distance
+        return result if details else result.rgb
 
-    def _compose(self, L: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-        H, W = L.shape
-        planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0))
-        ab_full = core.upsample_bilinear(planar, H, W, threads=self.threads)
-        return core.lab_to_rgb(L, ab_full, planar=True, threads=self.threads)
+    def _colorize_loaded(self, img: np.ndarray, L: Optional[np.ndarray], settings: ColorizeSettings,
+                         threads: int) -> Colorization:
+        prepared = pipeline.prepare(img, self.fit_settings.size, threads, L)
+        return pipeline.colorize(self.classifier, self.quantizer, self.color_table, prepared, settings, threads)
 
-    def colorize(self, image: ImageLike, *, return_status: bool = False):
-        """Colorize one image: gray (H,W) or color (H,W,3) (then only its luminance is used).
-
-        Returns uint8 RGB (H,W,3) at the input's resolution whose lightness is the input's. With
-        ``return_status=True`` returns ``(rgb, status, distance)``: per-pixel status at model size
-        (STATUS_EXACT / STATUS_NEAREST / STATUS_GRAY) and the nearest-key distance (0 for exact hits).
-        """
-        img = load_image(image)
-        rgb, status, distance = self._colorize_loaded(img, lightness(img, self.threads))
-        return (rgb, status, distance) if return_status else rgb
-
-    def _colorize_loaded(self, img: np.ndarray, L: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """colorize() on a loaded image whose full-resolution lightness L is already computed."""
-        shape = model_shape(img.shape[0], img.shape[1], self.settings.size)
-        ab, status, distance = self._ab_small(img, shape, L)
-        return self._compose(L, ab), status, distance
-
-    def colorize_batch(self, images: Sequence[ImageLike], workers: Optional[int] = None) -> List[np.ndarray]:
-        """Colorize many images, keeping every core busy; results in input order."""
+    def colorize_batch(self, images: Sequence[ImageLike], workers: Optional[int] = None, *, details: bool = False,
+                       **overrides: Any) -> List[Any]:
+        """Colorize many images, results in input order. The thread budget is split among ``workers``
+        (default: one per budget thread), each running single images with its share."""
         images = expand_inputs(images)
-        workers = workers or _threads()
-        if workers <= 1 or len(images) <= 1:
-            return [self.colorize(im) for im in images]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(self.colorize, images))
+        settings = self._settings(overrides)
+        workers = max(1, min(len(images), _check_threads(workers) if workers is not None else self.threads))
+        share = max(1, self.threads // workers)
 
-    def recolor(self, image: ImageLike, strength: float = 1.0) -> np.ndarray:
+        def one(im: ImageLike) -> Any:
+            r = self._colorize_loaded(load_image(im), None, settings, share)
+            return r if details else r.rgb
+
+        if workers <= 1:
+            return [one(im) for im in images]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, images))
+
+    def recolor(self, image: ImageLike, strength: float = 1.0, **overrides: Any) -> np.ndarray:
         """Color correction: recolor a color image from the model, keeping its own luminance.
 
         ``strength`` blends from the image's own colors (0) to the model's (1). Pixels the model leaves
         gray keep their own colors.
         """
-        if not 0.0 <= float(strength) <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0:
+            raise ValueError(f"strength must be a number in [0, 1], got {strength!r}")
         img = load_image(image)
         if img.ndim != 3:
             raise ImageError("recolor needs a color image; use colorize for gray ones")
+        t = self.threads
+        L, ab_own = core.rgb_to_lab(img, threads=t)
+        prepared = pipeline.prepare(img, self.fit_settings.size, t, L)
+        ab_model, found = pipeline.model_colors(self.classifier, self.quantizer, self.color_table, prepared,
+                                                self._settings(overrides), t)
+        own_small = core.rgb_to_lab(resize_rgb(img, prepared.shape))[1]
+        known = (found.status != Status.GRAY).reshape(prepared.shape)[..., None]
+        delta = (np.where(known, ab_model, own_small) - own_small) * np.float32(strength)
         H, W = img.shape[:2]
-        shape = model_shape(H, W, self.settings.size)
-        L, ab_own = core.rgb_to_lab(img, threads=self.threads)
-        ab_model, status, _ = self._ab_small(img, shape, L)
-        own_small = core.rgb_to_lab(resize_rgb(img, shape))[1]
-        known = (status != STATUS_GRAY)[..., None]
-        target = np.where(known, ab_model, own_small)
-        delta = (target - own_small) * np.float32(strength)
-        planar = np.ascontiguousarray(np.moveaxis(delta, -1, 0))
-        delta_full = core.upsample_bilinear(planar, H, W, threads=self.threads)
+        delta_full = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(delta, -1, 0)), H, W, threads=t)
         ab = np.moveaxis(ab_own, -1, 0) + delta_full
-        return core.lab_to_rgb(L, np.ascontiguousarray(ab, dtype=np.float32), planar=True, threads=self.threads)
+        return core.lab_to_rgb(L, np.ascontiguousarray(ab, dtype=np.float32), planar=True, threads=t)
 
-    # ------------------------------------------------------------------ evaluation
+    # --------------------------------------------------------------------------- evaluation and files
     def evaluate(self, images: Sequence[ImageLike], pass_share: float = 0.5, progress: bool = False,
                  names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-        """The paper's test stage on color images (colorized from their luminance, compared with the truth).
+        """The paper's test stage on color images; see :func:`hyperchroma.evaluation.evaluate`."""
+        from .evaluation import evaluate
 
-        Per image: psnr, psnr_gray, auc, auc_gray, colorfulness (ours, truth); an image passes when its AuC
-        beats the all-gray baseline. The verdict says the model is fit for these images when at least
-        ``pass_share`` of them pass.
-        """
-        from tqdm import tqdm
+        return evaluate(self, images, pass_share=pass_share, progress=progress, names=names)
 
-        images = expand_inputs(images)
-        if not images:
-            raise ValueError("evaluate needs at least one color image")
-        if names is not None and len(names) != len(images):
-            raise ValueError(f"names: {len(names)} names for {len(images)} images")
-        _check_share(pass_share)
-        rows = []
-        for i, im in enumerate(tqdm(images, desc="evaluate", unit="img", disable=not progress)):
-            truth = load_image(im)
-            name = names[i] if names else (os.fspath(im) if isinstance(im, (str, os.PathLike)) else f"image {i}")
-            if truth.ndim != 3:
-                raise ImageError(f"evaluate needs color images (the truth): {name} is grayscale")
-            rows.append(self._score(truth, name))
-        return summarize(rows, pass_share)
-
-    def _score(self, truth: np.ndarray, name: str) -> Dict[str, Any]:
-        L, ab_true = core.rgb_to_lab(truth, threads=self.threads)
-        pred = self._colorize_loaded(truth, L)[0]
-        gray = core.lab_to_rgb(L, np.zeros_like(ab_true))
-        ab_pred = core.rgb_to_lab(pred, threads=self.threads)[1]
-        ab_gray = core.rgb_to_lab(gray)[1]
-        r = {
-            "name": name,
-            "psnr": metrics.psnr(pred, truth),
-            "psnr_gray": metrics.psnr(gray, truth),
-            "auc": metrics.auc(ab_pred, ab_true),
-            "auc_gray": metrics.auc(ab_gray, ab_true),
-            "colorfulness": metrics.colorfulness(pred),
-            "colorfulness_true": metrics.colorfulness(truth),
-        }
-        r["passed"] = bool(r["auc"] > r["auc_gray"])
-        return r
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the model (classifier included) to one file, atomically."""
-        e = self.table.entries()
-        meta = {
-            "hyperchroma": __version__,
-            "settings": asdict(self.settings),
-            "classifier": {"identity": self.classifier.identity,
-                           "taps": [[t.name, int(t.channels), int(t.stride)] for t in self.classifier.taps]},
-            "entries": len(self.table),
-        }
-        arrays = {
-            "classifier": np.frombuffer(self.classifier.model_bytes, np.uint8),
-            "thresholds": self.thresholds,
-            "weights": self.weights,
-            "table_keys": e["keys"],
-            "table_ab": e["ab"],
-            "table_counts": e["counts"],
-            "table_conflicting": np.asarray(e["conflicting"], dtype=bool),
-        }
-        model_file.save(path, meta, arrays)
+        from .model_io import save
+
+        save(self, path)
 
     def __repr__(self) -> str:
-        s = self.settings
+        s = self.fit_settings
         return (f"Model(entries={len(self.table)}, channels={self.channels}, levels={s.levels}, policy={s.policy!r}, "
                 f"size={s.size}, classifier={self.classifier.identity[:12]})")
 
 
-def _check_share(pass_share: float) -> None:
-    if isinstance(pass_share, bool) or not isinstance(pass_share, numbers.Real) or not 0 <= pass_share <= 1:
-        raise ValueError(f"pass_share must be a number in [0, 1], got {pass_share!r}")
+def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: ClassifierArg = None, size: int = 224,
+        levels: int = 3, policy: str = "mean", *, progress: bool = False, threads: Optional[int] = None,
+        **settings: Any) -> Model:
+    """Fit a colorizer on color images (paths, folders, PIL images or uint8 (H, W, 3) arrays).
 
-
-def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, Any]:
-    _check_share(pass_share)
-    keys = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    passed = sum(r["passed"] for r in rows)
-    rate = passed / len(rows)
-    fit_ok = rate >= pass_share
-    return {
-        "images": rows,
-        "mean": mean,
-        "passed": passed,
-        "failed": len(rows) - passed,
-        "pass_rate": rate,
-        "verdict": "fit" if fit_ok else "not fit",
-        "verdict_text": (f"the model is fit for these images: {passed} of {len(rows)} beat the gray baseline"
-                         if fit_ok else
-                         f"the model is not fit for these images: only {passed} of {len(rows)} beat the gray baseline"),
-    }
-
-
-def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: Union[None, str, os.PathLike, Classifier] = None,
-        size: int = 224, levels: int = 3, policy: str = "mean", *, tolerance: float = 12.0, median_size: int = 3,
-        max_distance: float = 5.0, max_scan: int = 64, exact: bool = False, seed_radius: int = 1,
-        one_step: bool = True, samples_per_image: int = 4096,
-        progress: bool = False, seed: int = 0) -> Model:
-    """Fit a colorizer on color images (paths, folders, PIL images or uint8 (H,W,3) arrays).
-
-    Thresholds are learned from the training hypercolumns (equal-fill levels per channel), the table is
-    filled under ``policy`` and the sorted index built from its usable entries.
+    ``settings`` are the other :class:`FitSettings` (``tolerance``, ``vote_bin``, ``samples_per_image``,
+    ``seed``) and :class:`ColorizeSettings` (``median_size``, ``max_distance``...) fields. Runs the phases of
+    :mod:`hyperchroma.fit`: sample hypercolumns, learn the quantizer, fill the table, finalize it.
     """
-    from tqdm import tqdm
-
-    settings = Settings(size, levels, policy, tolerance, median_size, max_distance, max_scan, exact,
-                        seed_radius, one_step).check()
-    images = expand_inputs(images)
-    if not images:
-        raise ValueError("fit needs at least one color training image")
-    if samples_per_image < 1:
-        raise ValueError(f"samples_per_image must be >= 1, got {samples_per_image}")
-    clf = _as_classifier(classifier)
-    rng = np.random.default_rng(seed)
-    threads = _threads()
-
-    # Pass 1: run the classifier once per image, sample hypercolumns for the thresholds, keep the maps
-    # (up to a memory budget) so pass 2 need not run the classifier again.
-    budget = 1 << 30
-    kept: List[Any] = []
-    samples = []
-    for i, im in enumerate(tqdm(images, desc="fit: features", unit="img", disable=not progress)):
-        img = load_image(im)
-        if img.ndim != 3:
-            name = os.fspath(im) if isinstance(im, (str, os.PathLike)) else f"image {i}"
-            raise ImageError(f"training images must be color: {name} is grayscale")
-        shape = model_shape(img.shape[0], img.shape[1], settings.size)
-        maps = clf.run(model_gray(img, shape))
-        ab = core.rgb_to_lab(resize_rgb(img, shape))[1].reshape(-1, 2)
-        hc = core.hypercolumns(maps, shape[0], shape[1], threads=threads)
-        take = rng.choice(hc.shape[0], size=min(samples_per_image, hc.shape[0]), replace=False)
-        samples.append(hc[take])
-        nbytes = sum(m.nbytes for m in maps)
-        if budget >= nbytes:
-            budget -= nbytes
-            kept.append((maps, shape, ab))
-        else:
-            kept.append((None, shape, ab))
-    sample = np.concatenate(samples)
-    thresholds = learn_thresholds(sample, settings.levels)
-    sample_levels = np.stack([np.searchsorted(thresholds[c], sample[:, c], side="right")
-                              for c in range(sample.shape[1])], axis=1)
-    weights = projection_weights(sample_levels)
-
-    # Pass 2: keys for every training pixel into the table.
-    table = core.Table(sample.shape[1], settings.levels, settings.policy, settings.tolerance,
-                       vote_bin=settings.tolerance)
-    for i, (maps, shape, ab) in enumerate(tqdm(kept, desc="fit: table", unit="img", disable=not progress)):
-        if maps is None:
-            maps = clf.run(model_gray(load_image(images[i]), shape))
-        keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], thresholds, weights, threads=threads)
-        table.insert(keys, ab)
-    table.shrink_to_fit()
-    return Model(clf, thresholds, weights, table, settings)
+    fit_settings, colorize_settings = split(dict(settings, size=size, levels=levels, policy=policy))
+    budget = _check_threads(threads)
+    clf = as_classifier(classifier)
+    quantizer, table = fit_parts(expand_inputs(images), clf, fit_settings, budget, progress)
+    return Model(clf, quantizer, table, fit_settings, colorize_settings, budget)
 
 
-def load(path: Union[str, os.PathLike], classifier: Optional[Classifier] = None) -> Model:
-    """Load a model saved with :meth:`Model.save`.
+def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] = None,
+         threads: Optional[int] = None) -> Model:
+    """Load a model saved with :meth:`Model.save` (see :func:`hyperchroma.model_io.load`)."""
+    from .model_io import load as _load
 
-    Refuses (``ModelFileError``) a missing, truncated, corrupt or foreign file, or a classifier other than
-    the one the table was built with.
-    """
-    meta, arrays = model_file.load(path)
-    where = os.fspath(path)
-    try:
-        settings = Settings(**meta["settings"]).check()
-        identity = meta["classifier"]["identity"]
-        need = ("classifier", "thresholds", "weights", "table_keys", "table_ab", "table_counts", "table_conflicting")
-        missing = [n for n in need if n not in arrays]
-        if missing:
-            raise ValueError(f"missing arrays {missing}")
-    except (KeyError, TypeError, ValueError) as e:
-        raise model_file.ModelFileError(f"'{where}' is not a usable hyperchroma model ({e})") from None
-    embedded = arrays["classifier"].tobytes()
-    if hashlib.sha256(embedded).hexdigest() != identity:
-        raise model_file.ModelFileError(f"'{where}': the embedded classifier does not match its recorded identity")
-    if classifier is not None and classifier.identity != identity:
-        raise model_file.ModelFileError(
-            f"'{where}' was built with classifier {identity[:12]}, not the given {classifier.identity[:12]}: "
-            "a table only works with the classifier it was fit with")
-    clf = classifier or Classifier.from_bytes(embedded)
-    thresholds = arrays["thresholds"]
-    if sum(t.channels for t in clf.taps) != thresholds.shape[0]:
-        raise model_file.ModelFileError(f"'{where}': the classifier's taps do not match the table's channels")
-    try:
-        table = core.Table.from_entries(int(thresholds.shape[0]), settings.levels, settings.policy, settings.tolerance,
-                                        arrays["table_keys"], arrays["table_ab"], arrays["table_counts"],
-                                        arrays["table_conflicting"], vote_bin=settings.tolerance)
-    except ValueError as e:
-        raise model_file.ModelFileError(f"'{where}' has an inconsistent table ({e})") from None
-    return Model(clf, thresholds, arrays["weights"], table, settings)
+    return _load(path, classifier, threads)

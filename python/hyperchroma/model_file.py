@@ -13,21 +13,24 @@ Layout (little-endian)::
 
 Writing goes to a temporary file in the target folder, then an atomic rename: a crash never leaves a half
 file under the target name. Reading checks magic, version, length and checksum before trusting any size,
-and maps the file into memory: the arrays are read-only views of the map, not copies.
+and reads the file into memory: the arrays are read-only views of that private copy, so changing or
+truncating the file later cannot touch a loaded model. ``load(path, mmap=True)`` maps the file instead
+(zero-copy; then the file must not change while the arrays are in use).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import mmap
+import math
+import mmap as _mmap
 import os
 import struct
-import tempfile
 import zlib
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
+
+from ._fs import atomic_write
 
 MAGIC = b"HYPERCHR"
 FORMAT_MAJOR = 1
@@ -39,38 +42,6 @@ _DTYPES = {"uint8", "uint16", "uint32", "uint64", "int32", "int64", "float32", "
 
 class ModelFileError(ValueError):
     """A model file that is missing, truncated, corrupt, foreign or of an unsupported version."""
-
-
-def _file_mode() -> int:
-    """Permissions a plain open() would give a new file (mkstemp's temporary files are 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _file_mode()
-
-
-@contextlib.contextmanager
-def atomic_write(path: str):
-    """Open a temporary file beside `path` for binary writing; on success fsync it and rename it to `path`.
-
-    On any error the temporary file is removed: `path` is either untouched or complete, never partial.
-    """
-    if os.path.isdir(path):
-        raise ValueError(f"cannot write '{path}': it is a directory")
-    fd, tmp = tempfile.mkstemp(prefix=".hyperchroma-", suffix=".tmp", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _aligned(n: int) -> int:
@@ -128,15 +99,29 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
         f.write(_FIXED.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, header_len, file_len, crc, 0))
 
 
-def load(path: str | os.PathLike) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """Read a model file: (meta, arrays) with arrays as read-only views of a memory map."""
+def _read_aligned(f: Any, size: int) -> np.ndarray:
+    """The file's bytes in a private, read-only, 64-byte aligned buffer (so the arrays keep their alignment)."""
+    raw = np.empty(size + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    buf = raw[start:start + size]
+    got = f.readinto(memoryview(buf))
+    if got != size:
+        raise ModelFileError(f"'{f.name}' changed while it was read ({got} of {size} bytes)")
+    buf.flags.writeable = False
+    return buf
+
+
+def load(path: str | os.PathLike, mmap: bool = False) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Read a model file: (meta, arrays), the arrays read-only views of the file's bytes read into memory
+    (``mmap=True``: of a memory map of the file, zero-copy)."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < _FIXED.size:
                 raise ModelFileError(f"'{path}' is not a hyperchroma model (too short: {size} bytes)")
-            buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            buf = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap else _read_aligned(f, size)
+            size = len(buf)
     except FileNotFoundError:
         raise ModelFileError(f"cannot load model '{path}': no such file") from None
     except IsADirectoryError:
@@ -157,6 +142,8 @@ def load(path: str | os.PathLike) -> Tuple[dict, Dict[str, np.ndarray]]:
     try:
         header = json.loads(bytes(buf[_FIXED.size:_FIXED.size + header_len]).decode())
         meta, specs = header["meta"], header["arrays"]
+        if not isinstance(meta, dict) or not isinstance(specs, dict):
+            raise ValueError("meta and arrays must be objects")
         arrays = {}
         for name, s in specs.items():
             if s["dtype"] not in _DTYPES:
@@ -165,11 +152,12 @@ def load(path: str | os.PathLike) -> Tuple[dict, Dict[str, np.ndarray]]:
             shape = tuple(int(d) for d in s["shape"])
             if any(d < 0 for d in shape) or int(s["nbytes"]) < 0:
                 raise ValueError(f"array '{name}' has a negative size")
-            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            n = math.prod(shape)
             off = int(s["offset"])
             if n * dt.itemsize != int(s["nbytes"]) or off < _FIXED.size + header_len or off + s["nbytes"] > size:
                 raise ValueError(f"array '{name}' lies outside the file")
             arrays[name] = np.frombuffer(buf, dtype=dt, count=n, offset=off).reshape(shape)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"'{path}' has a malformed header ({e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError, MemoryError) as e:
+        # UnicodeDecodeError and json's JSONDecodeError are ValueErrors
+        raise ModelFileError(f"'{path}' has a malformed header ({type(e).__name__}: {str(e)[:200]})") from None
     return meta, arrays

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .model_file import atomic_write
+from ._fs import atomic_write
 
 
 def format_report(report: Dict[str, Any]) -> str:

@@ -1,0 +1,356 @@
+"""The runner: one reused ONNX Runtime session per thread budget, running the runtime model on gray images.
+
+Outputs can be written into caller-owned arrays (``out=``) or into this thread's reusable buffers
+(:meth:`Classifier.run_reusing`), so the latency path does not allocate the tap maps on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+from .graph import finish, prepare
+from .metadata import TapInfo, default_model_path, meta_from_bytes
+from .providers import CUDA, ProviderArg, load_ort, quiet_ort, resolve_providers
+
+PathLike = Union[str, "os.PathLike[str]"]
+PROBE_SIZE = 224
+
+
+class Classifier:
+    """A CNN classifier whose conv-layer outputs ("taps") are the features of every pixel.
+
+    Args:
+        path: an ONNX file; ``None`` for the classifier shipped with the package.
+        providers: execution providers for ONNX Runtime (names, aliases ``"cpu"``/``"cuda"``, or (name, options)
+            pairs); ``None`` picks CUDA when it is usable here, else CPU, without printing anything.
+        taps: tensor or node names to tap; ``None`` for the model's recorded taps (ours) or every Conv (foreign).
+        threads: ONNX Runtime intra-op threads; ``None`` for its default (one per physical core).
+        mean, std: input normalization of a foreign model, on gray values in [0, 1] (per channel for a
+            3-channel model, which gets the gray plane replicated); default ImageNet's for a 3-channel model
+            without hyperchroma metadata, none for a 1-channel one. For a model fed 0..255, pass
+            ``mean=0, std=1/255``.
+
+    Raises:
+        ValueError: the file is not a usable ONNX CNN (not ONNX, truncated, no conv, wrong input rank...).
+    """
+
+    def __init__(
+        self,
+        path: PathLike | None = None,
+        providers: Sequence[ProviderArg] | ProviderArg | None = None,
+        taps: Sequence[str] | None = None,
+        threads: int | None = None,
+        *,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> None:
+        if path is None:
+            path = default_model_path()
+            if not path.is_file():
+                raise FileNotFoundError(f"the shipped classifier is missing from the installation: {path}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path: expected a file path, got {type(path).__name__} "
+                            "(use Classifier.from_bytes for a model in memory)")
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no such classifier file: {p}")
+        self._init(p.read_bytes(), str(p), providers, taps, threads, mean, std)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        providers: Sequence[ProviderArg] | ProviderArg | None = None,
+        taps: Sequence[str] | None = None,
+        threads: int | None = None,
+        *,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ) -> "Classifier":
+        """A classifier from ONNX bytes, e.g. :attr:`model_bytes` of another one (then with the same
+        :attr:`identity`)."""
+        self = cls.__new__(cls)
+        self._init(data, "<bytes>", providers, taps, threads, mean, std)
+        return self
+
+    # -------------------------------------------------------------------------------------------- set-up
+    def _init(self, data: Any, origin: str, providers: Any, taps: Any, threads: Any, mean: Any, std: Any) -> None:
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
+            raise ValueError(f"threads: expected a non-negative int (0 or None: onnxruntime's default), got {threads!r}")
+        self._origin = origin
+        self._threads = threads
+        self._providers_arg = providers
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._shapes: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+        prep = prepare(data, origin, taps, mean, std)
+        self._input_info = prep.input_info
+        self._meta = prep.meta
+        resolved = resolve_providers(providers)
+        if prep.taps is not None and "taps" in prep.meta:  # an unchanged runtime model
+            taps_info, min_size = prep.taps, prep.min_size
+            self._model_bytes = prep.data
+        elif prep.taps is not None:  # taps known from our metadata: no probe needed
+            taps_info = prep.taps
+            min_size = max(prep.min_size, max(t.stride for t in taps_info))
+            self._model_bytes = finish(prep, taps_info, min_size)
+        else:  # a foreign model: one probe run tells the taps' channels and strides
+            taps_info, min_size = self._probe(self._make_session(prep.data, resolved), prep.meta)
+            self._model_bytes = finish(prep, taps_info, min_size)
+        self._resolved = resolved
+        self._session = self._make_session(self._model_bytes, resolved)
+        self._sessions: dict[int, Any] = {}
+        self._taps = list(taps_info)
+        self._min_size = int(min_size)
+        self._input_name = self._session.get_inputs()[0].name
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        if self._output_names != [t.name for t in self._taps]:
+            raise ValueError(f"{origin}: internal error: session outputs {self._output_names} != taps")
+        self._identity = hashlib.sha256(self._model_bytes).hexdigest()
+        self._run_options = load_ort().RunOptions()
+        self._run_options.log_severity_level = 3
+        self._provider = self._session.get_providers()[0]
+
+    def _make_session(self, data: bytes, providers: list[Any], threads: int | None = None) -> Any:
+        rt = load_ort()
+        so = rt.SessionOptions()
+        so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = rt.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        threads = threads or self._threads
+        if threads:
+            so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        # no busy-waiting: the threads sleep between runs instead of fighting the core's (and the caller's) threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            if any((p[0] if isinstance(p, tuple) else p) == CUDA for p in providers):
+                with quiet_ort():
+                    return rt.InferenceSession(data, so, providers=providers)
+            return rt.InferenceSession(data, so, providers=providers)
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ValueError(f"{self._origin}: ONNX Runtime cannot load the model: {str(e).strip()[:800]}") from None
+
+    def _session_for(self, threads: int | None) -> Any:
+        """The session whose intra-op pool has ``threads`` threads (None: the classifier's own setting)."""
+        if threads is None or threads == self._threads:
+            return self._session
+        with self._lock:
+            session = self._sessions.get(threads)
+        if session is None:
+            session = self._make_session(self._model_bytes, self._resolved, threads)
+            with self._lock:
+                session = self._sessions.setdefault(threads, session)
+        return session
+
+    def _probe(self, session: Any, meta: dict[str, str]) -> tuple[list[TapInfo], int]:
+        """Channels and strides of a foreign model's taps, from one run on a (1, 1, S, S) zero image."""
+        size = PROBE_SIZE
+        src = meta.get("source_input")
+        try:
+            x = np.zeros((1, 1, size, size), np.float32)
+            outs = session.run(None, {session.get_inputs()[0].name: x})
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{self._origin}: the model fails on a {size}x{size} input"
+                             f"{' ' + repr(src) if src else ''}: {str(e).strip()[:800]}") from None
+        taps = []
+        for o, arr in zip(session.get_outputs(), outs):
+            if arr.ndim != 4 or arr.dtype != np.float32:
+                raise ValueError(f"{self._origin}: tap {o.name!r} is not a float32 (N, C, h, w) map "
+                                 f"(got {arr.dtype} of shape {arr.shape}); tap conv layers")
+            stride = max(1, int(round(size / max(arr.shape[2], 1))))
+            taps.append(TapInfo(o.name, int(arr.shape[1]), stride))
+        return taps, max(t.stride for t in taps)
+
+    # ----------------------------------------------------------------------------------------- properties
+    @property
+    def taps(self) -> list[TapInfo]:
+        """The tapped layers in order (the order of :meth:`run`'s outputs)."""
+        return list(self._taps)
+
+    @property
+    def channels(self) -> int:
+        """Hypercolumn length: the sum of the taps' channels."""
+        return sum(t.channels for t in self._taps)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider running the model, e.g. ``"CPUExecutionProvider"``."""
+        return self._provider
+
+    @property
+    def providers(self) -> list[str]:
+        """All providers of the session, in priority order."""
+        return list(self._session.get_providers())
+
+    @property
+    def identity(self) -> str:
+        """SHA-256 (hex) of :attr:`model_bytes`: what a colorization table records to stay with its classifier."""
+        return self._identity
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The runtime (tapped) model actually run, as ONNX bytes; :meth:`from_bytes` rebuilds the classifier."""
+        return self._model_bytes
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height and width :meth:`run` accepts."""
+        return self._min_size
+
+    @property
+    def normalization(self) -> dict[str, Any]:
+        """The input normalization built into the runtime model: ``{"space": "L"|"gray", "mean", "std"}``."""
+        return dict(self._input_info)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The runtime model's hyperchroma metadata (spec, taps, input, provenance... as stored)."""
+        return dict(meta_from_bytes(self._model_bytes))
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
+
+    def __repr__(self) -> str:
+        taps = ", ".join(f"{t.name}:{t.channels}@{t.stride}" for t in self._taps)
+        return f"Classifier({self._origin!r}, provider={self._provider!r}, taps=[{taps}], identity={self._identity[:12]})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self._model_bytes, "providers": self._providers_arg, "threads": self._threads,
+                "origin": self._origin}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._init(state["data"], state["origin"], state["providers"], None, state["threads"], None, None)
+
+    # ------------------------------------------------------------------------------------------------ run
+    def output_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """The (C, h, w) of every tap for an (height, width) input (runs the model once per new size)."""
+        key = (int(height), int(width))
+        with self._lock:
+            shapes = self._shapes.get(key)
+        if shapes is None:
+            self._check_size(*key)
+            self.run(np.zeros(key, np.float32))
+            with self._lock:
+                shapes = self._shapes[key]
+        return list(shapes)
+
+    def _check_size(self, h: int, w: int) -> None:
+        if h < self._min_size or w < self._min_size:
+            raise ValueError(f"image of {h}x{w} pixels is smaller than the classifier's minimum "
+                             f"{self._min_size}x{self._min_size}")
+
+    def run_reusing(self, gray: np.ndarray, threads: int | None = None) -> list[np.ndarray]:
+        """Tap maps of one gray (H, W) image written into this thread's reusable buffers for that shape.
+
+        The latency path: no tap map is allocated after the first call at a size. The arrays returned are
+        overwritten by this thread's next call at the same size; copy them to keep them.
+        """
+        shape = tuple(np.shape(gray))
+        cache = getattr(self._local, "buffers", None)
+        if cache is None:
+            cache = self._local.buffers = {}
+        out = cache.get(shape)
+        if out is None:
+            if len(shape) != 2:
+                return self.run(gray, threads=threads)
+            if len(cache) >= 8:  # many image sizes: keep the memory bounded
+                cache.clear()
+            out = cache[shape] = [np.empty(s, np.float32) for s in self.output_shapes(*shape)]
+        return self.run(gray, out=out, threads=threads)
+
+    def run(self, gray: np.ndarray, out: list[np.ndarray] | None = None,
+            threads: int | None = None) -> list[np.ndarray]:
+        """Tap maps of a gray image or a batch.
+
+        Args:
+            gray: float (H, W) or (N, H, W) sRGB gray values in [0, 1] (float32 avoids a converted copy).
+            out: optional preallocated outputs (float32 C-contiguous, shapes as returned) to write into, so that
+                repeated runs do not allocate; see :meth:`output_shapes`.
+            threads: intra-op threads for this call (a session per thread count is kept); ``None`` for the
+                classifier's own ``threads``. Callers running several classifiers at once pass their share.
+
+        Returns:
+            One float32 C-contiguous array per tap, in :attr:`taps` order: (C_i, h_i, w_i) for an (H, W) input,
+            (N, C_i, h_i, w_i) for a batch. ``h_i`` is about ``H / stride_i`` (pooling rounds down).
+
+        Thread-safe: concurrent calls share the one session.
+        """
+        x = np.asarray(gray)
+        if x.dtype.kind not in "f":
+            raise TypeError(f"gray: expected float gray values in [0, 1], got dtype {x.dtype}"
+                            + (" (divide uint8 images by 255)" if x.dtype == np.uint8 else ""))
+        if x.ndim not in (2, 3):
+            raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}")
+        single = x.ndim == 2
+        n, h, w = (1, *x.shape) if single else x.shape
+        if n < 1:
+            raise ValueError("gray: empty batch")
+        if x.ndim == 3 and w in (3, 4) and w < self._min_size:
+            raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}: a color image? "
+                             "convert it to gray first")
+        self._check_size(h, w)
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(n, 1, h, w)
+
+        with self._lock:
+            shapes = self._shapes.get((h, w))
+        session = self._session_for(threads)
+        binding = session.io_binding()
+        binding.bind_cpu_input(self._input_name, x)
+        if shapes is None:
+            # first run at this size: onnxruntime allocates the outputs and we learn their shapes
+            for name in self._output_names:
+                binding.bind_output(name, "cpu")
+            self._run(session, binding, x.shape)
+            outs = [np.ascontiguousarray(a, dtype=np.float32) for a in binding.copy_outputs_to_cpu()]
+            with self._lock:
+                if len(self._shapes) >= 64:
+                    self._shapes.pop(next(iter(self._shapes)))
+                self._shapes[(h, w)] = [(int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in outs]
+            if out is not None:
+                self._check_out(out, [a.shape[1:] if single else a.shape for a in outs])
+                for dst, src in zip(out, outs):
+                    dst.reshape(src.shape)[...] = src
+                return list(out)
+        else:
+            # later runs: onnxruntime writes straight into the arrays returned (or the caller's `out`)
+            full = [(n, *s) for s in shapes]
+            if out is not None:
+                self._check_out(out, [s[1:] if single else s for s in full])
+                outs = list(out)
+            else:
+                outs = [np.empty(s, np.float32) for s in full]
+            for name, arr, s in zip(self._output_names, outs, full):
+                binding.bind_output(name, "cpu", 0, np.float32, list(s), arr.ctypes.data)
+            self._run(session, binding, x.shape)
+            if out is not None:
+                return outs
+        if single:
+            return [a.reshape(a.shape[1:]) for a in outs]
+        return outs
+
+    def _check_out(self, out: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]]) -> None:
+        if not isinstance(out, (list, tuple)) or len(out) != len(shapes):
+            raise ValueError(f"out: expected a list of {len(shapes)} arrays, one per tap")
+        for i, (a, s) in enumerate(zip(out, shapes)):
+            s = tuple(s)
+            if not isinstance(a, np.ndarray) or a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError(f"out[{i}]: expected a writeable C-contiguous float32 array")
+            if a.shape != s:
+                raise ValueError(f"out[{i}]: expected shape {s}, got {a.shape}")
+
+    def _run(self, session: Any, binding: Any, shape: tuple[int, ...]) -> None:
+        try:
+            session.run_with_iobinding(binding, self._run_options)
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"{self._origin}: the classifier failed on input of shape {shape}: "
+                             f"{str(e).strip()[:800]}") from None
+

@@ -1,0 +1,62 @@
+"""``hyperchroma colorize``: colorize images (and videos) with a fitted model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import say
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("colorize", help="colorize images with a fitted model",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma colorize scans/ -m film.hyc -o colored/\n  hyperchroma colorize photo.jpg -m film.hyc -o out/ --recolor --strength 0.5\n\neach PNG is written whole or not at all; a bad input is reported and skipped (exit status 1).",
+                       description="Colorize gray images (color ones from their luminance): one PNG per input, "
+                                   "same file stem, in the output folder.")
+    p.add_argument("inputs", nargs="+", help="images or folders of images")
+    p.add_argument("-m", "--model", required=True, help="model file from `hyperchroma fit`")
+    p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    p.add_argument("--recolor", action="store_true",
+                   help="color correction: recolor color images from the model, keeping their luminance")
+    p.add_argument("--strength", type=float, default=None, help="with --recolor: 0 keeps the image's colors, "
+                                                                "1 takes the model's (default 1)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=run)
+
+
+
+def run(args) -> int:
+    import os
+    from PIL import Image
+    from tqdm import tqdm
+
+    from ..images import ImageError, image_paths
+    from ..model import load
+    from ..report import save_png_atomic
+
+    if args.strength is not None and not args.recolor:
+        raise ValueError("--strength only applies with --recolor")
+    model = load(args.model)
+    paths = image_paths(args.inputs)
+    for p in paths:
+        target = os.path.join(args.output, p.stem + ".png")
+        if os.path.exists(target) and os.path.samefile(target, p):
+            raise ImageError(f"writing {target} would overwrite the input '{p}'; choose another output folder")
+    stems = {}
+    for p in paths:
+        if p.stem in stems:
+            raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
+        stems[p.stem] = p
+    os.makedirs(args.output, exist_ok=True)
+    failed = 0
+    for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
+        try:
+            rgb = model.recolor(p, 1.0 if args.strength is None else args.strength) if args.recolor else model.colorize(p)
+        except ImageError as e:
+            failed += 1
+            print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
+            continue
+        save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
+    say(args, f"wrote {len(paths) - failed} of {len(paths)} images to {args.output}")
+    return 1 if failed else 0

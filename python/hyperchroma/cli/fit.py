@@ -1,0 +1,45 @@
+"""``hyperchroma fit``: fit a colorization model on color images."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .common import say
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("fit", help="fit a colorization model on color images",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma fit keyframes/ -o film.hyc\n  hyperchroma fit a.jpg b.jpg -o m.hyc --levels 4 --policy mark\n\nthe model file holds the classifier too: colorize needs nothing else.",
+                       description="Fit a colorization model: run the classifier on each color training image, "
+                                   "learn the quantization and store hypercolumn -> color pairs in the table.")
+    p.add_argument("images", nargs="+", help="color training images or folders of them")
+    p.add_argument("-o", "--output", required=True, help="model file to write (e.g. film.hyc)")
+    p.add_argument("--classifier", help="ONNX classifier to use instead of the shipped one")
+    p.add_argument("--size", type=int, default=224, help="long side the classifier works at (default 224)")
+    p.add_argument("--levels", type=int, default=3, help="quantization levels per channel (default 3)")
+    p.add_argument("--policy", choices=("mark", "mean", "vote"), default="mean",
+                   help="keys seen with different colors: mark them unusable (the paper), keep the mean "
+                        "(default) or the most frequent color")
+    p.add_argument("--tolerance", type=float, default=12.0, help="ab distance that counts as a conflict (mark) "
+                                                                  "or the color bin width (vote)")
+    p.add_argument("--median", type=int, default=3, help="median filter size on the colors (odd, 1 = off; default 3)")
+    p.add_argument("--max-distance", type=float, default=5.0,
+                   help="leave a pixel gray when the nearest stored key is farther than this (default 5.0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
+    p.set_defaults(func=run)
+
+
+
+def run(args) -> int:
+    from ..images import image_paths
+    from ..model import fit
+
+    paths = image_paths(args.images)
+    model = fit(paths, classifier=args.classifier, size=args.size, levels=args.levels, policy=args.policy,
+                tolerance=args.tolerance, median_size=args.median, max_distance=args.max_distance,
+                progress=not args.quiet)
+    model.save(args.output)
+    say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
+               f"{model.table.memory_bytes() / 2**20:.1f} MiB table")
+    return 0

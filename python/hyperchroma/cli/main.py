@@ -1,0 +1,63 @@
+"""The entry point: the parser of every command, and one place that turns user errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from . import colorize, demo, evaluate, fit, info, train
+
+# Commands in --help order. A new command is a module with add_parser(sub) and run(args) -> int, listed here.
+_PARSERS: list[Callable[[Any], None]] = [
+    demo.add_parser,
+    fit.add_parser,
+    colorize.add_parser,
+    evaluate.add_parser,
+    info.add_parser,
+    train.add_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hyperchroma",
+        description="Colorize grayscale images with a CNN classifier's hypercolumns and a hash table.")
+    parser.add_argument("--version", action="version", version=f"hyperchroma {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _PARSERS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 on success, 1 on an error, 2 on a usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else []
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"hyperchroma {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `hyperchroma info | head`: the reader left, nothing to report
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except (ValueError, TypeError, OSError, ImportError) as e:
+        print(f"hyperchroma {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The paper's test stage: colorize color test images from their gray version, compare with the truth.
+
+Per image: PSNR, AuC and colorfulness (ours and the truth's) beside the all-gray baseline; an image passes
+when its AuC beats the gray baseline, and the verdict says the model is fit for these images when at least
+``pass_share`` of them pass.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import core, metrics
+from .images import ImageError, ImageLike, expand_inputs, load_image
+
+MEAN_KEYS = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true")
+
+
+def check_share(pass_share: float) -> None:
+    if isinstance(pass_share, bool) or not isinstance(pass_share, numbers.Real) or not 0 <= pass_share <= 1:
+        raise ValueError(f"pass_share must be a number in [0, 1], got {pass_share!r}")
+
+
+def evaluate(model: Any, images: Sequence[ImageLike], pass_share: float = 0.5, progress: bool = False,
+             names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Score ``model`` on color test images (see the module docstring); returns :func:`summarize`'s report."""
+    from tqdm import tqdm
+
+    images = expand_inputs(images)
+    if not images:
+        raise ValueError("evaluate needs at least one color image")
+    if names is not None and len(names) != len(images):
+        raise ValueError(f"names: {len(names)} names for {len(images)} images")
+    check_share(pass_share)
+    rows = []
+    for i, im in enumerate(tqdm(images, desc="evaluate", unit="img", disable=not progress)):
+        truth = load_image(im)
+        name = names[i] if names else (os.fspath(im) if isinstance(im, (str, os.PathLike)) else f"image {i}")
+        if truth.ndim != 3:
+            raise ImageError(f"evaluate needs color images (the truth): {name} is grayscale")
+        rows.append(score(model, truth, name))
+    return summarize(rows, pass_share)
+
+
+def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
+    """One image's row: the model colorizes the truth's luminance; metrics against the truth."""
+    t = model.threads
+    L, ab_true = core.rgb_to_lab(truth, threads=t)
+    pred = model._colorize_loaded(truth, L, model.colorize_settings, t).rgb
+    gray = core.lab_to_rgb(L, np.zeros_like(ab_true))
+    ab_pred = core.rgb_to_lab(pred, threads=t)[1]
+    ab_gray = core.rgb_to_lab(gray)[1]
+    r = {
+        "name": name,
+        "psnr": metrics.psnr(pred, truth),
+        "psnr_gray": metrics.psnr(gray, truth),
+        "auc": metrics.auc(ab_pred, ab_true),
+        "auc_gray": metrics.auc(ab_gray, ab_true),
+        "colorfulness": metrics.colorfulness(pred),
+        "colorfulness_true": metrics.colorfulness(truth),
+    }
+    r["passed"] = bool(r["auc"] > r["auc_gray"])
+    return r
+
+
+def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, Any]:
+    """The report of per-image rows: means, pass counts and the verdict."""
+    check_share(pass_share)
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in MEAN_KEYS}
+    passed = sum(r["passed"] for r in rows)
+    rate = passed / len(rows)
+    fit_ok = rate >= pass_share
+    return {
+        "images": rows,
+        "mean": mean,
+        "passed": passed,
+        "failed": len(rows) - passed,
+        "pass_rate": rate,
+        "verdict": "fit" if fit_ok else "not fit",
+        "verdict_text": (f"the model is fit for these images: {passed} of {len(rows)} beat the gray baseline"
+                         if fit_ok else
+                         f"the model is not fit for these images: only {passed} of {len(rows)} beat the gray baseline"),
+    }

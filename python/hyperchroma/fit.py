@@ -1,0 +1,137 @@
+"""Fitting in phases that can run separately and be combined:
+
+1. :func:`sample_hypercolumns`: run the classifier on every color training image and sample hypercolumns
+   (the samples of several runs concatenate);
+2. :func:`learn_quantizer`: thresholds (equal-fill levels per channel) and the projection, from the samples;
+3. :func:`fill_table`: every training pixel's key -> its color into an open :class:`ColorTable`;
+4. ``table.finalize()``: settle the conflict policy, free the fitting-only data, build the sorted index.
+
+:func:`fit` runs the four in order and returns a :class:`hyperchroma.Model`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import core
+from .classifier import Classifier
+from .images import ImageError, ImageLike, expand_inputs, load_image, model_gray, model_shape, resize_rgb
+from .quantizer import Quantizer
+from .settings import FitSettings
+from .table import ColorTable
+
+ClassifierArg = Union[None, str, "os.PathLike[str]", Classifier]
+
+#: Bytes of classifier outputs kept between phases 1 and 3 so phase 3 need not run the classifier again.
+MAP_CACHE_BYTES = 1 << 30
+
+
+def as_classifier(classifier: ClassifierArg) -> Classifier:
+    """A :class:`Classifier` from None (the shipped one), an ONNX path or a Classifier."""
+    if classifier is None:
+        return Classifier()
+    if isinstance(classifier, Classifier):
+        return classifier
+    if isinstance(classifier, (str, os.PathLike)):
+        return Classifier(classifier)
+    raise TypeError(f"classifier must be None, a path to an ONNX file or a Classifier, got {type(classifier).__name__}")
+
+
+@dataclass
+class TrainingImage:
+    """One color training image at model size: ``shape`` (h, w), classifier input ``gray`` and target ``ab``."""
+
+    shape: Tuple[int, int]
+    gray: np.ndarray
+    ab: np.ndarray
+
+
+def training_image(image: ImageLike, size: int, name: str) -> TrainingImage:
+    img = load_image(image)
+    if img.ndim != 3:
+        raise ImageError(f"training images must be color: {name} is grayscale")
+    shape = model_shape(img.shape[0], img.shape[1], size)
+    ab = core.rgb_to_lab(resize_rgb(img, shape))[1].reshape(-1, 2)
+    return TrainingImage(shape, model_gray(img, shape), ab)
+
+
+Cache = Tuple[TrainingImage, Optional[List[np.ndarray]]]
+
+
+def _name(image: Any, i: int) -> str:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"image {i}"
+
+
+@dataclass
+class HypercolumnSample:
+    """Phase 1's result: ``hypercolumns`` (N, C) float32 sampled over the images, and what phase 3 can reuse
+    (``cache``: image index -> (the decoded :class:`TrainingImage`, its classifier maps or None)), within
+    :data:`MAP_CACHE_BYTES`."""
+
+    hypercolumns: np.ndarray
+    cache: Dict[int, Cache] = field(default_factory=dict)
+
+
+def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
+                        threads: int = 1, progress: bool = False) -> HypercolumnSample:
+    """Phase 1: ``settings.samples_per_image`` random hypercolumns of every image (seeded by ``settings.seed``)."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(settings.seed)
+    budget = MAP_CACHE_BYTES
+    samples, cache = [], {}
+    for i, im in enumerate(tqdm(images, desc="fit: features", unit="img", disable=not progress)):
+        t = training_image(im, settings.size, _name(im, i))
+        maps = classifier.run(t.gray, threads=threads)
+        hc = core.hypercolumns(maps, t.shape[0], t.shape[1], threads=threads)
+        take = rng.choice(hc.shape[0], size=min(settings.samples_per_image, hc.shape[0]), replace=False)
+        samples.append(hc[take])
+        nbytes = sum(m.nbytes for m in maps)
+        keep = budget >= nbytes + t.gray.nbytes + t.ab.nbytes
+        budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
+        if budget >= 0:
+            cache[i] = (t, maps if keep else None)
+    return HypercolumnSample(np.concatenate(samples), cache)
+
+
+def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int) -> Quantizer:
+    """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them)."""
+    hc = sample.hypercolumns if isinstance(sample, HypercolumnSample) else np.asarray(sample, np.float32)
+    return Quantizer.learn(hc, levels)
+
+
+def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
+               table: Optional[ColorTable] = None, cache: Optional[Dict[int, Cache]] = None,
+               threads: int = 1, progress: bool = False) -> ColorTable:
+    """Phase 3: insert every pixel's key -> color of the images into ``table`` (a new open one by default).
+
+    ``cache`` holds phase 1's decoded images and maps by image index, so those are not decoded or run again.
+    """
+    from tqdm import tqdm
+
+    if table is None:
+        table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)
+    for i, im in enumerate(tqdm(images, desc="fit: table", unit="img", disable=not progress)):
+        t, maps = cache[i] if cache and i in cache else (training_image(im, settings.size, _name(im, i)), None)
+        if maps is None:
+            maps = classifier.run(t.gray, threads=threads)
+        table.insert(quantizer.keys(maps, t.shape, threads), t.ab)
+    return table
+
+
+def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings, threads: int = 1,
+              progress: bool = False) -> Tuple[Quantizer, ColorTable]:
+    """Phases 1-4 on one machine: the quantizer and the finalized table."""
+    images = expand_inputs(images)
+    if not images:
+        raise ValueError("fit needs at least one color training image")
+    sample = sample_hypercolumns(images, classifier, settings, threads, progress)
+    quantizer = learn_quantizer(sample, settings.levels)
+    table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
+                       progress=progress)
+    table.finalize()
+    return quantizer, table

@@ -1,0 +1,119 @@
+"""A :class:`Model` to and from its one file (the container format is :mod:`hyperchroma.model_file`).
+
+The file holds the runtime classifier's ONNX bytes, the quantizer (thresholds, weights), the table's
+entries and both kinds of settings. Loading validates everything before a model is built, and refuses a
+file with :class:`ModelFileError` naming it, never with another exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+
+from . import model_file
+from ._version import __version__
+from .classifier import Classifier
+from .model_file import ModelFileError
+from .quantizer import Quantizer
+from .settings import COLORIZE_FIELDS, ColorizeSettings, FitSettings
+from .table import ColorTable
+
+ARRAYS = ("classifier", "thresholds", "weights", "table_keys", "table_ab", "table_counts", "table_conflicting")
+
+
+def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Write ``model`` to ``path`` atomically."""
+    e = model.color_table.entries()
+    clf = model.classifier
+    meta = {
+        "hyperchroma": __version__,
+        "fit_settings": _plain(model.fit_settings),
+        "colorize_settings": _plain(model.colorize_settings),
+        "classifier": {"identity": clf.identity,
+                       "taps": [[t.name, int(t.channels), int(t.stride)] for t in clf.taps]},
+        "entries": len(model.color_table),
+    }
+    arrays = {
+        "classifier": np.frombuffer(clf.model_bytes, np.uint8),
+        "thresholds": model.quantizer.thresholds,
+        "weights": model.quantizer.weights,
+        "table_keys": e["keys"],
+        "table_ab": e["ab"],
+        "table_counts": e["counts"],
+        "table_conflicting": e["conflicting"],
+    }
+    model_file.save(path, meta, arrays)
+
+
+def _plain(settings: Any) -> Dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(settings)
+
+
+def _settings(meta: Dict[str, Any]) -> Tuple[FitSettings, ColorizeSettings]:
+    """Both settings from the header; format 1.0 files kept them in one flat "settings" object."""
+    if "fit_settings" in meta:
+        fit, col = meta["fit_settings"], meta.get("colorize_settings", {})
+    else:
+        flat = dict(meta["settings"])
+        col = {k: flat.pop(k) for k in list(flat) if k in COLORIZE_FIELDS}
+        fit = flat
+    if not isinstance(fit, dict) or not isinstance(col, dict):
+        raise ValueError("settings are not objects")
+    return FitSettings(**fit).checked(), ColorizeSettings(**col).checked()
+
+
+def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] = None,
+         threads: Optional[int] = None) -> Any:
+    """Load a model saved with :func:`save`.
+
+    Refuses (``ModelFileError``) a missing, truncated, corrupt or foreign file, an inconsistent one, or a
+    classifier other than the one the table was built with.
+    """
+    from .model import Model
+
+    meta, arrays = model_file.load(path)
+    where = os.fspath(path)
+
+    def refuse(why: str) -> ModelFileError:
+        return ModelFileError(f"'{where}' is not a usable hyperchroma model ({why})")
+
+    try:
+        fit_settings, colorize_settings = _settings(meta)
+        identity = meta["classifier"]["identity"]
+        if not isinstance(identity, str):
+            raise ValueError("the classifier identity is not a string")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise refuse(str(e)) from None
+    missing = [n for n in ARRAYS if n not in arrays]
+    if missing:
+        raise refuse(f"missing arrays {missing}")
+    embedded = arrays["classifier"].tobytes()
+    if hashlib.sha256(embedded).hexdigest() != identity:
+        raise ModelFileError(f"'{where}': the embedded classifier does not match its recorded identity")
+    if classifier is not None and classifier.identity != identity:
+        raise ModelFileError(
+            f"'{where}' was built with classifier {identity[:12]}, not the given {classifier.identity[:12]}: "
+            "a table only works with the classifier it was fit with")
+    try:
+        clf = classifier or Classifier.from_bytes(embedded)
+    except (ValueError, TypeError) as e:
+        raise refuse(f"its classifier: {e}") from None
+    try:
+        quantizer = Quantizer(arrays["thresholds"], arrays["weights"])
+        if quantizer.levels != fit_settings.levels:
+            raise ValueError(f"{quantizer.levels} quantization levels, the settings say {fit_settings.levels}")
+        if quantizer.channels != clf.channels:
+            raise ValueError("the classifier's taps do not match the table's channels")
+        entries = {"keys": arrays["table_keys"], "ab": arrays["table_ab"], "counts": arrays["table_counts"],
+                   "conflicting": arrays["table_conflicting"]}
+        if not np.all(np.isfinite(entries["ab"])):
+            raise ValueError("table colors that are not finite numbers")
+        table = ColorTable.from_entries(entries, quantizer.weights, fit_settings.levels, fit_settings)
+        return Model(clf, quantizer, table, fit_settings, colorize_settings, threads)
+    except (ValueError, TypeError) as e:
+        raise refuse(f"inconsistent contents: {e}") from None

@@ -1,0 +1,103 @@
+"""The colorizing stages, each a function of arrays, in the order data flows through them:
+
+``prepare`` (decoded image -> full-resolution lightness, model-size classifier input) -> ``tap_keys``
+(classifier taps -> fused packed keys) -> :func:`hyperchroma.lookup.lookup` (keys -> ab, status, distance)
+-> ``smooth`` (median filter of ab at model size) -> ``compose`` (ab upsampled to the input's resolution
+and joined with its own lightness -> RGB).
+
+:func:`colorize` runs them all for one image and returns a :class:`Colorization`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import core
+from .classifier import Classifier
+from .images import lightness, model_gray, model_shape
+from .lookup import Lookup, lookup
+from .quantizer import Quantizer
+from .settings import ColorizeSettings
+from .table import ColorTable
+
+
+@dataclass(frozen=True)
+class Colorization:
+    """The result of ``model.colorize(image, details=True)``.
+
+    - ``rgb``: uint8 (H, W, 3) at the input's resolution, its lightness the input's;
+    - ``status``: (h, w) uint8 at model size, a :class:`hyperchroma.Status` per pixel;
+    - ``distance``: (h, w) float32, the L2 distance in levels to the key(s) whose color was used (0 exact,
+      inf gray);
+    - ``ab``: (h, w, 2) float32, the smoothed model-size Lab ab that was composed into ``rgb``;
+    - ``confidence`` (h, w) and ``image_confidence`` in [0, 1]: how far the colors can be trusted, when the
+      model estimates it (``None`` otherwise).
+    """
+
+    rgb: np.ndarray
+    status: np.ndarray
+    distance: np.ndarray
+    ab: np.ndarray
+    confidence: Optional[np.ndarray] = None
+    image_confidence: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded image ready for the stages: the image, its full-resolution lightness ``L``, the model-size
+    ``shape`` (h, w) and the classifier's input ``gray`` (h, w) float32 in [0, 1]."""
+
+    image: np.ndarray
+    L: np.ndarray
+    shape: Tuple[int, int]
+    gray: np.ndarray
+
+
+def prepare(image: np.ndarray, size: int, threads: int = 1, L: Optional[np.ndarray] = None) -> Prepared:
+    """Stage 1: lightness at full resolution (or the one given) and the model-size classifier input."""
+    if L is None:
+        L = lightness(image, threads)
+    shape = model_shape(image.shape[0], image.shape[1], size)
+    return Prepared(image, L, shape, model_gray(image, shape, L))
+
+
+def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1) -> np.ndarray:
+    """Stage 2: the classifier's taps (into this thread's reused buffers) -> packed keys (h*w, words)."""
+    maps = classifier.run_reusing(prepared.gray, threads=threads)
+    return quantizer.keys(maps, prepared.shape, threads)
+
+
+def smooth(ab: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:
+    """Stage 4: the median filter of the model-size ab (h, w, 2)."""
+    if settings.median_size > 1:
+        return core.median_filter(ab, settings.median_size, threads=threads)
+    return ab
+
+
+def compose(L: np.ndarray, ab_small: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Stage 5: ab (h, w, 2) upsampled bilinearly to L's (H, W) and joined with it -> uint8 RGB."""
+    H, W = L.shape
+    planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0))
+    ab_full = core.upsample_bilinear(planar, H, W, threads=threads)
+    return core.lab_to_rgb(L, ab_full, planar=True, threads=threads)
+
+
+def model_colors(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
+                 settings: ColorizeSettings, threads: int = 1) -> Tuple[np.ndarray, Lookup]:
+    """Stages 2-4: the smoothed model-size ab (h, w, 2) and the per-pixel lookup."""
+    keys = tap_keys(classifier, quantizer, prepared, threads)
+    found = lookup(table, keys, prepared.shape, settings, threads)
+    h, w = prepared.shape
+    return smooth(found.ab.reshape(h, w, 2), settings, threads), found
+
+
+def colorize(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
+             settings: ColorizeSettings, threads: int = 1) -> Colorization:
+    """All stages for one prepared image."""
+    ab, found = model_colors(classifier, quantizer, table, prepared, settings, threads)
+    h, w = prepared.shape
+    return Colorization(compose(prepared.L, ab, threads), found.status.reshape(h, w),
+                        found.distance.reshape(h, w), ab)

@@ -53,7 +53,7 @@ def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
     gray = core.lab_to_rgb(L, np.zeros_like(ab_true))
     ab_pred = core.rgb_to_lab(pred, threads=t)[1]
     ab_gray = core.rgb_to_lab(gray)[1]
-    r = {
+    r: Dict[str, Any] = {
         "name": name,
         "psnr": metrics.psnr(pred, truth),
         "psnr_gray": metrics.psnr(gray, truth),

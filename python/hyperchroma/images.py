@@ -106,7 +106,7 @@ def resize_float(plane: np.ndarray, shape: tuple) -> np.ndarray:
     h, w = shape
     if plane.shape == (h, w):
         return np.ascontiguousarray(plane, dtype=np.float32)
-    out = Image.fromarray(np.asarray(plane, dtype=np.float32), mode="F").resize((w, h), Image.BILINEAR)
+    out = Image.fromarray(np.asarray(plane, dtype=np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
     return np.asarray(out, dtype=np.float32)
 
 
@@ -114,7 +114,7 @@ def resize_rgb(rgb: np.ndarray, shape: tuple) -> np.ndarray:
     h, w = shape
     if rgb.shape[:2] == (h, w):
         return rgb
-    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def model_gray(img: np.ndarray, shape: tuple, L: Optional[np.ndarray] = None) -> np.ndarray:

@@ -26,7 +26,7 @@ import mmap as _mmap
 import os
 import struct
 import zlib
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, cast
 
 import numpy as np
 
@@ -57,8 +57,8 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
     if os.path.isdir(path):
         raise ModelFileError(f"cannot save model to '{path}': it is a directory")
     # Lay out the arrays after a header whose size we fix by iterating (offsets change the JSON length).
-    specs = {}
-    conts = {}
+    specs: Dict[str, Dict[str, Any]] = {}
+    conts: Dict[str, np.ndarray] = {}
     for name, a in arrays.items():
         a = np.ascontiguousarray(a)
         if a.dtype.name not in _DTYPES:
@@ -88,7 +88,7 @@ def save(path: str | os.PathLike, meta: dict, arrays: Dict[str, np.ndarray]) -> 
             if pad:
                 f.write(b"\0" * pad)
                 crc = zlib.crc32(b"\0" * pad, crc)
-            data = memoryview(a.reshape(-1).view(np.uint8))
+            data = memoryview(cast(Any, a.reshape(-1).view(np.uint8)))
             f.write(data)
             crc = zlib.crc32(data, crc)
             pos = specs[name]["offset"] + a.nbytes
@@ -104,7 +104,7 @@ def _read_aligned(f: Any, size: int) -> np.ndarray:
     raw = np.empty(size + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
     buf = raw[start:start + size]
-    got = f.readinto(memoryview(buf))
+    got = f.readinto(memoryview(cast(Any, buf)))
     if got != size:
         raise ModelFileError(f"'{f.name}' changed while it was read ({got} of {size} bytes)")
     buf.flags.writeable = False
@@ -120,7 +120,7 @@ def load(path: str | os.PathLike, mmap: bool = False) -> Tuple[dict, Dict[str, n
             size = os.fstat(f.fileno()).st_size
             if size < _FIXED.size:
                 raise ModelFileError(f"'{path}' is not a hyperchroma model (too short: {size} bytes)")
-            buf = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap else _read_aligned(f, size)
+            buf: Any = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ) if mmap else _read_aligned(f, size)
             size = len(buf)
     except FileNotFoundError:
         raise ModelFileError(f"cannot load model '{path}': no such file") from None

@@ -34,7 +34,7 @@ def format_report(report: Dict[str, Any]) -> str:
 def comparison_sheet(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str], path: str,
                      names: Optional[List[str]] = None, width: int = 320) -> None:
     """Write a PNG grid: one row per image, one column per label (e.g. input, colorized, truth)."""
-    tiles = []
+    tiles: List[List[Image.Image]] = []
     for row in rows:
         h, w = row[0].shape[:2]
         th = max(1, round(h * width / w))
@@ -47,13 +47,13 @@ def comparison_sheet(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str]
     for j, lab in enumerate(labels):
         draw.text((pad + j * (width + pad) + 4, 3), lab, fill="black")
     y = label_h
-    for i, row in enumerate(tiles):
+    for i, tile_row in enumerate(tiles):
         if names:
             draw.text((pad + 4, y + 2), names[i], fill="black")
             y += label_h
-        for j, im in enumerate(row):
+        for j, im in enumerate(tile_row):
             sheet.paste(im, (pad + j * (width + pad), y))
-        y += row[0].height + pad
+        y += tile_row[0].height + pad
     save_png_atomic(sheet, path)
 
 

@@ -33,9 +33,10 @@ MAX_SAMPLES_PER_IMAGE = 1 << 20
 def _integer(name: str, v: Any, lo: int, hi: int) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {v!r}")
-    if not lo <= v <= hi:
+    iv = int(v)
+    if not lo <= iv <= hi:
         raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {v!r}")
-    return int(v)
+    return iv
 
 
 def _real(name: str, v: Any, *, positive: bool, finite: bool) -> float:

@@ -286,7 +286,8 @@ def prepare(data: bytes, origin: str, taps: Sequence[str] | None, mean: Any, std
     while gray in names:
         gray += "_"
     if runtime:
-        pre_nodes, pre_inits = [], []
+        pre_nodes: list[Any] = []
+        pre_inits: list[Any] = []
         gray = inp_name
     else:
         pre_nodes, pre_inits = _preprocess_nodes(input_info, gray, inp_name, channels)

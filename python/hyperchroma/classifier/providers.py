@@ -10,7 +10,7 @@ import contextlib
 import ctypes
 import functools
 import io
-from typing import Any, Iterable, Union
+from typing import Any, Iterator, Union
 
 ProviderArg = Union[str, "tuple[str, dict[str, Any]]"]
 
@@ -48,7 +48,7 @@ def _cuda_device_count() -> int:
 
 
 @contextlib.contextmanager
-def quiet_ort() -> Iterable[None]:
+def quiet_ort() -> Iterator[None]:
     """Silence onnxruntime's default logger (and Python-level prints of its helpers) for a probe."""
     ort = load_ort()
     ort.set_default_logger_severity(4)

@@ -43,7 +43,7 @@ def run(args) -> int:
         target = os.path.join(args.output, p.stem + ".png")
         if os.path.exists(target) and os.path.samefile(target, p):
             raise ImageError(f"writing {target} would overwrite the input '{p}'; choose another output folder")
-    stems = {}
+    stems: dict[str, Any] = {}
     for p in paths:
         if p.stem in stems:
             raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")

@@ -134,8 +134,8 @@ def export_onnx(
                                       kernel_shape=[1, 1]))
         nodes.append(helper.make_node("Softmax", ["pixel_logits"], ["pixel_probs"], name="pixel_softmax", axis=1))
         outputs.append(helper.make_tensor_value_info("pixel_probs", TensorProto.FLOAT, ["N", n_classes, "H", "W"]))
-    for t in taps:
-        outputs.append(helper.make_tensor_value_info(t["name"], TensorProto.FLOAT, ["N", t["channels"], None, None]))
+    for tap in taps:
+        outputs.append(helper.make_tensor_value_info(tap["name"], TensorProto.FLOAT, ["N", tap["channels"], None, None]))
 
     graph = helper.make_graph(
         nodes, "hyperchroma_classifier",

@@ -143,11 +143,14 @@ def train_classifier(
                 out.append(it)
         return out
 
+    train_pairs: list[tuple[Any, Any]]
+    test_pairs: list[tuple[Any, Any]]
+    class_names: list[Any]
     if labels == "folder":
-        roots = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        roots: list[Any] = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         train_pairs, class_names = folder_samples(roots)
         if test_images is not None:
-            troots = [test_images] if isinstance(test_images, (str, os.PathLike)) else list(test_images)
+            troots: list[Any] = [test_images] if isinstance(test_images, (str, os.PathLike)) else list(test_images)
             test_pairs, tclasses = folder_samples(troots)
             unknown = set(tclasses) - set(class_names)
             if unknown:
@@ -243,8 +246,8 @@ def train_classifier(
     epoch = 0
     for epoch in range(1, epochs + 1):
         net.train()
-        order = rng.permutation(len(train))
-        steps = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        perm = rng.permutation(len(train))
+        steps = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
         total, right, seen = 0.0, 0, 0
         bar = tqdm(steps, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=True,
                    file=sys.stderr, dynamic_ncols=True)

@@ -32,18 +32,10 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "simd.hpp"
 
-// Hot loops are compiled for several instruction sets and picked at load time (GNU ifunc); everything else is
-// portable code the compiler vectorizes for the baseline. Define HYPERCHROMA_NO_CLONES to build one version.
-#if !defined(HYPERCHROMA_NO_CLONES) && defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && \
-    !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 12
-#define HC_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#elif !defined(HYPERCHROMA_NO_CLONES) && defined(__x86_64__) && defined(__ELF__) && defined(__clang__) && \
-    __clang_major__ >= 14
-#define HC_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HC_CLONES
-#endif
+// Hot loops are compiled for several instruction sets and picked at load time (simd.hpp); everything else
+// is portable code the compiler vectorizes for the baseline.
 
 #if defined(__GNUC__) || defined(__clang__)
 #define HC_INLINE inline __attribute__((always_inline))
@@ -339,11 +331,11 @@ HC_INLINE void pad_slice(const typename Tr::value* HC_RESTRICT row, typename Tr:
 
 // The dispatched entry points (one clone per instruction set). Plain functions, not templates, so every
 // compiler that supports target_clones accepts them.
-HC_CLONES inline void pad_slice_f32(const float* row, std::int32_t* out, std::size_t W, std::size_t C,
+HYPERCHROMA_CLONES inline void pad_slice_f32(const float* row, std::int32_t* out, std::size_t W, std::size_t C,
                                     std::ptrdiff_t lo, std::size_t count) {
     pad_slice<F32>(row, out, W, C, lo, count);
 }
-HC_CLONES inline void pad_slice_u8(const std::uint8_t* row, std::uint8_t* out, std::size_t W, std::size_t C,
+HYPERCHROMA_CLONES inline void pad_slice_u8(const std::uint8_t* row, std::uint8_t* out, std::size_t W, std::size_t C,
                                    std::ptrdiff_t lo, std::size_t count) {
     pad_slice<U8>(row, out, W, C, lo, count);
 }
@@ -357,7 +349,7 @@ inline void pad_slice_any(const std::uint8_t* row, std::uint8_t* out, std::size_
 }
 
 #define HC_NETWORK_ROW(name, Tr, K)                                                                           \
-    HC_CLONES inline void name(const Tr::key* const* rows, Tr::value* dst, std::size_t n, std::size_t step,   \
+    HYPERCHROMA_CLONES inline void name(const Tr::key* const* rows, Tr::value* dst, std::size_t n, std::size_t step,   \
                                Tr::key* scratch) {                                                            \
         network_row<Tr, K>(rows, dst, n, step, scratch);                                                      \
     }
@@ -517,7 +509,7 @@ inline AxisWindow axis_window(std::size_t i, std::size_t n, std::int64_t r) {
 // uint8, any k: Huang's algorithm. Per output row, one 256-bin histogram per channel holds the window (with
 // replication weights); moving right removes one clamped column and adds one. The median is tracked as the
 // bin m with lt = (number of values < m) <= rank < lt + h[m], so each step only walks a few bins.
-HC_CLONES inline void median_huang_rows(const std::uint8_t* src, std::uint8_t* dst, std::size_t H, std::size_t W,
+HYPERCHROMA_CLONES inline void median_huang_rows(const std::uint8_t* src, std::uint8_t* dst, std::size_t H, std::size_t W,
                                         std::size_t C, std::int64_t k, std::size_t y0, std::size_t y1) {
     const std::int64_t r = k / 2, rank = (k * k) / 2;
     const std::size_t n = W * C;
@@ -625,7 +617,7 @@ HC_INLINE void sorted_replace(std::int32_t* w, std::size_t n, std::int32_t old, 
 // k keys of the column leaving for the k of the column entering. That is O(k^2) data movement per output, yet
 // it measured about 2-3x faster than std::nth_element over the gathered window at the sizes tried (9 to 151).
 // Keys are a strict total order, so NaNs cannot upset the ordering.
-HC_CLONES inline void median_sliding_rows(const float* src, float* dst, std::size_t H, std::size_t W,
+HYPERCHROMA_CLONES inline void median_sliding_rows(const float* src, float* dst, std::size_t H, std::size_t W,
                                           std::size_t C, int k, std::size_t y0, std::size_t y1) {
     const std::size_t n = W * C, kk = static_cast<std::size_t>(k) * static_cast<std::size_t>(k);
     const std::size_t rank = kk / 2, uk = static_cast<std::size_t>(k);

@@ -1,9 +1,24 @@
-// Run-time SIMD dispatch without -march flags: GCC/Clang compile a function marked HYPERCHROMA_CLONES twice
-// (AVX2 and baseline) and pick one at load time, so plain loops get auto-vectorized for AVX2 where it exists.
+// Run-time SIMD dispatch without -march flags, the one macro the core uses: a function marked
+// HYPERCHROMA_CLONES is compiled for several instruction sets (AVX-512 "x86-64-v4" with GCC >= 12, AVX2, and
+// the baseline) and one is picked at load time (GNU ifunc), so plain loops get auto-vectorized for what the
+// CPU has. Off under AddressSanitizer (ifunc resolvers run before it is set up) and with
+// -DHYPERCHROMA_NO_CLONES (one portable version).
 #pragma once
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && \
-    !defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)
+#define HYPERCHROMA_NO_CLONES_ 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HYPERCHROMA_NO_CLONES_ 1
+#endif
+#endif
+
+#if defined(HYPERCHROMA_NO_CLONES) || defined(HYPERCHROMA_NO_CLONES_) || !defined(__x86_64__) || \
+    !defined(__ELF__) || !defined(__linux__)
+#define HYPERCHROMA_CLONES
+#elif defined(__GNUC__) && !defined(__clang__) && !defined(__INTEL_COMPILER) && __GNUC__ >= 12
+#define HYPERCHROMA_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif defined(__GNUC__) && (!defined(__clang__) || __clang_major__ >= 14)
 #define HYPERCHROMA_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define HYPERCHROMA_CLONES

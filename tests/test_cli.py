@@ -109,3 +109,23 @@ def test_colorize_recolor_keeps_luminance(model_path, tmp_path):
     np.testing.assert_allclose(core.rgb_to_lab(res)[0], core.rgb_to_lab(src)[0], atol=0.8)
     assert main(["colorize", str(test[0]), "-m", str(model_path), "-o", str(out), "--recolor", "--strength", "3",
                  "-q"]) == 1
+
+
+def test_cli_footguns(demo_small, tmp_path, capsys):
+    mp = tmp_path / "m.hyc"
+    demo_small.save(mp)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((20, 30), 90, np.uint8)).save(folder / "a.png")
+    before = (folder / "a.png").read_bytes()
+    assert main(["colorize", str(folder), "-m", str(mp), "-o", str(folder), "-q"]) == 1
+    assert "overwrite the input" in capsys.readouterr().err
+    assert (folder / "a.png").read_bytes() == before
+    assert main(["colorize", str(folder), "-m", str(mp), "-o", str(tmp_path / "o"), "--strength", "5"]) == 1
+    assert "--recolor" in capsys.readouterr().err
+    test = demo_frames()[1][:1]
+    assert main(["evaluate", str(test[0]), "-m", str(mp), "--sheet", str(tmp_path / "no" / "s.png")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and ".tmp" not in err
+    assert main(["evaluate", str(test[0]), "-m", str(mp), "--pass-share", "7", "-q"]) == 1
+    assert "pass_share" in capsys.readouterr().err

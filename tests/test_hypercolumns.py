@@ -163,3 +163,20 @@ def test_bad_inputs_raise_clear_errors(rng):
         core.unpack_keys(np.zeros((2, 2), np.float64), 56, 3)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         core.unpack_keys(np.zeros((2, 3), np.uint64), 56, 3)
+
+
+def test_sizes_beyond_int_are_refused():
+    m = np.ones((1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="too large"):
+        core.upsample_bilinear(m, 2**32 + 1, 1)
+    with pytest.raises(ValueError, match="too large"):
+        core.hypercolumns([m], 1, 2**32 + 1)
+
+
+@pytest.mark.parametrize("fn", [lambda a: core.rgb_to_lab(a), lambda a: core.gray_to_lightness(a[..., 0]),
+                                lambda a: core.pack_keys(a, 3)])
+def test_uint8_kernels_refuse_other_dtypes(fn):
+    with pytest.raises(TypeError, match="uint8"):
+        fn(np.array([[300.0, -5, 1.5]]))
+    with pytest.raises(TypeError, match="uint8"):
+        fn(np.array([[3, 1, 1]], np.int64))

@@ -1,6 +1,9 @@
 """The model file format: round trip, memory-mapped views, atomic writes, refusal of damaged files."""
 
+import json
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -76,3 +79,21 @@ def test_random_corruption_is_refused(rng, tmp_path):
         bad.write_bytes(bytes(b))
         with pytest.raises(ModelFileError):
             model_file.load(bad)
+
+
+def test_negative_shape_in_a_crafted_file_is_refused(tmp_path):
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {}, {"a": np.zeros(5, np.float32)})
+    data = bytearray(p.read_bytes())
+    magic, major, minor, hlen, flen, crc, r = struct.unpack_from("<8sHHIQII", data, 0)
+    header = bytes(data[32:32 + hlen])
+    spec = json.loads(header)["arrays"]["a"]
+    new = header.replace(b'"shape": [5]', b'"shape": [-5]').replace(
+        f'"nbytes": {spec["nbytes"]}'.encode(), f'"nbytes": -{spec["nbytes"]}'.encode())
+    new = new.rstrip(b" ").ljust(hlen, b" ")
+    assert len(new) == hlen and new != header
+    data[32:32 + hlen] = new
+    struct.pack_into("<8sHHIQII", data, 0, magic, major, minor, hlen, flen, zlib.crc32(bytes(data[32:])), r)
+    p.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="negative"):
+        model_file.load(p)

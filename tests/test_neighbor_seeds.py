@@ -76,3 +76,17 @@ def test_search_with_bounds(rng, exact):
     assert np.all(np.isinf(d[~hit]))
     with pytest.raises(ValueError, match="bounds"):
         idx.search(core.pack_keys(queries, L), bounds=bounds[:3])
+
+
+def test_huge_radius_and_bounds_behave():
+    q = np.array([[2, 2, 2], [0, 0, 0], [1, 1, 1], [2, 2, 1]], np.uint8)
+    keys = core.pack_keys(q, 3)
+    found = np.array([1, 0, 0, 0], np.uint8)
+    small = core.neighbor_seeds(keys, found, 2, 2, 3, 3, radius=1)
+    huge = core.neighbor_seeds(keys, found, 2, 2, 3, 3, radius=2**31 - 1)
+    for a, b in zip(small, huge):
+        np.testing.assert_array_equal(a, b)
+    idx = core.SortedIndex(keys[:1], np.zeros((1, 2), np.float32), np.ones(3, np.float32), 3, 3)
+    for bound in (1e9, 1e10, 1e19, 1e30, np.inf):
+        i, d = idx.search(keys[1:2], exact=True, bounds=np.array([bound], np.float32))
+        assert i[0] == 0 and d[0] == pytest.approx(np.sqrt(12))

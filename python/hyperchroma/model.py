@@ -17,7 +17,7 @@ import numpy as np
 
 from . import core, pipeline
 from .classifier import Classifier
-from .fit import ClassifierArg, as_classifier, fit_parts
+from .fitting import ClassifierArg, as_classifier, fit_parts
 from .images import ImageError, ImageLike, expand_inputs, load_image, resize_rgb
 from .lookup import Status
 from .pipeline import Colorization
@@ -192,7 +192,7 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: ClassifierArg
 
     ``settings`` are the other :class:`FitSettings` (``tolerance``, ``vote_bin``, ``samples_per_image``,
     ``seed``) and :class:`ColorizeSettings` (``median_size``, ``max_distance``...) fields. Runs the phases of
-    :mod:`hyperchroma.fit`: sample hypercolumns, learn the quantizer, fill the table, finalize it.
+    :mod:`hyperchroma.fitting`: sample hypercolumns, learn the quantizer, fill the table, finalize it.
     """
     fit_settings, colorize_settings = split(dict(settings, size=size, levels=levels, policy=policy))
     budget = _check_threads(threads)

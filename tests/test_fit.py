@@ -1,0 +1,73 @@
+"""Fitting in phases (sample -> quantizer -> table -> finalize), policies and bad training input."""
+
+import numpy as np
+import pytest
+
+import hyperchroma as hc
+from hyperchroma.demo import demo_frames
+from hyperchroma.images import ImageError
+
+
+def test_vote_bin_comes_from_tolerance(tmp_path):
+    m = hc.fit(demo_frames()[0][:1], policy="vote", tolerance=30.0)
+    assert m.table.vote_bin == 30.0
+    m.save(tmp_path / "v.hyc")
+    assert hc.load(tmp_path / "v.hyc").table.vote_bin == 30.0
+
+
+@pytest.mark.parametrize("policy", ["mark", "mean", "vote"])
+def test_policies(frames, policy):
+    m = hc.fit(frames[0][:3], policy=policy, levels=4)
+    e = m.table.entries()
+    if policy == "mark":
+        assert e["conflicting"].any()
+    out = m.colorize(frames[1][0])
+    assert out.shape == (288, 384, 3)
+
+
+def test_fit_refuses_bad_input(frames, rng):
+    with pytest.raises(ValueError, match="at least one"):
+        hc.fit([])
+    with pytest.raises(ImageError, match="color"):
+        hc.fit([rng.integers(0, 256, (32, 32), dtype=np.uint8)])
+    with pytest.raises(ValueError, match="policy"):
+        hc.fit(frames[0][:1], policy="median")
+    with pytest.raises(ValueError, match="levels"):
+        hc.fit(frames[0][:1], levels=1)
+    with pytest.raises(ValueError, match="median_size"):
+        hc.fit(frames[0][:1], median_size=4)
+    with pytest.raises(TypeError, match="classifier"):
+        hc.fit(frames[0][:1], classifier=3)
+
+
+def test_phases_run_separately_equal_fit(frames):
+    from hyperchroma import fitting as F
+    from hyperchroma.classifier import Classifier
+    from hyperchroma.settings import FitSettings
+
+    train = frames[0][:3]
+    ref = hc.fit(train)
+    clf, s = Classifier(), FitSettings()
+    sample = F.sample_hypercolumns(train, clf, s)
+    q = F.learn_quantizer(sample, s.levels)
+    np.testing.assert_array_equal(q.thresholds, ref.quantizer.thresholds)
+    np.testing.assert_array_equal(q.weights, ref.quantizer.weights)
+    # phase 3 without phase 1's cache, one image at a time into the same open table
+    table = None
+    for im in train:
+        table = F.fill_table([im], clf, q, s, table=table)
+    assert not table.finalized
+    table.finalize()
+    m = hc.Model(clf, q, table, s)
+    e, r = m.color_table.entries(), ref.color_table.entries()
+    for k in ("keys", "ab", "counts", "conflicting"):
+        np.testing.assert_array_equal(e[k], r[k])
+    np.testing.assert_array_equal(m.colorize(frames[1][0]), ref.colorize(frames[1][0]))
+    with pytest.raises(ValueError, match="finalized"):
+        table.insert(np.zeros((1, table.table.words), np.uint64), np.zeros((1, 2), np.float32))
+
+
+def test_vote_model_is_finalized_after_fit(frames):
+    m = hc.fit(frames[0][:2], policy="vote")
+    assert m.table.vote_records() == 0
+    assert m.table.memory_bytes() / len(m.table) <= 32

@@ -45,7 +45,7 @@ def _torch_net(clf: Any) -> tuple[Any, Callable[[Any], Any]]:
     import torch
     from onnx import numpy_helper
 
-    from hyperchroma import train
+    from hyperchroma import training as train
 
     model = onnx.load_model_from_string(clf.model_bytes)
     meta = clf.metadata

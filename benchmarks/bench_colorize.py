@@ -52,14 +52,17 @@ def main():
 
     # stage breakdown for one frame at model size
     shape = (168, 224)
+    from hyperchroma import pipeline
     from hyperchroma.images import model_gray
     gs = model_gray(frame, shape)
+    prepared = pipeline.prepare(frame, model.fit_settings.size, model.threads)
     maps = model.classifier.run(gs)
     stages = {
         "model-size gray (resize)": lambda: model_gray(frame, shape),
         "classifier (ONNX Runtime)": lambda: model.classifier.run(gs),
         "fused keys": lambda: core.hypercolumn_keys(maps, 168, 224, model.thresholds, model.weights, threads=2),
-        "model-size ab (gray..median, no compose)": lambda: model._ab_small(frame, shape),
+        "model-size ab (gray..median, no compose)": lambda: pipeline.model_colors(
+            model.classifier, model.quantizer, model.color_table, prepared, model.colorize_settings, model.threads),
     }
     rows = [["colorize 768x576 gray frame, p50", f"{p50 * 1e3:.1f} ms"],
             ["colorize 768x576 gray frame, p99", f"{p99 * 1e3:.1f} ms"],

@@ -129,3 +129,25 @@ def test_cli_footguns(demo_small, tmp_path, capsys):
     assert "does not exist" in err and ".tmp" not in err
     assert main(["evaluate", str(test[0]), "-m", str(mp), "--pass-share", "7", "-q"]) == 1
     assert "pass_share" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line_and_the_batch_goes_on(model_path, tmp_path, capsys, monkeypatch):
+    from hyperchroma.model import Model
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("big", "ok"):
+        Image.fromarray(np.full((20, 30), 90, np.uint8)).save(folder / f"{name}.png")
+    real = Model.colorize
+
+    def colorize(self, image, **kw):
+        if "big" in str(image):
+            raise MemoryError
+        return real(self, image, **kw)
+
+    monkeypatch.setattr(Model, "colorize", colorize)
+    out = tmp_path / "out"
+    assert main(["colorize", str(folder), "-m", str(model_path), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory" in err[0] and "big.png" in err[0]
+    assert sorted(q.name for q in out.iterdir()) == ["ok.png"]

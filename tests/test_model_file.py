@@ -97,3 +97,26 @@ def test_negative_shape_in_a_crafted_file_is_refused(tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="negative"):
         model_file.load(p)
+
+
+def _with_header(tmp_path, header: bytes):
+    """A file with a valid checksum around an arbitrary header (crafted, as a hostile user would)."""
+    hlen = len(header)
+    body = header
+    flen = 32 + hlen
+    crc = zlib.crc32(body)
+    p = tmp_path / "crafted.hyc"
+    p.write_bytes(struct.pack("<8sHHIQII", b"HYPERCHR", 1, 0, hlen, flen, crc, 0) + body)
+    return p
+
+
+@pytest.mark.parametrize("header", [b"[" * 1300 + b"]" * 1300, b'{"meta": {}, "arrays": {"a": {"dtype": "uint8", '
+                                    b'"shape": [1180591620717411303424], "offset": 64, "nbytes": 1}}}',
+                                    b'{"meta": {}, "arrays": [1]}', b'{"meta": 1, "arrays": {}}', b"\xff\xfe",
+                                    b"{not json", b'{"meta": {}}', b'{"meta": {}, "arrays": {"a": 1}}',
+                                    b'{"meta": {}, "arrays": {"a": {"dtype": "uint8", "shape": [1099511627776, '
+                                    b'1099511627776], "offset": 64, "nbytes": 0}}}'])
+def test_crafted_headers_give_model_file_errors(tmp_path, header):
+    p = _with_header(tmp_path, header)
+    with pytest.raises(ModelFileError, match="crafted.hyc"):
+        model_file.load(p)

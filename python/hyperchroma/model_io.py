@@ -74,8 +74,9 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
     Refuses (``ModelFileError``) a missing, truncated, corrupt or foreign file, an inconsistent one, or a
     classifier other than the one the table was built with.
     """
-    from .model import Model
+    from .model import Model, _check_threads
 
+    _check_threads(threads)
     meta, arrays = model_file.load(path)
     where = os.fspath(path)
 
@@ -87,8 +88,8 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
         identity = meta["classifier"]["identity"]
         if not isinstance(identity, str):
             raise ValueError("the classifier identity is not a string")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise refuse(str(e)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as e:
+        raise refuse(f"{type(e).__name__}: {str(e)[:300]}") from None
     missing = [n for n in ARRAYS if n not in arrays]
     if missing:
         raise refuse(f"missing arrays {missing}")
@@ -101,8 +102,8 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
             "a table only works with the classifier it was fit with")
     try:
         clf = classifier or Classifier.from_bytes(embedded)
-    except (ValueError, TypeError) as e:
-        raise refuse(f"its classifier: {e}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, OverflowError) as e:
+        raise refuse(f"its classifier: {type(e).__name__}: {str(e)[:300]}") from None
     try:
         quantizer = Quantizer(arrays["thresholds"], arrays["weights"])
         if quantizer.levels != fit_settings.levels:
@@ -115,5 +116,5 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
             raise ValueError("table colors that are not finite numbers")
         table = ColorTable.from_entries(entries, quantizer.weights, fit_settings.levels, fit_settings)
         return Model(clf, quantizer, table, fit_settings, colorize_settings, threads)
-    except (ValueError, TypeError) as e:
-        raise refuse(f"inconsistent contents: {e}") from None
+    except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
+        raise refuse(f"inconsistent contents: {type(e).__name__}: {str(e)[:300]}") from None

@@ -57,6 +57,11 @@ def run(args) -> int:
             failed += 1
             print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
             continue
+        except MemoryError:
+            failed += 1
+            print(f"hyperchroma colorize: error: '{p}': out of memory (too large for this machine's memory "
+                  "limit); skipped", file=sys.stderr)
+            continue
         save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
     say(args, f"wrote {len(paths) - failed} of {len(paths)} images to {args.output}")
     return 1 if failed else 0

@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 141
+    except MemoryError:
+        print(f"hyperchroma {args.command}: error: out of memory (the input is too large for this machine's "
+              "memory limit)", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"hyperchroma {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -3,6 +3,10 @@
 // lab_to_rgb keeps lightness: a color outside the sRGB gamut has its chroma scaled down (hue and L kept)
 // until it fits, instead of clipping channels (which would change L). The 8-bit encode rounds exactly
 // (binary search over the 255 decision thresholds in linear light), not through a coarse table.
+//
+// compose_luma keeps the gray image's luma instead: its output, converted back to gray the way Pillow does
+// (Image.convert("L"), ITU-R 601 weights in 16-bit fixed point on the 8-bit sRGB codes), is the input gray
+// exactly, for every pixel.
 #pragma once
 
 #include <algorithm>
@@ -181,6 +185,88 @@ inline void lab_to_rgb(const float* L, const float* ab, std::size_t n, bool plan
                 color::lab_to_linear(Li, a * lo, bb * lo, lin);
             }
             for (int c = 0; c < 3; ++c) rgb[3 * i + c] = color::encode8(t, static_cast<float>(lin[c]));
+        }
+    });
+}
+
+namespace color {
+// Pillow's RGB -> L: ITU-R 601 luma (0.299, 0.587, 0.114) as 16-bit fixed point, rounded, on the 8-bit codes
+// (Convert.c, L24). Checked equal to Image.convert("L") on all 2^24 colors (tests/test_color.py samples it).
+constexpr int kLumaR = 19595, kLumaG = 38470, kLumaB = 7471;  // sum 65536: a neutral keeps its code
+inline int luma601(int r, int g, int b) { return (kLumaR * r + kLumaG * g + kLumaB * b + 32768) >> 16; }
+
+// Linear light -> sRGB in [0,1] units, extended outside [0,1] (the linear segment below 0, the power curve
+// above 1), so that an out-of-gamut color still has a chroma direction.
+inline float linear_to_srgb_ext(float v) {
+    return v <= 0.0031308f ? 12.92f * v : 1.055f * std::pow(v, 1.0f / 2.4f) - 0.055f;
+}
+
+// One pixel of compose_luma: target luma y (0..255), chroma from (L(y), a, b) -> rgb with luma601(rgb) == y.
+inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::uint8_t* rgb) {
+    if (!std::isfinite(a) || !std::isfinite(b) || (a == 0.0f && b == 0.0f)) {
+        rgb[0] = rgb[1] = rgb[2] = static_cast<std::uint8_t>(y);
+        return;
+    }
+    // The color the Lab path would give, in 8-bit units, and its chroma vector: what remains after removing
+    // its own luma. Adding it to the target luma keeps the luma (the weights sum to 1).
+    float lin[3], v[3];
+    lab_to_linear_f(t.lightness[y], a, b, lin);
+    for (int c = 0; c < 3; ++c) v[c] = 255.0f * linear_to_srgb_ext(lin[c]);
+    constexpr float wr = kLumaR / 65536.0f, wg = kLumaG / 65536.0f, wb = kLumaB / 65536.0f;
+    const float y0 = wr * v[0] + wg * v[1] + wb * v[2];
+    const float d[3] = {v[0] - y0, v[1] - y0, v[2] - y0};
+    // Largest s in [0,1] keeping y + s*d inside [0,255] on every channel (hue kept, chroma reduced).
+    const float yf = static_cast<float>(y);
+    float s = 1.0f;
+    for (int c = 0; c < 3; ++c) {
+        if (d[c] > 0.0f) s = std::min(s, (255.0f - yf) / d[c]);
+        else if (d[c] < 0.0f) s = std::min(s, yf / -d[c]);
+    }
+    s = std::max(s, 0.0f);
+    float target[3];
+    int q[3];
+    for (int c = 0; c < 3; ++c) {
+        target[c] = std::min(255.0f, std::max(0.0f, yf + s * d[c]));
+        q[c] = static_cast<int>(std::lround(target[c]));
+    }
+    if (luma601(q[0], q[1], q[2]) != y) {
+        // Rounding moved the luma by a level: take the nearest code (squared error to the target) within +-1
+        // per channel whose luma is y. One always exists unless the clamps at 0/255 bind; then neutral y.
+        float best = -1.0f;
+        int bq[3] = {y, y, y};
+        for (int dr = -1; dr <= 1; ++dr)
+            for (int dg = -1; dg <= 1; ++dg)
+                for (int db = -1; db <= 1; ++db) {
+                    const int r = q[0] + dr, g = q[1] + dg, bl = q[2] + db;
+                    if (r < 0 || r > 255 || g < 0 || g > 255 || bl < 0 || bl > 255 || luma601(r, g, bl) != y)
+                        continue;
+                    const float er = r - target[0], eg = g - target[1], eb = bl - target[2];
+                    const float e = er * er + eg * eg + eb * eb;
+                    if (best < 0.0f || e < best) {
+                        best = e;
+                        bq[0] = r, bq[1] = g, bq[2] = bl;
+                    }
+                }
+        q[0] = bq[0], q[1] = bq[1], q[2] = bq[2];
+    }
+    for (int c = 0; c < 3; ++c) rgb[c] = static_cast<std::uint8_t>(q[c]);
+}
+}  // namespace color
+
+// gray (n,) uint8 and ab -> rgb (n,3) uint8 whose Pillow luma (Image.convert("L")) is exactly gray.
+// ab is interleaved (n,2), or planar (2,n) when `planar`. The chroma direction is the one of the Lab color
+// (L(gray), a, b) with L(gray) the CIE lightness of the neutral gray (gray_to_lightness): that color's chroma
+// vector in 8-bit sRGB (the color minus its own 601 luma) is added to the gray value, scaled down just enough
+// to stay inside [0,255], then rounded with a +-1 correction so the integer luma lands on gray. Zero or
+// non-finite ab gives R = G = B = gray.
+inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t n, bool planar, std::uint8_t* rgb,
+                         int threads = 1) {
+    const auto& t = color::tables();
+    parallel_for(n, threads, 4096, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            const float af = planar ? ab[i] : ab[2 * i];
+            const float bf = planar ? ab[n + i] : ab[2 * i + 1];
+            color::compose_luma_pixel(t, gray[i], af, bf, rgb + 3 * i);
         }
     });
 }

@@ -298,7 +298,7 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
     // The Lab color with the requested a, b whose luma is y: move its lightness, not its chroma. Any real luma
     // within kBand of y rounds back to y (up to the +-1 fix below), so a color that only fits a little lighter
     // or darker (a gamut edge, e.g. a channel at 0 or 255) keeps its full chroma.
-    constexpr float kBand = 0.49f;
+    constexpr float kBand = 0.4921875f;  // 63/128, exact in float and double
     float lin[3];
     float L = solve_lightness(yf, a, b, t.lightness[y], lin);
     const float excess = gamut_excess(lin);
@@ -309,18 +309,14 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             float lin2[3];
             for (const float side : {-kBand, kBand}) {
                 float Ls = solve_lightness(yf + side, a, b, L, lin2);
-                float ein = gamut_excess(lin2);
-                if (ein > 0.0f) continue;
-                // the luma offset in [0, side] closest to 0 that fits: regula falsi on the excess (nearly linear
-                // in the offset here), a few steps
-                float in = side, out = 0.0f, eout = excess;
-                for (int it = 0; it < 8 && std::fabs(in - out) > 1e-3f; ++it) {
-                    float mid = out + (in - out) * eout / (eout - ein);
-                    if (!(std::fabs(mid - out) < std::fabs(in - out))) mid = 0.5f * (in + out);
+                if (!in_gamut_f(lin2)) continue;
+                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels)
+                float in = side, out = 0.0f;
+                for (int it = 0; it < 8; ++it) {
+                    const float mid = 0.5f * (in + out);
                     const float Lm = solve_lightness(yf + mid, a, b, Ls, lin);
-                    const float e = gamut_excess(lin);
-                    if (e <= 0.0f) in = mid, ein = e, Ls = Lm;
-                    else out = mid, eout = e;
+                    if (in_gamut_f(lin)) in = mid, Ls = Lm;
+                    else out = mid;
                 }
                 lab_to_linear_f(Ls, a, b, lin);
                 fits = true;
@@ -328,29 +324,16 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             }
         }
         if (!fits) {
-            // Outside the gamut at that luma: the largest chroma scale k in [0,1] (same hue) that fits, with the
-            // lightness re-solved for each k. k = 0 is the neutral gray y, always inside. Illinois (regula falsi)
-            // on the gamut excess, keeping the last k inside, to a chroma step of 1e-4 at most.
-            float klo = 0.0f, elo = -1.0f, khi = 1.0f, ehi = excess, Llo = t.lightness[y], Lk = L;
-            {   // the neutral's margin: its channels are all to_linear[y]
-                const float v = t.to_linear[y];
-                elo = std::max(-1e-4f - v, v - 1.0001f);
-            }
-            int side = 0;
-            for (int it = 0; it < 32 && khi - klo > 1e-4f; ++it) {
-                float k = (klo * ehi - khi * elo) / (ehi - elo);
-                if (!(k > klo && k < khi)) k = 0.5f * (klo + khi);
+            // Outside the gamut at that luma: reduce the chroma (same hue) by a scale k in [0,1] found by
+            // bisection, with the lightness re-solved for each k; k = 0 is the neutral gray y, always inside.
+            // (Which k fit need not be an interval: the lightness moves with k. Bisection, 14 steps, like
+            // lab_to_rgb's, lands on an edge of a fitting range; the reference in the tests follows it.)
+            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lk = L;
+            for (int it = 0; it < 14; ++it) {
+                const float k = 0.5f * (klo + khi);
                 Lk = solve_lightness(yf, a * k, b * k, Lk, lin);
-                const float e = gamut_excess(lin);
-                if (e <= 0.0f) {
-                    klo = k, elo = e, Llo = Lk;
-                    if (side == -1) ehi *= 0.5f;
-                    side = -1;
-                } else {
-                    khi = k, ehi = e;
-                    if (side == 1) elo *= 0.5f;
-                    side = 1;
-                }
+                if (in_gamut_f(lin)) klo = k, Llo = Lk;
+                else khi = k;
             }
             if (klo > 0.0f) lab_to_linear_f(Llo, a * klo, b * klo, lin);
             else lin[0] = lin[1] = lin[2] = static_cast<float>(t.to_linear[y]);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "color.hpp"
+#include "guided_filter.hpp"
 #include "hash_table.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
@@ -66,6 +67,17 @@ carray<std::uint8_t> as_u8(const py::handle& obj, const char* what) {
         throw py::type_error(std::string(what) + " must be a uint8 numpy array" +
                              (arr ? ", got " + std::string(py::str(arr.dtype())) : std::string()));
     return carray<std::uint8_t>::ensure(arr);
+}
+
+// Real-valued image data as float32 (float64 and integers are cast, as numpy would); complex, bool, object and
+// string arrays are rejected instead of being silently mangled.
+carray<float> as_real_f32(const py::handle& obj, const char* what) {
+    py::array arr = py::array::ensure(obj);
+    const char kind = arr ? arr.dtype().kind() : '?';
+    if (!arr || (kind != 'f' && kind != 'u' && kind != 'i'))
+        throw py::type_error(std::string(what) + " must be a real-valued (float32) numpy array" +
+                             (arr ? ", got " + std::string(py::str(arr.dtype())) : std::string()));
+    return carray<float>::ensure(arr);
 }
 
 // A list of (C_i, h_i, w_i) float32 maps, converted once and viewed without copying afterwards.
@@ -300,6 +312,37 @@ void bind_color(py::module_& m) {
             return g;
         },
         py::arg("L"), "CIE L -> gray intensity in [0, 1] (sRGB value of the neutral color of that lightness).");
+
+    m.def(
+        "compose_luma",
+        [](const py::handle& gray_obj, const py::handle& ab_obj, bool planar, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            const auto ab = as_real_f32(ab_obj, "ab");
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            std::vector<py::ssize_t> gshape(gray.shape(), gray.shape() + gray.ndim()), want = gshape;
+            if (planar) want.insert(want.begin(), 2); else want.push_back(2);
+            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
+                throw std::invalid_argument(std::string("ab: expected ") + (planar ? "(2, ...)" : "(..., 2)") +
+                                            " float32 matching gray's shape " + shape_str(gray) + ", got " +
+                                            shape_str(ab) + (planar ? "" : " (pass planar=True for (2, ...) ab)"));
+            auto rgbshape = gshape;
+            rgbshape.push_back(3);
+            py::array_t<std::uint8_t> rgb(rgbshape);
+            std::uint8_t* rp = rgb.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(gray.size());
+            {
+                py::gil_scoped_release release;
+                compose_luma(gray.data(), ab.data(), n, planar, rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("gray"), py::arg("ab"), py::arg("planar") = false, py::arg("threads") = 1,
+        "Join gray (...) uint8 with ab colors -> sRGB (..., 3) uint8 that converts back to exactly gray with\n"
+        "Pillow's Image.convert(\"L\") (ITU-R 601 luma, (19595 R + 38470 G + 7471 B + 32768) >> 16), every pixel.\n"
+        "ab is (..., 2) float32, or (2, ...) with planar=True. The hue is the one of the Lab color\n"
+        "(gray_to_lightness(gray), a, b); its chroma is reduced where the gamut forces it at that luma.\n"
+        "Zero (or non-finite) ab gives R = G = B = gray. The result does not depend on threads.");
 }
 
 // ---------------------------------------------------------------- hash table (hash_table.hpp)
@@ -832,10 +875,58 @@ void bind_median(py::module_& m) {
         "float32 sizes a sorted window slid along each row, O(size^2) per pixel.");
 }
 
+// ---------------------------------------------------------------- guided filter (guided_filter.hpp)
+void bind_guided(py::module_& m) {
+    m.def(
+        "guided_filter",
+        [](const py::handle& guide_obj, const py::handle& src_obj, std::int64_t radius, double eps, int threads) {
+            const auto guide = as_real_f32(guide_obj, "guide");
+            const auto src = as_real_f32(src_obj, "src");
+            if (guide.ndim() != 2)
+                throw std::invalid_argument("guided_filter: guide: expected an (h,w) float32 gray image, got shape " +
+                                            shape_str(guide));
+            if (guide.shape(0) < 1 || guide.shape(1) < 1)
+                throw std::invalid_argument("guided_filter: empty guide of shape " + shape_str(guide));
+            if ((src.ndim() != 2 && src.ndim() != 3) || src.shape(0) != guide.shape(0) ||
+                src.shape(1) != guide.shape(1) || (src.ndim() == 3 && src.shape(2) < 1))
+                throw std::invalid_argument("guided_filter: src: expected (" + std::to_string(guide.shape(0)) + "," +
+                                            std::to_string(guide.shape(1)) + ",C) or (" +
+                                            std::to_string(guide.shape(0)) + "," + std::to_string(guide.shape(1)) +
+                                            ") float32 (the guide's size), got shape " + shape_str(src));
+            if (radius < 0)
+                throw std::invalid_argument("guided_filter: radius must be >= 0 (0 returns src), got " +
+                                            std::to_string(radius));
+            if (!(eps > 0.0) || !std::isfinite(eps))
+                throw std::invalid_argument("guided_filter: eps must be a finite number > 0 (in guide units squared), "
+                                            "got " + std::to_string(eps));
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            const auto H = static_cast<std::size_t>(guide.shape(0)), W = static_cast<std::size_t>(guide.shape(1));
+            const auto C = src.ndim() == 3 ? static_cast<std::size_t>(src.shape(2)) : std::size_t{1};
+            py::array_t<float> out(std::vector<py::ssize_t>(src.shape(), src.shape() + src.ndim()));
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                guided_filter(guide.data(), src.data(), dst, H, W, C, radius, eps, threads);
+            }
+            return out;
+        },
+        py::arg("guide"), py::arg("src"), py::arg("radius"), py::arg("eps"), py::arg("threads") = 1,
+        "Guided filter (He et al., box-filter form): edge-aware smoothing of src steered by guide.\n\n"
+        "guide: (h,w) gray image; src: (h,w,C) (e.g. ab, C = 2) or (h,w), same h and w. Both are read as float32\n"
+        "(float64 and integer arrays are cast; complex, bool and other dtypes raise TypeError). Any strides.\n"
+        "radius: window (2*radius+1)^2, >= 0; 0 returns a copy of src; larger than the image is fine.\n"
+        "eps: regularization > 0 in guide units squared (guide in 0..255 -> e.g. 10**2 .. 30**2).\n"
+        "Box means are normalized by the number of pixels of the window inside the image (the paper's N),\n"
+        "accumulated in double. O(1) per pixel in radius. The result does not depend on threads.\n"
+        "Returns a new float32 array shaped like src: q = mean(a) * guide + mean(b), a = cov(I,p) / (var(I) + eps),\n"
+        "b = mean(p) - a * mean(I), per channel of src.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-    m.doc() = "hyperchroma's C++ core: hypercolumn keys, hash table, sorted index, median filter.";
+    m.doc() = "hyperchroma's C++ core: hypercolumn keys, hash table, sorted index, median filter, guided filter.";
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -849,4 +940,5 @@ PYBIND11_MODULE(_core, m) {
     bind_index(m);
     bind_seeds(m);
     bind_median(m);
+    bind_guided(m);
 }

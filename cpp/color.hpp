@@ -3,6 +3,10 @@
 // lab_to_rgb keeps lightness: a color outside the sRGB gamut has its chroma scaled down (hue and L kept)
 // until it fits, instead of clipping channels (which would change L). The 8-bit encode rounds exactly
 // (binary search over the 255 decision thresholds in linear light), not through a coarse table.
+//
+// compose_luma keeps the gray image's luma instead: its output, converted back to gray the way Pillow does
+// (Image.convert("L"), ITU-R 601 weights in 16-bit fixed point on the 8-bit sRGB codes), is the input gray
+// exactly, for every pixel.
 #pragma once
 
 #include <algorithm>
@@ -181,6 +185,219 @@ inline void lab_to_rgb(const float* L, const float* ab, std::size_t n, bool plan
                 color::lab_to_linear(Li, a * lo, bb * lo, lin);
             }
             for (int c = 0; c < 3; ++c) rgb[3 * i + c] = color::encode8(t, static_cast<float>(lin[c]));
+        }
+    });
+}
+
+namespace color {
+// Pillow's RGB -> L: ITU-R 601 luma (0.299, 0.587, 0.114) as 16-bit fixed point, rounded, on the 8-bit codes
+// (Convert.c, L24). Checked equal to Image.convert("L") on all 2^24 colors (tests/test_color.py samples it).
+constexpr int kLumaR = 19595, kLumaG = 38470, kLumaB = 7471;  // sum 65536: a neutral keeps its code
+inline int luma601(int r, int g, int b) { return (kLumaR * r + kLumaG * g + kLumaB * b + 32768) >> 16; }
+
+// linear_to_srgb on [0,1] as a table over sqrt(linear) with linear interpolation: within 1e-7 of the exact
+// curve (the second derivative in sqrt(v) is at most ~4 where the power segment starts), without a pow.
+struct EncodeCurve {
+    static constexpr int kSteps = 4096;
+    std::array<float, kSteps + 2> v;
+    EncodeCurve() {
+        for (int i = 0; i <= kSteps; ++i) {
+            const double u = static_cast<double>(i) / kSteps;
+            v[i] = static_cast<float>(linear_to_srgb(u * u));
+        }
+        v[kSteps + 1] = v[kSteps];
+    }
+};
+inline const EncodeCurve& encode_curve() {
+    static const EncodeCurve c;
+    return c;
+}
+
+// Linear light -> sRGB in [0,1] units, extended outside [0,1] (the linear segment below 0, the power curve
+// above 1), so that an out-of-gamut color still has a luma.
+inline float linear_to_srgb_ext(float v) {
+    if (!(v > 0.0f)) return 12.92f * v;
+    if (v >= 1.0f) return 1.055f * std::pow(v, 1.0f / 2.4f) - 0.055f;
+    const auto& c = encode_curve();
+    const float x = std::sqrt(v) * EncodeCurve::kSteps;
+    const int j = static_cast<int>(x);
+    return c.v[j] + (c.v[j + 1] - c.v[j]) * (x - static_cast<float>(j));
+}
+
+// 601 luma, in 8-bit units (unrounded), of the Lab color (L, a, b) encoded with linear_to_srgb_ext; lin gets
+// its linear RGB.
+inline float lab_luma(float L, float a, float b, float* lin) {
+    lab_to_linear_f(L, a, b, lin);
+    constexpr float wr = kLumaR / 65536.0f, wg = kLumaG / 65536.0f, wb = kLumaB / 65536.0f;
+    return 255.0f * (wr * linear_to_srgb_ext(lin[0]) + wg * linear_to_srgb_ext(lin[1]) +
+                     wb * linear_to_srgb_ext(lin[2]));
+}
+
+// lab_luma and its derivative in L (for Newton steps): d luma / dL = sum_c w_c * srgb'(lin_c) * d lin_c / dL.
+inline float lab_luma_d(float L, float a, float b, float* lin, float* dluma) {
+    constexpr float d = static_cast<float>(kDelta), k = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
+    const float fy = (L + 16.0f) / 116.0f, fx = fy + a / 500.0f, fz = fy - b / 200.0f;
+    auto finv = [&](float t) { return t > d ? t * t * t : k * (t - o); };
+    auto dfinv = [&](float t) { return (t > d ? 3.0f * t * t : k) / 116.0f; };  // d finv(t(L)) / dL
+    const float X = static_cast<float>(kXn) * finv(fx), Y = finv(fy), Z = static_cast<float>(kZn) * finv(fz);
+    const float dX = static_cast<float>(kXn) * dfinv(fx), dY = dfinv(fy), dZ = static_cast<float>(kZn) * dfinv(fz);
+    static constexpr float M[3][3] = {{3.2404542f, -1.5371385f, -0.4985314f},
+                                      {-0.9692660f, 1.8760108f, 0.0415560f},
+                                      {0.0556434f, -0.2040259f, 1.0572252f}};
+    constexpr float w[3] = {kLumaR / 65536.0f, kLumaG / 65536.0f, kLumaB / 65536.0f};
+    float luma = 0.0f, dl = 0.0f;
+    for (int c = 0; c < 3; ++c) {
+        lin[c] = M[c][0] * X + M[c][1] * Y + M[c][2] * Z;
+        const float dlin = M[c][0] * dX + M[c][1] * dY + M[c][2] * dZ;
+        const float v = lin[c], e = linear_to_srgb_ext(v);
+        // srgb'(v): 12.92 on the linear segment, 1.055/2.4 * v^(1/2.4 - 1) = (e + 0.055) / (2.4 v) above it
+        const float de = v <= 0.0031308f ? 12.92f : (e + 0.055f) / (2.4f * v);
+        luma += w[c] * e;
+        dl += w[c] * de * dlin;
+    }
+    *dluma = 255.0f * dl;
+    return 255.0f * luma;
+}
+
+// The lightness L' in [0,100] at which (L', a, b) has 601 luma y (to 1e-3 levels where one exists), by Newton
+// steps from L0 (luma grows with L' at fixed a, b; a step that would leave [0,100] stops there).
+// lin gets the linear RGB at the returned L'.
+inline float solve_lightness(float y, float a, float b, float L0, float* lin) {
+    constexpr float tol = 1e-3f;
+    float L = L0, dl;
+    for (int it = 0; it < 10; ++it) {
+        const float h = lab_luma_d(L, a, b, lin, &dl) - y;
+        if (std::fabs(h) < tol) return L;
+        if (!(dl > 1e-3f)) dl = 1e-3f;  // flat or inverted (far outside the gamut): a damped step
+        const float Ln = std::min(100.0f, std::max(0.0f, L - h / dl));
+        if (Ln == L) return L;  // pinned at 0 or 100: no root inside
+        L = Ln;
+    }
+    lab_to_linear_f(L, a, b, lin);
+    return L;
+}
+
+// How far linear RGB is outside the gamut (> 0 outside, <= 0 inside: minus the margin to the nearest face),
+// with lab_to_rgb's tolerance of 1e-4 for float32 Lab round-off.
+inline float gamut_excess(const float* lin) {
+    constexpr float eps = 1e-4f;
+    float e = -1.0f;
+    for (int c = 0; c < 3; ++c) e = std::max(e, std::max(-eps - lin[c], lin[c] - (1.0f + eps)));
+    return e;
+}
+inline bool in_gamut_f(const float* lin) { return gamut_excess(lin) <= 0.0f; }
+
+// One pixel of compose_luma: target luma y (0..255), hue from (a, b) -> rgb with luma601(rgb) == y.
+inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::uint8_t* rgb) {
+    if (!std::isfinite(a) || !std::isfinite(b) || (a == 0.0f && b == 0.0f) || y == 0 || y == 255) {
+        // (luma 0 and 255 leave room for a few codes of chroma at most: black and white)
+        rgb[0] = rgb[1] = rgb[2] = static_cast<std::uint8_t>(y);
+        return;
+    }
+    const float yf = static_cast<float>(y);
+    // The Lab color with the requested a, b whose luma is y: move its lightness, not its chroma. Any real luma
+    // within kBand of y rounds back to y (up to the +-1 fix below), so a color that only fits a little lighter
+    // or darker (a gamut edge, e.g. a channel at 0 or 255) keeps its full chroma.
+    constexpr float kBand = 0.4921875f;  // 63/128, exact in float and double
+    float lin[3];
+    float L = solve_lightness(yf, a, b, t.lightness[y], lin);
+    const float excess = gamut_excess(lin);
+    if (excess > 0.0f) {
+        // A luma change of 0.49 levels moves a linear channel by at most ~0.005: try the band only when close.
+        bool fits = false;
+        if (excess < 0.01f) {
+            float lin2[3];
+            for (const float side : {-kBand, kBand}) {
+                float Ls = solve_lightness(yf + side, a, b, L, lin2);
+                if (!in_gamut_f(lin2)) continue;
+                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels)
+                float in = side, out = 0.0f;
+                for (int it = 0; it < 8; ++it) {
+                    const float mid = 0.5f * (in + out);
+                    const float Lm = solve_lightness(yf + mid, a, b, Ls, lin);
+                    if (in_gamut_f(lin)) in = mid, Ls = Lm;
+                    else out = mid;
+                }
+                lab_to_linear_f(Ls, a, b, lin);
+                fits = true;
+                break;
+            }
+        }
+        if (!fits) {
+            // Outside the gamut at that luma: reduce the chroma (same hue) by a scale k in [0,1] found by
+            // bisection, with the lightness re-solved for each k; k = 0 is the neutral gray y, always inside.
+            // (Which k fit need not be an interval: the lightness moves with k. Bisection, 14 steps, like
+            // lab_to_rgb's, lands on an edge of a fitting range; the reference in the tests follows it.)
+            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lk = L;
+            for (int it = 0; it < 14; ++it) {
+                const float k = 0.5f * (klo + khi);
+                Lk = solve_lightness(yf, a * k, b * k, Lk, lin);
+                if (in_gamut_f(lin)) klo = k, Llo = Lk;
+                else khi = k;
+            }
+            if (klo > 0.0f) lab_to_linear_f(Llo, a * klo, b * klo, lin);
+            else lin[0] = lin[1] = lin[2] = static_cast<float>(t.to_linear[y]);
+        }
+    }
+    float target[3];
+    for (int c = 0; c < 3; ++c)
+        target[c] = 255.0f * linear_to_srgb_ext(std::min(1.0f, std::max(0.0f, lin[c])));
+    // Bring the luma into y +- kBand along the gray axis (the solver's residual, or the clamp above), then fit
+    // the chroma vector d around it into [0,255] (only needed where the lightness solve did not converge).
+    constexpr float wr = kLumaR / 65536.0f, wg = kLumaG / 65536.0f, wb = kLumaB / 65536.0f;
+    const float y0 = wr * target[0] + wg * target[1] + wb * target[2];
+    const float center = std::min(yf + kBand, std::max(yf - kBand, y0));
+    const float d[3] = {target[0] - y0, target[1] - y0, target[2] - y0};
+    float s = 1.0f;
+    for (int c = 0; c < 3; ++c) {
+        if (d[c] > 0.0f) s = std::min(s, (255.0f - center) / d[c]);
+        else if (d[c] < 0.0f) s = std::min(s, center / -d[c]);
+    }
+    s = std::max(s, 0.0f);
+    int q[3];
+    for (int c = 0; c < 3; ++c) {
+        target[c] = std::min(255.0f, std::max(0.0f, center + s * d[c]));
+        q[c] = static_cast<int>(std::lround(target[c]));
+    }
+    if (luma601(q[0], q[1], q[2]) != y) {
+        // Rounding moved the luma by a level: take the nearest code (squared error to the target) within +-1
+        // per channel whose luma is y. One exists unless the clamps at 0/255 bind; then neutral y.
+        float best = -1.0f;
+        int bq[3] = {y, y, y};
+        for (int dr = -1; dr <= 1; ++dr)
+            for (int dg = -1; dg <= 1; ++dg)
+                for (int db = -1; db <= 1; ++db) {
+                    const int r = q[0] + dr, g = q[1] + dg, bl = q[2] + db;
+                    if (r < 0 || r > 255 || g < 0 || g > 255 || bl < 0 || bl > 255 || luma601(r, g, bl) != y)
+                        continue;
+                    const float er = r - target[0], eg = g - target[1], eb = bl - target[2];
+                    const float e = er * er + eg * eg + eb * eb;
+                    if (best < 0.0f || e < best) {
+                        best = e;
+                        bq[0] = r, bq[1] = g, bq[2] = bl;
+                    }
+                }
+        q[0] = bq[0], q[1] = bq[1], q[2] = bq[2];
+    }
+    for (int c = 0; c < 3; ++c) rgb[c] = static_cast<std::uint8_t>(q[c]);
+}
+}  // namespace color
+
+// gray (n,) uint8 and ab -> rgb (n,3) uint8 whose Pillow luma (Image.convert("L")) is exactly gray.
+// ab is interleaved (n,2), or planar (2,n) when `planar`. Each pixel is the Lab color (L', a, b) with L' solved so
+// that its 601 luma is the gray value (not L' = the gray's own lightness: a saturated color is lighter or darker
+// than its luma's neutral gray). Where that color is outside sRGB, its chroma is scaled down (hue kept, L'
+// re-solved) until it fits. The result is rounded to 8 bits with a +-1 correction so the integer luma lands
+// on gray; a color converted to (its luma, its ab) comes back to within rounding. Zero or non-finite ab gives
+// R = G = B = gray.
+inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t n, bool planar, std::uint8_t* rgb,
+                         int threads = 1) {
+    const auto& t = color::tables();
+    parallel_for(n, threads, 4096, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+            const float af = planar ? ab[i] : ab[2 * i];
+            const float bf = planar ? ab[n + i] : ab[2 * i + 1];
+            color::compose_luma_pixel(t, gray[i], af, bf, rgb + 3 * i);
         }
     });
 }

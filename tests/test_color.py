@@ -107,3 +107,195 @@ def test_bad_shapes():
         core.rgb_to_lab(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="matching"):
         core.lab_to_rgb(np.zeros((4, 4), np.float32), np.zeros((4, 4, 3), np.float32))
+
+
+# ---------------------------------------------------------------- compose_luma
+LUMA_W = np.array([19595, 38470, 7471])  # Pillow's Image.convert("L"): (19595 R + 38470 G + 7471 B + 32768) >> 16
+
+
+def pillow_luma(rgb):
+    return (rgb.astype(np.int64) @ LUMA_W + 32768) >> 16
+
+
+def srgb_ext(lin):
+    """linear -> sRGB, extended: the linear segment below 0, the power curve above 1."""
+    return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * np.abs(lin) ** (1 / 2.4) - 0.055)
+
+
+def luma_of_lab(L, a, b):
+    lin = lab_to_linear_ref(np.stack([L, a, b], -1))
+    return 255 * srgb_ext(lin) @ LUMA_W / 65536, lin
+
+
+def excess(lin):
+    return np.max(np.maximum(-1e-4 - lin, lin - (1 + 1e-4)), -1)
+
+
+def solve_L(y, a, b):
+    """L in [0, 100] with luma(L, a, b) == y, by bisection (an end when there is no root)."""
+    lo, hi = np.zeros_like(y), np.full_like(y, 100.0)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        below = luma_of_lab(mid, a, b)[0] < y
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return (lo + hi) / 2
+
+
+def compose_luma_ref(gray, ab, band=63 / 128):
+    """Slow, obvious float64 version of compose_luma, pixel rule by pixel rule, bisection everywhere:
+    1. the Lab color (L', a, b) with luma exactly gray; if inside sRGB, that color;
+    2. else, if it is within 0.01 of the gamut, the luma offset in [-63/128, 63/128] nearest 0 that fits;
+    3. else a chroma scale k (L' re-solved for each k) that fits at luma gray, by 14 bisection steps (which
+       k fit need not be an interval; the kernel bisects the same way);
+    then encoded, its luma brought into gray +- 63/128 along the gray axis, rounded, and replaced by the nearest
+    code within +-1 per channel whose Pillow luma is gray where rounding missed it."""
+    y = gray.reshape(-1).astype(np.float64)
+    a, b = (ab.reshape(-1, 2).astype(np.float64)).T
+    lin = luma_of_lab(solve_L(y, a, b), a, b)[1]
+    e0 = excess(lin)
+    todo = e0 > 0
+    near = todo & (e0 < 0.01)
+    for side in (-band, band):  # 2. the band
+        idx = np.flatnonzero(near)
+        if not len(idx):
+            break
+        ls = luma_of_lab(solve_L(y[idx] + side, a[idx], b[idx]), a[idx], b[idx])[1]
+        ok = excess(ls) <= 0
+        idx = idx[ok]
+        inn, out = np.full(len(idx), side), np.zeros(len(idx))
+        for _ in range(8):
+            mid = (inn + out) / 2
+            fits = excess(luma_of_lab(solve_L(y[idx] + mid, a[idx], b[idx]), a[idx], b[idx])[1]) <= 0
+            inn, out = np.where(fits, mid, inn), np.where(fits, out, mid)
+        lin[idx] = luma_of_lab(solve_L(y[idx] + inn, a[idx], b[idx]), a[idx], b[idx])[1]
+        near[idx] = todo[idx] = False
+    idx = np.flatnonzero(todo)  # 3. chroma reduction
+    lo, hi = np.zeros(len(idx)), np.ones(len(idx))
+    for _ in range(14):
+        k = (lo + hi) / 2
+        fits = excess(luma_of_lab(solve_L(y[idx], a[idx] * k, b[idx] * k), a[idx] * k, b[idx] * k)[1]) <= 0
+        lo, hi = np.where(fits, k, lo), np.where(fits, hi, k)
+    lin[idx] = luma_of_lab(solve_L(y[idx], a[idx] * lo, b[idx] * lo), a[idx] * lo, b[idx] * lo)[1]
+    target = 255 * srgb_ext(np.clip(lin, 0, 1))
+    y0 = target @ LUMA_W / 65536
+    center = np.clip(y0, y - band, y + band)
+    d = target - y0[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(d > 0, (255 - center[:, None]) / d, np.where(d < 0, center[:, None] / -d, np.inf))
+    s = np.clip(room.min(1), 0, 1)
+    target = np.clip(center[:, None] + s[:, None] * d, 0, 255)
+    q = np.floor(target + 0.5).astype(np.int64)
+    deltas = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    cand = q[:, None, :] + deltas[None]  # (n, 27, 3)
+    ok = np.all((cand >= 0) & (cand <= 255), -1) & (pillow_luma(cand) == y[:, None])
+    err = np.where(ok, ((cand - target[:, None]) ** 2).sum(-1), np.inf)
+    best = cand[np.arange(len(y)), err.argmin(1)]
+    neutral = np.repeat(y[:, None], 3, 1).astype(np.int64)
+    out = np.where((pillow_luma(q) == y)[:, None], q, np.where(np.isfinite(err.min(1))[:, None], best, neutral))
+    plain = ((a == 0) & (b == 0)) | (y == 0) | (y == 255)
+    out[plain] = neutral[plain]
+    return out.reshape(gray.shape + (3,)).astype(np.uint8)
+
+
+def random_gray_ab(rng, shape, spread=60.0):
+    gray = rng.integers(0, 256, shape, dtype=np.uint8)
+    ab = (rng.standard_normal(shape + (2,)) * spread).astype(np.float32)
+    return gray, ab
+
+
+def test_pillow_luma_formula(rng):
+    Image = pytest.importorskip("PIL.Image")
+    rgb = rng.integers(0, 256, (512, 1024, 3), dtype=np.uint8)  # exact on all 2^24 colors too (checked once)
+    np.testing.assert_array_equal(pillow_luma(rgb), np.asarray(Image.fromarray(rgb).convert("L")))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (7, 1), (13, 17), (64, 96), (3,), (2, 3, 4)])
+def test_compose_luma_matches_reference(rng, shape):
+    gray, ab = random_gray_ab(rng, shape)
+    got = core.compose_luma(gray, ab)
+    assert got.shape == shape + (3,) and got.dtype == np.uint8
+    ref = compose_luma_ref(gray, ab)
+    diff = np.abs(got.astype(int) - ref)
+    assert diff.max() <= 1  # float32 vs float64 at rounding boundaries
+    assert np.mean(np.all(diff == 0, -1)) >= 0.999
+    np.testing.assert_array_equal(pillow_luma(got), gray)  # exact everywhere, by construction
+
+
+def test_compose_luma_round_trips_through_pillow(rng):
+    Image = pytest.importorskip("PIL.Image")
+    for spread in (10.0, 40.0, 100.0):
+        gray, ab = random_gray_ab(rng, (240, 320), spread)
+        rgb = core.compose_luma(gray, ab)
+        np.testing.assert_array_equal(np.asarray(Image.fromarray(rgb).convert("L")), gray)
+
+
+def test_compose_luma_zero_and_non_finite_ab_give_gray(rng):
+    gray = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(core.compose_luma(gray, np.zeros((16, 16, 2), np.float32)),
+                                  np.repeat(gray[..., None], 3, -1))
+    ab = np.zeros((4, 2), np.float32)
+    ab[0, 0], ab[1, 1], ab[2] = np.nan, np.inf, [-np.inf, 5]
+    g4 = np.array([0, 100, 200, 255], np.uint8)
+    np.testing.assert_array_equal(core.compose_luma(g4, ab), np.repeat(g4[:, None], 3, -1))
+
+
+def test_compose_luma_black_and_white_stay_neutral(rng):
+    for v in (0, 255):
+        gray = np.full((50, 50), v, np.uint8)
+        _, ab = random_gray_ab(rng, (50, 50))
+        np.testing.assert_array_equal(core.compose_luma(gray, ab), v)
+
+
+def test_compose_luma_keeps_hue(rng):
+    gray = rng.integers(30, 226, 20000, dtype=np.uint8)
+    ab = (rng.standard_normal((20000, 2)) * 40).astype(np.float32)
+    rgb = core.compose_luma(gray, ab)
+    _, ab2 = core.rgb_to_lab(rgb)
+    c_in, c_out = np.hypot(*ab.T), np.hypot(*ab2.T)
+    big = (c_out > 10) & (c_in > 10)
+    assert big.mean() > 0.5
+    cos = (ab[big] * ab2[big]).sum(1) / (c_in[big] * c_out[big])
+    assert np.percentile(cos, 5) > 0.95
+
+
+def test_compose_luma_gives_real_colors_back(rng):
+    # A color, reduced to (its Pillow luma, its ab), comes back within 1 level: the lightness is solved, not
+    # taken from the gray (compose_luma(gray, truth ab) is the upper bound of the composition).
+    rgb = rng.integers(0, 256, (50000, 3), dtype=np.uint8)
+    _, ab = core.rgb_to_lab(rgb)
+    out = core.compose_luma(pillow_luma(rgb).astype(np.uint8), ab)
+    diff = np.abs(out.astype(int) - rgb)
+    assert diff.max() <= 1
+    assert np.mean(np.all(diff == 0, -1)) > 0.8
+
+
+def test_compose_luma_planar_non_contiguous_and_threads(rng):
+    gray, ab = random_gray_ab(rng, (97, 131))
+    want = core.compose_luma(gray, ab)
+    planar = np.ascontiguousarray(np.moveaxis(ab, -1, 0))
+    np.testing.assert_array_equal(core.compose_luma(gray, planar, planar=True), want)
+    np.testing.assert_array_equal(core.compose_luma(gray, np.moveaxis(planar, 0, -1)), want)  # strided view
+    np.testing.assert_array_equal(core.compose_luma(np.asfortranarray(gray), ab), want)
+    np.testing.assert_array_equal(core.compose_luma(gray, ab.astype(np.float64)), want)
+    for threads in (2, 3, 0):
+        np.testing.assert_array_equal(core.compose_luma(gray, ab, threads=threads), want)
+        np.testing.assert_array_equal(core.compose_luma(gray, planar, planar=True, threads=threads), want)
+
+
+def test_compose_luma_bad_arguments():
+    g = np.zeros((4, 5), np.uint8)
+    ab = np.zeros((4, 5, 2), np.float32)
+    with pytest.raises(TypeError, match="uint8"):
+        core.compose_luma(g.astype(np.float32), ab)
+    with pytest.raises(TypeError, match="uint8"):
+        core.compose_luma(g.astype(np.uint16), ab)
+    with pytest.raises(TypeError, match="real-valued"):
+        core.compose_luma(g, ab.astype(np.complex64))
+    with pytest.raises(ValueError, match=r"expected \(\.\.\., 2\).*planar=True"):
+        core.compose_luma(g, np.zeros((2, 4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"expected \(2, \.\.\.\)"):
+        core.compose_luma(g, ab, planar=True)
+    with pytest.raises(ValueError, match="matching gray's shape"):
+        core.compose_luma(g, np.zeros((5, 4, 2), np.float32))
+    with pytest.raises(ValueError, match="threads"):
+        core.compose_luma(g, ab, threads=-1)

@@ -1,0 +1,192 @@
+"""Guided filter and luma-exact composition: speed against the peers a user would pick, and the quality bound.
+
+    PYTHONPATH=python python benchmarks/bench_guided.py [--repeats 15] [--frames 80] [--skip-speed] [--skip-quality]
+
+Speed (same process, runs interleaved so every peer sees the same machine load; median ms):
+- ours: hyperchroma.core.guided_filter(guide (h,w) float32, ab (h,w,2) float32, r, eps, threads).
+- OpenCV box recipe: He et al.'s Algorithm 1 in numpy with cv2.boxFilter for every mean (the standard recipe),
+  with the same edge handling as ours (unnormalized box sums with zero padding, divided by the pixel count N,
+  as in the paper) and checked equal to ours; and the common shortcut with cv2.boxFilter's normalized default
+  border (BORDER_REFLECT_101: different edge values, slightly cheaper), timed for reference only.
+- cv2.ximgproc.guidedFilter (opencv-contrib) when installed; opencv-python-headless has no ximgproc.
+cv2.setNumThreads(threads) is set to the same thread count as ours.
+
+Quality (--frames, from /work/shared/data/film-vtest): truth rgb, gray = Image.convert("L"), ab = truth's Lab ab;
+PSNR against the truth of compose_luma(gray, ab) and of lab_to_rgb(gray_to_lightness(gray), ab) (today's
+composition), and how often each one's convert("L") equals gray: the upper bound of what the luma-exact
+composition gains when the colors are right.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import platform
+import time
+
+import cv2
+import numpy as np
+
+from hyperchroma import core
+
+VTEST = "/work/shared/data/film-vtest"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(fns: dict, repeats: int) -> dict:
+    """Median milliseconds of each callable; rounds interleave the callables."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
+def guided_cv2_exact(I: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """He et al.'s Algorithm 1 with cv2.boxFilter sums / N (zero padding, N = pixels inside): ours, in numpy."""
+    k = (2 * r + 1, 2 * r + 1)
+
+    def box(x):
+        return cv2.boxFilter(x, -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
+
+    N = box(np.ones(I.shape, np.float32))
+    if p.ndim == 3:
+        N3, I3 = N[..., None], I[..., None]
+    else:
+        N3, I3 = N, I
+    mI = box(I) / N
+    mp = box(p) / N3
+    var = box(I * I) / N - mI * mI
+    cov = box(I3 * p) / N3 - (mI[..., None] if p.ndim == 3 else mI) * mp
+    a = cov / ((var + eps)[..., None] if p.ndim == 3 else var + eps)
+    b = mp - a * (mI[..., None] if p.ndim == 3 else mI)
+    return (box(a) / N3) * I3 + box(b) / N3
+
+
+def guided_cv2_default(I: np.ndarray, p: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """The usual shortcut: normalized cv2.boxFilter with its default border (reflect 101), no N."""
+    k = (2 * r + 1, 2 * r + 1)
+
+    def box(x):
+        return cv2.boxFilter(x, -1, k)
+
+    I3 = I[..., None]
+    mI = box(I)
+    mp = box(p)
+    var = box(I * I) - mI * mI
+    cov = box(I3 * p) - mI[..., None] * mp
+    a = cov / (var + eps)[..., None]
+    b = mp - a * mI[..., None]
+    return box(a) * I3 + box(b)
+
+
+def speed(args) -> None:
+    have_ximgproc = hasattr(cv2, "ximgproc") and hasattr(cv2.ximgproc, "guidedFilter")
+    print(f"guided filter, guide (h,w) float32 in 0..255 + src (h,w,2) float32; {cpu_name()}, "
+          f"{os.cpu_count()} logical CPUs")
+    print(f"numpy {np.__version__}, OpenCV {cv2.__version__}; cv2.ximgproc.guidedFilter: "
+          f"{'available' if have_ximgproc else 'not available (opencv-python-headless has no contrib modules)'}")
+    print(f"median of {args.repeats} interleaved runs; times in ms; ratio = peer / ours (> 1: ours is faster)\n")
+    rng = np.random.default_rng(0)
+    head = "| size | r | eps | threads | ours | cv2 box recipe (same edges) | ratio | cv2 box, default border | ratio |"
+    if have_ximgproc:
+        head += " ximgproc | ratio |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for (h, w) in [(168, 224), (576, 768)]:
+        guide = cv2.GaussianBlur(rng.uniform(0, 255, (h, w)).astype(np.float32), (0, 0), 2)
+        src = (rng.standard_normal((h, w, 2)) * 20).astype(np.float32)
+        for r, eps in [(4, 100.0), (8, 400.0)]:
+            ref = guided_cv2_exact(guide, src, r, eps)
+            got = core.guided_filter(guide, src, r, eps)
+            err = float(np.abs(got - ref).max())
+            assert err < 1e-2, f"ours and the cv2 recipe differ by {err}"
+            for threads in (1, 2):
+                cv2.setNumThreads(threads)
+                fns = {
+                    "ours": lambda: core.guided_filter(guide, src, r, eps, threads=threads),
+                    "cv2": lambda: guided_cv2_exact(guide, src, r, eps),
+                    "cv2d": lambda: guided_cv2_default(guide, src, r, eps),
+                }
+                if have_ximgproc:
+                    fns["xi"] = lambda: cv2.ximgproc.guidedFilter(guide, src, r, eps)
+                t = timed(fns, args.repeats)
+                row = (f"| ({h},{w},2) | {r} | {eps:g} | {threads} | {t['ours']:.2f} | {t['cv2']:.2f} | "
+                       f"{t['cv2'] / t['ours']:.2f} | {t['cv2d']:.2f} | {t['cv2d'] / t['ours']:.2f} |")
+                if have_ximgproc:
+                    row += f" {t['xi']:.2f} | {t['xi'] / t['ours']:.2f} |"
+                print(row)
+    cv2.setNumThreads(-1)
+    print()
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def quality(args) -> None:
+    from PIL import Image
+
+    files = sorted(glob.glob(os.path.join(VTEST, "*.jpg")))[: args.frames]
+    if not files:
+        print(f"no frames in {VTEST}: quality section skipped")
+        return
+    rows = {"compose_luma": [], "lab_to_rgb (today)": []}
+    exact = {k: [] for k in rows}
+    t_luma, t_lab = [], []
+    for f in files:
+        truth = np.asarray(Image.open(f).convert("RGB"))
+        gray = np.asarray(Image.fromarray(truth).convert("L"))
+        _, ab = core.rgb_to_lab(truth)
+        t0 = time.perf_counter()
+        a = core.compose_luma(gray, ab)
+        t1 = time.perf_counter()
+        b = core.lab_to_rgb(core.gray_to_lightness(gray), ab)
+        t2 = time.perf_counter()
+        t_luma.append(t1 - t0)
+        t_lab.append(t2 - t1)
+        for name, out in (("compose_luma", a), ("lab_to_rgb (today)", b)):
+            rows[name].append(psnr(out, truth))
+            exact[name].append(np.mean(np.asarray(Image.fromarray(out).convert("L")) == gray))
+    h, w = gray.shape
+    print(f"composition with the truth's ab on {len(files)} film-vtest frames ({h}x{w}); gray = convert('L')\n")
+    print("| composition | PSNR vs truth (dB, mean) | min | max | convert('L') == gray (pixels) |")
+    print("|---|---|---|---|---|")
+    for name in rows:
+        p = np.array(rows[name])
+        print(f"| {name} | {p.mean():.2f} | {p.min():.2f} | {p.max():.2f} | {100 * np.mean(exact[name]):.3f}% |")
+    print(f"\ntime per frame, 1 thread (median): compose_luma {1e3 * np.median(t_luma):.1f} ms, "
+          f"lab_to_rgb {1e3 * np.median(t_lab):.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--frames", type=int, default=80)
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_speed:
+        speed(args)
+    if not args.skip_quality:
+        quality(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,7 @@ def main():
     from hyperchroma import pipeline
     from hyperchroma.images import model_gray
     gs = model_gray(frame, shape)
-    prepared = pipeline.prepare(frame, model.fit_settings.size, model.threads)
+    prepared = pipeline.prepare(frame, model.fit_settings.size)
     maps = model.classifier.run(gs)
     stages = {
         "model-size gray (resize)": lambda: model_gray(frame, shape),

@@ -98,15 +98,14 @@ def test_demo_runs_offline(tmp_path):
 
 
 def test_colorize_recolor_keeps_luminance(model_path, tmp_path):
-    from hyperchroma import core
-
     _, test = demo_frames()
     out = tmp_path / "out"
     assert main(["colorize", str(test[0]), "-m", str(model_path), "-o", str(out), "--recolor", "--strength", "0.5",
                  "-q"]) == 0
     with Image.open(test[0]) as a, Image.open(out / (test[0].stem + ".png")) as b:
         src, res = np.asarray(a.convert("RGB")), np.asarray(b)
-    np.testing.assert_allclose(core.rgb_to_lab(res)[0], core.rgb_to_lab(src)[0], atol=0.8)
+    same = np.asarray(Image.fromarray(res).convert("L")).astype(int) - np.asarray(Image.fromarray(src).convert("L"))
+    assert np.abs(same).max() <= 1 and np.mean(same == 0) >= 0.999  # its own gray version kept
     assert main(["colorize", str(test[0]), "-m", str(model_path), "-o", str(out), "--recolor", "--strength", "3",
                  "-q"]) == 1
 

@@ -1,5 +1,8 @@
 """The paper's test stage: colorize color test images from their gray version, compare with the truth.
 
+The input is what a user has: the truth converted to gray the usual way (Pillow ``convert("L")``, ITU-R 601
+luma), never the truth's own CIE lightness (which carries information a black-and-white image does not).
+
 Per image: PSNR, AuC and colorfulness (ours and the truth's) beside the all-gray baseline; an image passes
 when its AuC beats the gray baseline, and the verdict says the model is fit for these images when at least
 ``pass_share`` of them pass.
@@ -14,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import core, metrics
-from .images import ImageError, ImageLike, expand_inputs, load_image
+from .images import ImageError, ImageLike, expand_inputs, load_image, luma
 
 MEAN_KEYS = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true")
 
@@ -46,13 +49,15 @@ def evaluate(model: Any, images: Sequence[ImageLike], pass_share: float = 0.5, p
 
 
 def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
-    """One image's row: the model colorizes the truth's luminance; metrics against the truth."""
+    """One image's row: the model colorizes what a user has, the truth's gray version (``convert("L")``);
+    metrics against the truth, beside the gray version itself as the baseline."""
     t = model.threads
-    L, ab_true = core.rgb_to_lab(truth, threads=t)
-    pred = model._colorize_loaded(truth, L, model.colorize_settings, t).rgb
-    gray = core.lab_to_rgb(L, np.zeros_like(ab_true))
+    ab_true = core.rgb_to_lab(truth, threads=t)[1]
+    y = luma(truth)
+    pred = model._colorize_loaded(y, model.colorize_settings, t).rgb
+    gray = np.repeat(y[..., None], 3, axis=2)
     ab_pred = core.rgb_to_lab(pred, threads=t)[1]
-    ab_gray = core.rgb_to_lab(gray)[1]
+    ab_gray = core.rgb_to_lab(gray, threads=t)[1]
     r: Dict[str, Any] = {
         "name": name,
         "psnr": metrics.psnr(pred, truth),

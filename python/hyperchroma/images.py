@@ -88,6 +88,15 @@ def load_image(image: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def luma(img: np.ndarray) -> np.ndarray:
+    """The gray version of an image as users make it: uint8 (H, W) ITU-R 601 luma of the sRGB values, exactly
+    Pillow's ``convert("L")`` (integer weights 19595, 38470, 7471 over 2^16, rounded); a gray image itself."""
+    if img.ndim == 2:
+        return img
+    r, g, b = (img[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
 def lightness(img: np.ndarray, threads: int = 1) -> np.ndarray:
     """CIE L (H,W) float32 of a gray or RGB uint8 image."""
     if img.ndim == 2:
@@ -117,16 +126,14 @@ def resize_rgb(rgb: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def model_gray(img: np.ndarray, shape: tuple, L: Optional[np.ndarray] = None) -> np.ndarray:
-    """The classifier's input: gray intensity in [0,1] at model size, from the image's CIE lightness.
+def model_gray(img: np.ndarray, shape: tuple, gray: Optional[np.ndarray] = None) -> np.ndarray:
+    """The classifier's input: gray intensity in [0,1] at model size, from the image's :func:`luma`.
 
-    A gray image and the color image it came from give the same input, so a table fit on color frames
-    serves their black-and-white versions. Pass the color image's lightness ``L`` if it is at hand.
+    A color image and its gray version (``convert("L")``, what a black-and-white film or scan is) give the
+    same input, so a table fit on color frames serves their black-and-white versions exactly. Pass the
+    image's luma ``gray`` if it is at hand.
     """
-    if img.ndim == 2:
-        g = img.astype(np.float32) * np.float32(1 / 255)
-    else:
-        g = core.lightness_to_gray(lightness(img) if L is None else L)
+    g = (luma(img) if gray is None else gray).astype(np.float32) * np.float32(1 / 255)
     return resize_float(g, shape)
 
 

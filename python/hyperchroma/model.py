@@ -106,21 +106,21 @@ class Model:
                  **overrides: Any) -> Any:
         """Colorize one image: gray (H, W) or color (H, W, 3) (then only its luminance is used).
 
-        Returns uint8 RGB (H, W, 3) at the input's resolution whose lightness is the input's; with
+        Returns uint8 RGB (H, W, 3) at the input's resolution that converts back to the input's gray version
+        exactly (Pillow ``convert("L")``, ITU-R 601 luma); with
         ``details=True`` a :class:`Colorization` (rgb, per-pixel status and distance at model size, ab).
         Keyword overrides (``median_size=5``...) change :class:`ColorizeSettings` for this call only.
         ``return_status=True`` (deprecated: use ``details``) returns ``(rgb, status, distance)``.
         """
-        result = self._colorize_loaded(load_image(image), None, self._settings(overrides), self.threads)
+        result = self._colorize_loaded(load_image(image), self._settings(overrides), self.threads)
         if return_status:
             warnings.warn("colorize(return_status=True) is deprecated; use details=True (a Colorization)",
                           DeprecationWarning, stacklevel=2)
             return result.rgb, result.status, result.distance
         return result if details else result.rgb
 
-    def _colorize_loaded(self, img: np.ndarray, L: Optional[np.ndarray], settings: ColorizeSettings,
-                         threads: int) -> Colorization:
-        prepared = pipeline.prepare(img, self.fit_settings.size, threads, L)
+    def _colorize_loaded(self, img: np.ndarray, settings: ColorizeSettings, threads: int) -> Colorization:
+        prepared = pipeline.prepare(img, self.fit_settings.size)
         return pipeline.colorize(self.classifier, self.quantizer, self.color_table, prepared, settings, threads)
 
     def colorize_batch(self, images: Sequence[ImageLike], workers: Optional[int] = None, *, details: bool = False,
@@ -133,7 +133,7 @@ class Model:
         share = max(1, self.threads // workers)
 
         def one(im: ImageLike) -> Any:
-            r = self._colorize_loaded(load_image(im), None, settings, share)
+            r = self._colorize_loaded(load_image(im), settings, share)
             return r if details else r.rgb
 
         if workers <= 1:
@@ -142,7 +142,7 @@ class Model:
             return list(pool.map(one, images))
 
     def recolor(self, image: ImageLike, strength: float = 1.0, **overrides: Any) -> np.ndarray:
-        """Color correction: recolor a color image from the model, keeping its own luminance.
+        """Color correction: recolor a color image from the model, keeping its own luma exactly.
 
         ``strength`` blends from the image's own colors (0) to the model's (1). Pixels the model leaves
         gray keep their own colors.
@@ -152,9 +152,11 @@ class Model:
         img = load_image(image)
         if img.ndim != 3:
             raise ImageError("recolor needs a color image; use colorize for gray ones")
+        if strength == 0:
+            return img.copy()
         t = self.threads
-        L, ab_own = core.rgb_to_lab(img, threads=t)
-        prepared = pipeline.prepare(img, self.fit_settings.size, t, L)
+        ab_own = core.rgb_to_lab(img, threads=t)[1]
+        prepared = pipeline.prepare(img, self.fit_settings.size)
         ab_model, found = pipeline.model_colors(self.classifier, self.quantizer, self.color_table, prepared,
                                                 self._settings(overrides), t)
         own_small = core.rgb_to_lab(resize_rgb(img, prepared.shape))[1]
@@ -162,8 +164,8 @@ class Model:
         delta = (np.where(known, ab_model, own_small) - own_small) * np.float32(strength)
         H, W = img.shape[:2]
         delta_full = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(delta, -1, 0)), H, W, threads=t)
-        ab = np.moveaxis(ab_own, -1, 0) + delta_full
-        return core.lab_to_rgb(L, np.ascontiguousarray(ab, dtype=np.float32), planar=True, threads=t)
+        ab = np.ascontiguousarray(np.moveaxis(ab_own, -1, 0) + delta_full, dtype=np.float32)
+        return core.compose_luma(prepared.luma, ab, planar=True, threads=t)
 
     # --------------------------------------------------------------------------- evaluation and files
     def evaluate(self, images: Sequence[ImageLike], pass_share: float = 0.5, progress: bool = False,

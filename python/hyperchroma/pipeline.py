@@ -1,9 +1,10 @@
 """The colorizing stages, each a function of arrays, in the order data flows through them:
 
-``prepare`` (decoded image -> full-resolution lightness, model-size classifier input) -> ``tap_keys``
-(classifier taps -> fused packed keys) -> :func:`hyperchroma.lookup.lookup` (keys -> ab, status, distance)
--> ``smooth`` (median filter of ab at model size) -> ``compose`` (ab upsampled to the input's resolution
-and joined with its own lightness -> RGB).
+``prepare`` (decoded image -> its gray version (601 luma, what ``convert("L")`` gives), model-size classifier
+input) -> ``tap_keys`` (classifier taps -> fused packed keys) -> :func:`hyperchroma.lookup.lookup` (keys ->
+ab, status, distance) -> ``smooth`` (median filter, then a guided filter of ab at model size, edges from the
+gray image) -> ``compose`` (ab upsampled to the input's resolution and joined with its gray so that the
+result converts back to exactly that gray -> RGB).
 
 :func:`colorize` runs them all for one image and returns a :class:`Colorization`.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import core
 from .classifier import Classifier
-from .images import lightness, model_gray, model_shape
+from .images import luma, model_gray, model_shape
 from .lookup import Lookup, lookup
 from .quantizer import Quantizer
 from .settings import ColorizeSettings
@@ -28,7 +29,8 @@ from .table import ColorTable
 class Colorization:
     """The result of ``model.colorize(image, details=True)``.
 
-    - ``rgb``: uint8 (H, W, 3) at the input's resolution, its lightness the input's;
+    - ``rgb``: uint8 (H, W, 3) at the input's resolution; converted back to gray (``convert("L")``) it gives
+      the input's gray version exactly;
     - ``status``: (h, w) uint8 at model size, a :class:`hyperchroma.Status` per pixel;
     - ``distance``: (h, w) float32, the L2 distance in levels to the key(s) whose color was used (0 exact,
       inf gray);
@@ -47,21 +49,20 @@ class Colorization:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One decoded image ready for the stages: the image, its full-resolution lightness ``L``, the model-size
-    ``shape`` (h, w) and the classifier's input ``gray`` (h, w) float32 in [0, 1]."""
+    """One decoded image ready for the stages: the image, its full-resolution gray version ``luma`` (H, W)
+    uint8, the model-size ``shape`` (h, w) and the classifier's input ``gray`` (h, w) float32 in [0, 1]."""
 
     image: np.ndarray
-    L: np.ndarray
+    luma: np.ndarray
     shape: Tuple[int, int]
     gray: np.ndarray
 
 
-def prepare(image: np.ndarray, size: int, threads: int = 1, L: Optional[np.ndarray] = None) -> Prepared:
-    """Stage 1: lightness at full resolution (or the one given) and the model-size classifier input."""
-    if L is None:
-        L = lightness(image, threads)
+def prepare(image: np.ndarray, size: int) -> Prepared:
+    """Stage 1: the gray version at full resolution and the model-size classifier input."""
+    y = luma(image)
     shape = model_shape(image.shape[0], image.shape[1], size)
-    return Prepared(image, L, shape, model_gray(image, shape, L))
+    return Prepared(image, y, shape, model_gray(image, shape, y))
 
 
 def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1) -> np.ndarray:
@@ -70,19 +71,23 @@ def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, t
     return quantizer.keys(maps, prepared.shape, threads)
 
 
-def smooth(ab: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:
-    """Stage 4: the median filter of the model-size ab (h, w, 2)."""
+def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:
+    """Stage 4: the median filter of the model-size ab (h, w, 2), then the guided filter with the model-size
+    ``gray`` as guide (colors follow the image's edges instead of bleeding across them)."""
     if settings.median_size > 1:
-        return core.median_filter(ab, settings.median_size, threads=threads)
+        ab = core.median_filter(ab, settings.median_size, threads=threads)
+    if settings.guided_radius > 0:
+        ab = core.guided_filter(gray, ab, settings.guided_radius, settings.guided_eps, threads=threads)
     return ab
 
 
-def compose(L: np.ndarray, ab_small: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Stage 5: ab (h, w, 2) upsampled bilinearly to L's (H, W) and joined with it -> uint8 RGB."""
-    H, W = L.shape
+def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Stage 5: ab (h, w, 2) upsampled bilinearly to the (H, W) of ``gray`` (uint8) and joined with it ->
+    uint8 RGB whose ``convert("L")`` is ``gray`` exactly (chroma reduced where the gamut forces it)."""
+    H, W = gray.shape
     planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0))
     ab_full = core.upsample_bilinear(planar, H, W, threads=threads)
-    return core.lab_to_rgb(L, ab_full, planar=True, threads=threads)
+    return core.compose_luma(gray, ab_full, planar=True, threads=threads)
 
 
 def model_colors(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
@@ -91,7 +96,7 @@ def model_colors(classifier: Classifier, quantizer: Quantizer, table: ColorTable
     keys = tap_keys(classifier, quantizer, prepared, threads)
     found = lookup(table, keys, prepared.shape, settings, threads)
     h, w = prepared.shape
-    return smooth(found.ab.reshape(h, w, 2), settings, threads), found
+    return smooth(found.ab.reshape(h, w, 2), prepared.gray, settings, threads), found
 
 
 def colorize(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
@@ -99,5 +104,5 @@ def colorize(classifier: Classifier, quantizer: Quantizer, table: ColorTable, pr
     """All stages for one prepared image."""
     ab, found = model_colors(classifier, quantizer, table, prepared, settings, threads)
     h, w = prepared.shape
-    return Colorization(compose(prepared.L, ab, threads), found.status.reshape(h, w),
+    return Colorization(compose(prepared.luma, ab, threads), found.status.reshape(h, w),
                         found.distance.reshape(h, w), ab)

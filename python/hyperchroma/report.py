@@ -60,14 +60,12 @@ def comparison_sheet(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[str]
 def write_before_after(model: Any, paths: Sequence[Any], path: str) -> None:
     """The before/after sheet of color test images: their gray version, the model's colorization of it,
     and the truth, one row per image."""
-    from . import core
-    from .images import load_image
+    from .images import load_image, luma
 
     rows = []
     for p in paths:
         truth = load_image(p)
-        L, ab = core.rgb_to_lab(truth)
-        gray = core.lab_to_rgb(L, np.zeros_like(ab))[..., 0].copy()
+        gray = luma(truth)
         rows.append([gray, model.colorize(gray), truth])
     comparison_sheet(rows, ["input (gray)", "hyperchroma", "truth"], path,
                      names=[os.path.basename(os.fspath(p)) for p in paths])

@@ -28,6 +28,7 @@ MAX_MEDIAN = 15  # median filter window
 MAX_SCAN = 1 << 16  # candidates scanned around the binary-search position
 MAX_SEED_RADIUS = 8  # image-neighbour radius for the nearest-key seeds
 MAX_SAMPLES_PER_IMAGE = 1 << 20
+MAX_GUIDED_RADIUS = 16  # guided filter radius at model size
 
 
 def _integer(name: str, v: Any, lo: int, hi: int) -> int:
@@ -110,6 +111,8 @@ class ColorizeSettings:
     exact: bool = False  #: exact nearest key instead of the bounded scan (slow)
     seed_radius: int = 1  #: image neighbours within this radius found in the table seed the nearest-key search
     one_step: bool = True  #: first probe the table for the keys one quantization step away (distance 1)
+    guided_radius: int = 1  #: edge-aware smoothing of ab guided by the gray image after the median (0 = off)
+    guided_eps: float = 1e-3  #: the guided filter's regularization, in (gray in [0, 1]) squared
 
     def checked(self) -> "ColorizeSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -120,7 +123,9 @@ class ColorizeSettings:
             median_size=median, max_distance=_real("max_distance", self.max_distance, positive=False, finite=False),
             max_scan=_integer("max_scan", self.max_scan, 1, MAX_SCAN), exact=_flag("exact", self.exact),
             seed_radius=_integer("seed_radius", self.seed_radius, 0, MAX_SEED_RADIUS),
-            one_step=_flag("one_step", self.one_step))
+            one_step=_flag("one_step", self.one_step),
+            guided_radius=_integer("guided_radius", self.guided_radius, 0, MAX_GUIDED_RADIUS),
+            guided_eps=_real("guided_eps", self.guided_eps, positive=True, finite=True))
 
     def replace(self, **overrides: Any) -> "ColorizeSettings":
         return _replace(self, overrides)

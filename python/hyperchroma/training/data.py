@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import core
 from .._fs import PathLike
-from ..images import ImageError, ImageLike, image_paths, lightness, load_image, model_gray, resize_rgb
+from ..images import ImageError, ImageLike, image_paths, load_image, model_gray, resize_rgb
 
 
 class AbBins:
@@ -134,7 +134,7 @@ def training_lab(image: ImageLike, short: int) -> np.ndarray:
     h, w = img.shape[:2]
     s = short / min(h, w)
     shape = (max(short, round(h * s)), max(short, round(w * s)))
-    gray = model_gray(img, shape, lightness(img))
+    gray = model_gray(img, shape)
     L = core.gray_to_lightness(np.clip(np.rint(gray * 255), 0, 255).astype(np.uint8))
     if img.ndim == 2:
         ab = np.zeros(shape + (2,), np.float32)

@@ -1,6 +1,8 @@
 """Colorization quality on the development protocols, against the all-gray baseline.
 
 Run: python benchmarks/bench_quality.py [--policies mean,mark,vote] [--levels 2,3,4] [--protocols ...]
+
+Every test image is colorized from its gray version (``convert("L")``), what a user has (``Model.evaluate``).
 """
 
 import argparse
@@ -28,6 +30,8 @@ def main():
     ap.add_argument("--seed-radius", type=int, default=None)
     ap.add_argument("--exact", action="store_true", help="exact nearest keys (slow)")
     ap.add_argument("--no-one-step", action="store_true", help="skip the one-step probes")
+    ap.add_argument("--guided", default=None, metavar="R[:EPS],...",
+                    help="guided filter settings to compare on one fitted model, e.g. 0,1:1e-3,2:1e-3")
     args = ap.parse_args()
     clf = hc.Classifier(args.classifier) if args.classifier else hc.Classifier()
     extra = {}
@@ -51,13 +55,24 @@ def main():
                 t = time.perf_counter()
                 model = hc.fit(train, classifier=clf, size=args.size, levels=levels, policy=policy, **extra)
                 t_fit = time.perf_counter() - t
-                r = model.evaluate(test)
-                m = r["mean"]
-                rows.append([proto, policy, levels, f"{m['psnr']:.2f} ({m['psnr_gray']:.2f})",
-                             f"{m['auc']:.4f} ({m['auc_gray']:.4f})",
-                             f"{m['colorfulness']:.1f} ({m['colorfulness_true']:.1f})",
-                             f"{r['passed']}/{len(r['images'])}", len(model.table), f"{t_fit:.1f}"])
-                print(rows[-1], flush=True)
+                variants = [("", model)]
+                if args.guided:
+                    variants = []
+                    for g in args.guided.split(","):
+                        r_, _, e_ = g.partition(":")
+                        kw = {"guided_radius": int(r_)}
+                        if e_:
+                            kw["guided_eps"] = float(e_)
+                        variants.append((g, model.with_settings(**kw)))
+                for label, variant in variants:
+                    r = variant.evaluate(test)
+                    m = r["mean"]
+                    rows.append([proto + (f" guided {label}" if label else ""), policy, levels,
+                                 f"{m['psnr']:.2f} ({m['psnr_gray']:.2f})",
+                                 f"{m['auc']:.4f} ({m['auc_gray']:.4f})",
+                                 f"{m['colorfulness']:.1f} ({m['colorfulness_true']:.1f})",
+                                 f"{r['passed']}/{len(r['images'])}", len(model.table), f"{t_fit:.1f}"])
+                    print(rows[-1], flush=True)
     print(f"\nclassifier {clf.identity[:12]}, size {args.size}, {extra or 'default settings'}")
     print_table(["protocol", "policy", "levels", "PSNR dB (gray)", "AuC (gray)", "colorfulness (truth)",
                  "pass", "keys", "fit s"], rows)

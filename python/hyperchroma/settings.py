@@ -112,7 +112,7 @@ class ColorizeSettings:
     seed_radius: int = 1  #: image neighbours within this radius found in the table seed the nearest-key search
     one_step: bool = True  #: first probe the table for the keys one quantization step away (distance 1)
     guided_radius: int = 1  #: edge-aware smoothing of ab guided by the gray image after the median (0 = off)
-    guided_eps: float = 1e-3  #: the guided filter's regularization, in (gray in [0, 1]) squared
+    guided_eps: float = 1e-4  #: the guided filter's regularization, in (gray in [0, 1]) squared
 
     def checked(self) -> "ColorizeSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""

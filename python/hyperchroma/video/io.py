@@ -1,0 +1,3 @@
+class VideoError(ValueError):
+    pass
+def colorize_video(*a, **k): raise NotImplementedError

@@ -110,9 +110,7 @@ class _Audio:
     def flush(self):
         if self.copy:
             return []
-        out = []
-        for frame in self.src.codec_context.decode(None):
-            out += self._encode(frame)
+        out = []  # the decoder was drained by the demuxer's final empty packet
         for f in self.resampler.resample(None):
             self.fifo.write(f)
         if self.fifo.samples:
@@ -122,13 +120,14 @@ class _Audio:
 
 def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec: str = "libx264", crf: int = 18,
                    container: Optional[str] = None, progress: bool = True, preset: Optional[str] = None,
-                   **opts) -> Dict[str, Any]:
+                   pix_fmt: Optional[str] = None, **opts) -> Dict[str, Any]:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
     AAC, said once on stderr); the frame count, timestamps, frame rate, size and rotation are kept.
     ``container``: output format name (default: from dst's extension). ``preset``: the encoder's speed preset
-    (x264: ultrafast..veryslow; its default when None). ``opts``: :class:`FilmOptions` fields.
+    (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
+    (default yuv420p, yuv444p for odd sizes). ``opts``: :class:`FilmOptions` fields.
     Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
     """
     options = FilmOptions(**opts).check()
@@ -141,7 +140,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
         except (av.FFmpegError, OSError, ValueError) as e:
             raise VideoError(f"{dst}: cannot write this container ({e})") from None
         try:
-            stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, progress, options, src)
+            stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src)
         except BaseException:
             try:
                 out.close()
@@ -161,7 +160,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             os.remove(tmp)
 
 
-def _run(model, inp, vs, out, keyframes, codec, crf, preset, progress, options, src) -> Dict[str, Any]:
+def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src) -> Dict[str, Any]:
     cc = vs.codec_context
     W, H = cc.width, cc.height
     if not W or not H:
@@ -177,7 +176,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, progress, options, 
     except (av.FFmpegError, ValueError) as e:
         raise VideoError(f"cannot encode with {codec!r} ({e})") from None
     ov.width, ov.height = W, H
-    ov.pix_fmt = "yuv420p" if even else "yuv444p"
+    ov.pix_fmt = pix_fmt or ("yuv420p" if even else "yuv444p")
     ov.time_base = tb
     ov.codec_context.time_base = tb
     audios = [_Audio(out, a) for a in inp.streams.audio]

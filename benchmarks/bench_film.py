@@ -1,0 +1,168 @@
+"""Film benchmark: quality of the streaming engine against the flow peer and the per-frame table; speed.
+
+Command (from the repository root, extension built with ./dev-build.sh, data in ../shared/data or
+HYPERCHROMA_DATA):
+
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py            # quality on both films + speed
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films tree --no-speed
+
+Protocol (../shared/data/README.md): 8 keyframes evenly spread (``step = n // 8; key = range(step//2, n,
+step)[:8]``), color frames of the video itself; every other non-key frame tests; the gray input is
+``PIL.Image.fromarray(rgb).convert("L")``. Second protocol ("first half"): only the keyframes in the film's
+first half. Metrics: PSNR (RGB), AuC, warp error at model size (mean over consecutive frames of the mean
+||ab_t(x) - ab_{t-1}(x + f(x))||, f = DIS (medium) flow on the truth's luminance, pixels failing a
+forward-backward check excluded; the truth's own warp error alongside), and the largest warp error on
+transitions into or out of a keyframe against the largest on ordinary transitions.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import av
+import cv2
+import numpy as np
+from PIL import Image
+
+import hyperchroma as hc
+from hyperchroma import core
+from hyperchroma.images import model_shape
+from hyperchroma.metrics import auc, psnr
+from hyperchroma.video import colorize_frames, colorize_video
+from hyperchroma.video import propagate as pp
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import print_table  # noqa: E402
+from film_baseline import flow_baseline  # noqa: E402
+from protocols import DATA  # noqa: E402
+
+
+def decode(path):
+    with av.open(path) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+
+
+def small_ab(rgb, shape):
+    h, w = shape
+    return cv2.resize(core.rgb_to_lab(rgb)[1], (w, h), interpolation=cv2.INTER_AREA)
+
+
+class Truth:
+    def __init__(self, rgbs, shape):
+        self.shape = shape
+        h, w = shape
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        sm = [cv2.resize(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (w, h), interpolation=cv2.INTER_AREA) for r in rgbs]
+        self.flows, self.masks = [None], [None]
+        for t in range(1, len(rgbs)):
+            fb = dis.calc(sm[t], sm[t - 1], None)
+            ff = dis.calc(sm[t - 1], sm[t], None)
+            self.flows.append(fb)
+            self.masks.append(pp.consistency(fb, ff) > 0)
+
+
+def evaluate(name, outputs, rgbs, test, keyset, truth):
+    ps, au, we = [], [], {}
+    prev = None
+    for t, out in enumerate(outputs):
+        a = small_ab(out, truth.shape)
+        if t in test:
+            ps.append(psnr(out, rgbs[t]))
+            au.append(auc(core.rgb_to_lab(out)[1], core.rgb_to_lab(rgbs[t])[1]))
+        if prev is not None and truth.masks[t].mean() > 0.2:
+            d = np.sqrt(((a - pp.warp(prev, truth.flows[t])) ** 2).sum(-1))
+            we[t] = float(d[truth.masks[t]].mean())
+        prev = a
+    at_key = [v for t, v in we.items() if t in keyset or t - 1 in keyset]
+    ordinary = [v for t, v in we.items() if not (t in keyset or t - 1 in keyset)]
+    return {"method": name, "psnr": statistics.mean(ps), "auc": statistics.mean(au),
+            "warp": statistics.mean(we.values()), "jump_key": max(at_key) if at_key else float("nan"),
+            "jump_other": max(ordinary) if ordinary else float("nan")}
+
+
+def quality(film, rgbs, first_half, methods):
+    n = len(rgbs)
+    step = n // 8
+    keys = list(range(step // 2, n, step))[:8]
+    if first_half:
+        keys = [k for k in keys if k < n // 2]
+    keyset = set(keys)
+    test = {t for t in range(0, n, 2) if t not in keyset}
+    grays = [np.asarray(Image.fromarray(r).convert("L")) for r in rgbs]
+    shape = model_shape(*grays[0].shape, 224)
+    truth = Truth(rgbs, shape)
+    key_rgb = [rgbs[k] for k in keys]
+    m = hc.fit(key_rgb)
+    rows = [evaluate("truth", iter(rgbs), rgbs, test, keyset, truth)]
+    rows[0]["psnr"] = rows[0]["auc"] = float("nan")
+    if "table" in methods:
+        rows.append(evaluate("per-frame table", (m.colorize(g) for g in grays), rgbs, test, keyset, truth))
+    if "flow" in methods:
+        rows.append(evaluate("flow peer", flow_baseline(grays, dict(zip(keys, key_rgb))), rgbs, test, keyset,
+                             truth))
+    stats = {}
+    t0 = time.perf_counter()
+    rows.append(evaluate("film engine", colorize_frames(m, grays, keyframes=key_rgb, stats=stats), rgbs, test,
+                         keyset, truth))
+    rows[-1]["s"] = time.perf_counter() - t0
+    placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
+    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}; placed {placed}; "
+          f"shots {stats['shots']}; table calls {stats['table_calls']}/{n}", flush=True)
+    return rows
+
+
+def speed(path, seconds_note):
+    rgb_frames = decode(path)
+    n = len(rgb_frames)
+    step = n // 8
+    keys = [rgb_frames[k] for k in list(range(step // 2, n, step))[:8]]
+    del rgb_frames
+    m = hc.fit(keys)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        with av.open(path) as src, av.open(os.path.join(d, "plain.mp4"), "w") as dst:
+            vs = src.streams.video[0]
+            vs.thread_type = "AUTO"
+            os_ = dst.add_stream("libx264", rate=vs.average_rate, options={"crf": "18"})
+            os_.width, os_.height, os_.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
+            for f in src.decode(vs):
+                img = f.to_ndarray(format="rgb24")
+                for p in os_.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    dst.mux(p)
+            for p in os_.encode():
+                dst.mux(p)
+        plain = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stats = colorize_video(m, path, os.path.join(d, "film.mp4"), keyframes=keys, progress=False)
+        ours = time.perf_counter() - t0
+    H, W = keys[0].shape[:2]
+    print_table(["path", "frames", "seconds", "frames/s"],
+                [["plain decode+encode (rgb24, x264 crf 18)", n, f"{plain:.1f}", f"{n / plain:.1f}"],
+                 ["colorize_video (decode+colorize+encode)", stats["frames"], f"{ours:.1f}",
+                  f"{stats['frames'] / ours:.1f}"]])
+    print(f"({W}x{H}, {os.cpu_count()} cores{seconds_note})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--films", nargs="*", default=["vtest", "tree"])
+    ap.add_argument("--methods", nargs="*", default=["table", "flow"])
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--no-half", action="store_true")
+    a = ap.parse_args()
+    for film in a.films:
+        rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
+        for half in ([False] if a.no_half else [False, True]):
+            rows = quality(film, rgbs, half, a.methods)
+            print_table(["method", "PSNR dB", "AuC", "warp err", "max jump at keys", "max jump elsewhere"],
+                        [[r["method"], f"{r['psnr']:.2f}", f"{r['auc']:.4f}", f"{r['warp']:.2f}",
+                          f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows])
+    if not a.no_speed:
+        speed(os.path.join(DATA, "video", "vtest.avi"), "")
+
+
+if __name__ == "__main__":
+    main()

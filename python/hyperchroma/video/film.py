@@ -1,0 +1,319 @@
+"""The streaming film engine: keyframe colors carried along optical flow, the table where motion fails.
+
+Per shot (cuts split shots), every frame's ab at model size is a confidence-weighted mix of three tracks:
+
+- ``K``: the previous keyframe's ab carried forward along the flow (frame t from t-1), confidence ``c``
+  multiplied each frame by the flow's reliability (forward-backward and photometric checks) and ``decay``;
+- ``K'``: the next keyframe's ab of the same shot carried backward (frame t from t+1), confidence ``c'``;
+- ``Q``: the table's colors, smoothed along the motion: ``Q_t = a warp(Q_{t-1}) + (1 - a) T_t`` with
+  ``a = smooth * reliability`` (so a table color flickering from frame to frame is averaged along the motion
+  track and newly uncovered pixels take the table's color at once).
+
+``ab = (c K + c' K' + u Q) / (c + c' + u)`` with ``u = 1 - max(c, c')``. The table is consulted only on
+frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in between
+``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors at full resolution.
+
+Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
+(then the oldest go out with forward propagation only) plus the keyframe locator's ``lookahead``. Each held
+frame costs its full-resolution gray (H*W bytes) plus about 1 MB at model size (two flows, two
+reliabilities, its gray); nothing else grows with the film's length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .. import core
+from ..images import lightness, model_shape
+from ..model import STATUS_GRAY
+from . import keyframes as kf
+from . import propagate as pp
+from .shots import CutDetector, histogram
+
+
+class _TableSource:
+    """The one place the film engine touches the model (rewire here when the model changes)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.size = int(model.settings.size)
+        self.threads = int(getattr(model, "threads", 1))
+        self.calls = 0
+
+    def shape(self, height: int, width: int) -> Tuple[int, int]:
+        return model_shape(height, width, self.size)
+
+    def table_ab(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, and where it knows."""
+        self.calls += 1
+        ab, status, _ = self.model._ab_small(gray, self.shape(*gray.shape), lightness(gray))
+        return np.ascontiguousarray(ab, dtype=np.float32), status != STATUS_GRAY
+
+    def compose(self, gray: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H,W,3): the frame's own lightness with ab upsampled from model size."""
+        return self.model._compose(lightness(gray), np.ascontiguousarray(ab_small, dtype=np.float32))
+
+    def compose_full(self, gray: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H,W,3) from the frame's lightness and an ab (H,W,2) already at full resolution."""
+        return core.lab_to_rgb(lightness(gray), np.ascontiguousarray(ab_full, dtype=np.float32),
+                               threads=self.threads)
+
+
+@dataclasses.dataclass
+class FilmOptions:
+    """Knobs of the engine (defaults are the documented method; see the module docstring)."""
+
+    decay: float = 0.97          # confidence kept per frame of propagation
+    smooth: float = 0.7          # weight of the carried table colors against a new table look-up
+    table_share: float = 0.02    # consult the table when the mean table weight u of a frame exceeds this
+    table_every: int = 1         # ... and at most every this many frames (Q is carried in between)
+    window: int = 200            # most frames held while waiting for the next keyframe
+    flow_preset: str = "fast"    # OpenCV DIS preset
+    tolerance: float = 24.0      # photometric check, gray levels
+    match_threshold: float = 0.2
+    lookahead: int = 6
+    cut_hist: float = 0.5
+    cut_follow: float = 0.2
+
+    def check(self) -> "FilmOptions":
+        if not 0 < self.decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
+        if not 0 <= self.smooth < 1:
+            raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
+        if self.table_every < 1 or self.window < 1 or self.lookahead < 1:
+            raise ValueError("table_every, window and lookahead must be >= 1")
+        return self
+
+
+@dataclasses.dataclass
+class _Frame:
+    index: int
+    gray: np.ndarray                      # full resolution uint8
+    small: np.ndarray                     # model size uint8
+    shot_start: bool = True
+    flow_prev: Optional[np.ndarray] = None  # this -> previous frame
+    rel_prev: Optional[np.ndarray] = None   # trust of colors carried from the previous frame
+    flow_next: Optional[np.ndarray] = None  # this -> next frame
+    rel_next: Optional[np.ndarray] = None
+    key: Optional[int] = None
+
+
+class _Key:
+    def __init__(self, rgb: np.ndarray, shape_full: Tuple[int, int], shape_small: Tuple[int, int]):
+        rgb = np.ascontiguousarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"keyframes must be uint8 (H,W,3) RGB arrays, got {rgb.dtype} {rgb.shape}")
+        H, W = shape_full
+        h, w = shape_small
+        if rgb.shape[:2] != (H, W):
+            rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
+        _, ab = core.rgb_to_lab(rgb)
+        self.ab_full = np.ascontiguousarray(ab, dtype=np.float32)
+        self.ab_small = cv2.resize(self.ab_full, (w, h), interpolation=cv2.INTER_AREA)
+        self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
+
+
+def _to_gray(frame: np.ndarray) -> np.ndarray:
+    a = np.asarray(frame)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3))):
+        raise ValueError(f"frames must be uint8 (H,W) gray or (H,W,3) RGB, got {a.dtype} {a.shape}")
+    if a.ndim == 3:
+        a = a[..., 0] if a.shape[2] == 1 else kf.luma(a)
+    return np.ascontiguousarray(a)
+
+
+class FilmEngine:
+    """Push gray frames in display order; pull (index, gray, ab_small, ab_full) results in the same order.
+
+    Exactly one of ab_small (model size) / ab_full (a keyframe's own frame) is set per result.
+    """
+
+    def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,
+                 source: Optional[_TableSource] = None):
+        self.opt = (options or FilmOptions()).check()
+        self.source = source or _TableSource(model)
+        self._key_rgb = list(keyframes)
+        self._keys: List[_Key] = []
+        self._flow = pp.Flow(self.opt.flow_preset)
+        self._cuts = CutDetector(self.opt.cut_hist, self.opt.cut_follow)
+        self._buf: List[_Frame] = []
+        self._prev: Optional[_Frame] = None
+        self._prev_hist = None
+        self._state = None  # forward tracks after the last output frame: (K, c, Q)
+        self._locator: Optional[kf.KeyframeLocator] = None
+        self._n = 0
+        self.shape_full: Optional[Tuple[int, int]] = None
+        self.shots = 0
+        self.keys_placed: List[Tuple[int, int]] = []  # (frame, keyframe)
+        self._out: List[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]] = []
+
+    # ------------------------------------------------------------------ input
+    def push(self, frame: np.ndarray) -> None:
+        gray = _to_gray(frame)
+        if self.shape_full is None:
+            self._start(gray.shape)
+        elif gray.shape != self.shape_full:
+            raise ValueError(f"frame {self._n} is {gray.shape[1]}x{gray.shape[0]}, the film is "
+                             f"{self.shape_full[1]}x{self.shape_full[0]}")
+        h, w = self.shape_small
+        fr = _Frame(self._n, gray, cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
+        self._n += 1
+        hist = histogram(fr.small)
+        cut = True
+        prev = self._prev
+        if prev is not None:
+            f_b = self._flow(fr.small, prev.small)
+            f_f = self._flow(prev.small, fr.small)
+            rel_b = pp.reliability(fr.small, prev.small, f_b, f_f, self.opt.tolerance)
+            cut = self._cuts.is_cut(self._prev_hist, hist, float(rel_b.mean()))
+            if not cut:
+                fr.shot_start = False
+                fr.flow_prev, fr.rel_prev = f_b, rel_b
+                prev.flow_next = f_f
+                prev.rel_next = pp.reliability(prev.small, fr.small, f_f, f_b, self.opt.tolerance)
+        self.shots += int(cut)
+        placed = self._locator.feed(fr.index, kf.signature(fr.small), cut)
+        if cut:
+            self._place(placed)
+            self._flush(len(self._buf))
+            placed = []
+        self._buf.append(fr)
+        self._prev, self._prev_hist = fr, hist
+        self._place(placed)
+        if len(self._buf) > self.opt.window:
+            n = self._locator.undecided_from() - self._buf[0].index
+            self._flush(max(0, min(n, len(self._buf) - 1)))
+
+    def finish(self) -> None:
+        self._place(self._locator.flush() if self._locator else [])
+        self._flush(len(self._buf))
+
+    def results(self) -> Iterator[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]:
+        out, self._out = self._out, []
+        return iter(out)
+
+    def stats(self) -> Dict[str, Any]:
+        placed = {}
+        for frame, k in self.keys_placed:
+            placed.setdefault(k, []).append(frame)
+        return {"frames": self._n, "shots": self.shots, "table_calls": self.source.calls,
+                "keyframes": len(self._key_rgb), "keyframes_placed": placed,
+                "keyframes_unmatched": [k for k in range(len(self._key_rgb)) if k not in placed]}
+
+    # ------------------------------------------------------------------ internals
+    def _start(self, shape: Tuple[int, int]) -> None:
+        self.shape_full = shape
+        self.shape_small = self.source.shape(*shape)
+        self._keys = [_Key(k, shape, self.shape_small) for k in self._key_rgb]
+        self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
+                                           self.opt.lookahead)
+
+    def _place(self, placed: List[Tuple[int, int]]) -> None:
+        for frame, k in placed:
+            first = self._buf[0].index if self._buf else self._n
+            pos = frame - first
+            if not 0 <= pos < len(self._buf):
+                continue  # already out (cannot happen with the flush rule; kept safe)
+            self._buf[pos].key = k
+            self.keys_placed.append((frame, k))
+            self._segment(pos + 1, right=pos)
+
+    def _flush(self, n: int) -> None:
+        if n > 0:
+            self._segment(n, right=None)
+
+    def _segment(self, n: int, right: Optional[int]) -> None:
+        """Color and emit the first n buffered frames; ``right``: position of a keyframe ending them."""
+        seg, self._buf = self._buf[:n], self._buf[n:]
+        o = self.opt
+        back: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None] * n
+        if right is not None:
+            key = self._keys[seg[right].key]
+            K, c = key.ab_small, np.ones(self.shape_small, np.float32)
+            back[right] = (K, c)
+            for t in range(right - 1, -1, -1):
+                fr = seg[t]
+                if seg[t + 1].shot_start or fr.flow_next is None:
+                    break
+                K = pp.warp(K, fr.flow_next)
+                c = pp.warp(c, fr.flow_next, outside=0.0) * fr.rel_next * np.float32(o.decay)
+                back[t] = (K, c)
+        for t, fr in enumerate(seg):
+            self._emit(fr, back[t])
+
+    def _emit(self, fr: _Frame, back) -> None:
+        o = self.opt
+        if fr.key is not None:
+            key = self._keys[fr.key]
+            ones = np.ones(self.shape_small, np.float32)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index)
+            self._out.append((fr.index, fr.gray, None, key.ab_full))
+            return
+        zeros = np.zeros(self.shape_small, np.float32)
+        if fr.shot_start or self._state is None:
+            K, c, Q, last_table = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9
+            trust = zeros
+        else:
+            K, c, Q, last_table = self._state
+            K = pp.warp(K, fr.flow_prev)
+            c = pp.warp(c, fr.flow_prev, outside=0.0) * fr.rel_prev * np.float32(o.decay)
+            Q = None if Q is None else pp.warp(Q, fr.flow_prev)
+            trust = fr.rel_prev
+        Kb, cb = back if back is not None else (None, zeros)
+        u = 1.0 - np.maximum(c, cb)
+        if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
+            T, known = self.source.table_ab(fr.gray)
+            last_table = fr.index
+            if Q is None:
+                Q = T
+            else:
+                a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
+                Q = a * Q + (1 - a) * T
+        num = c[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
+        if Kb is not None:
+            num = num + cb[..., None] * Kb
+        den = (c + cb + u)[..., None] + np.float32(1e-6)
+        if Q is None:  # no table yet and none needed: the carried colors stand in for it
+            den = den - u[..., None]
+        ab = (num / np.maximum(den, np.float32(1e-6))).astype(np.float32)
+        if Q is None:
+            Q = ab.copy()
+        self._state = (K, c, Q, last_table)
+        self._out.append((fr.index, fr.gray, ab, None))
+
+
+def engine_results(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),
+                   engine: Optional[FilmEngine] = None, **opts) -> Iterator[tuple]:
+    """(index, gray, ab_small, ab_full) per frame in order; ``engine`` (if given) keeps the stats."""
+    eng = engine or FilmEngine(model, keyframes, FilmOptions(**opts))
+    for frame in frames:
+        eng.push(frame)
+        yield from eng.results()
+    eng.finish()
+    yield from eng.results()
+
+
+def compose(source: _TableSource, result: tuple) -> np.ndarray:
+    _, gray, ab_small, ab_full = result
+    return source.compose_full(gray, ab_full) if ab_full is not None else source.compose(gray, ab_small)
+
+
+def colorize_frames(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),
+                    stats: Optional[Dict[str, Any]] = None, **opts) -> Iterator[np.ndarray]:
+    """Colorize a film given as an iterable of gray (H,W) or color (H,W,3) uint8 frames in display order.
+
+    Yields one uint8 RGB (H,W,3) frame per input, in order, each with its input's luminance. ``keyframes``:
+    the color keyframes (uint8 (H,W,3) RGB) the model was fit on; each is located in the film by its
+    luminance. Memory is bounded by ``window`` held frames (see the module docstring), not the film's length.
+    ``stats`` (a dict) is filled at the end with counts: frames, shots, table calls, keyframes placed.
+    ``opts``: fields of :class:`FilmOptions`.
+    """
+    eng = FilmEngine(model, keyframes, FilmOptions(**opts))
+    for r in engine_results(model, frames, engine=eng):
+        yield compose(eng.source, r)
+    if stats is not None:
+        stats.update(eng.stats())

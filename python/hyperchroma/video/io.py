@@ -1,0 +1,302 @@
+"""colorize_video: decode with PyAV, colorize with the film engine, encode; audio, timing and size kept.
+
+Three threads overlap: the demuxer/decoder (which also copies or re-encodes the audio), the film engine
+(the calling thread) and the composer/encoder. The output is written to a hidden temporary file beside
+``dst`` and renamed onto it only when everything succeeded, so a failure never leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from typing import Any, Dict, Optional, Sequence
+
+import av
+import numpy as np
+
+from .film import FilmEngine, FilmOptions, compose
+
+_END = object()
+_QUEUE = 16  # frames in flight between two threads
+
+
+class VideoError(ValueError):
+    """A video that cannot be read, or an output that cannot be written."""
+
+
+def _error(src, e: BaseException) -> VideoError:
+    return VideoError(f"{src}: not a readable video ({type(e).__name__}: {e})")
+
+
+def open_input(src):
+    """(container, video stream) of a readable video file, or VideoError."""
+    path = os.fspath(src)
+    if not os.path.isfile(path):
+        raise VideoError(f"{path}: no such file")
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise _error(path, e) from None
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["no"]
+        container.close()
+        raise VideoError(f"{path}: has no video stream ({', '.join(kinds)} streams only)")
+    return container, container.streams.video[0]
+
+
+def _temp_beside(dst: str, container: Optional[str]) -> str:
+    folder = os.path.dirname(os.path.abspath(dst)) or "."
+    if not os.path.isdir(folder):
+        raise VideoError(f"{dst}: output folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VideoError(f"{dst}: output folder {folder} is not writable")
+    name = os.path.basename(dst)
+    ext = os.path.splitext(name)[1]
+    if not ext and container is None:
+        raise VideoError(f"{dst}: no file extension; pass container= (e.g. 'mp4')")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".part{ext}", dir=folder)
+    except OSError as e:
+        raise VideoError(f"{dst}: cannot write in {folder} ({e})") from None
+    os.close(fd)
+    return tmp
+
+
+class _Audio:
+    """One input audio stream going out: packets copied, or decoded and re-encoded to AAC."""
+
+    def __init__(self, out, stream):
+        self.src = stream
+        self.copy = stream.codec_context.name in out.supported_codecs
+        if self.copy:
+            self.dst = out.add_stream_from_template(stream)
+        else:
+            rate = stream.codec_context.sample_rate or 48000
+            self.dst = out.add_stream("aac", rate=rate)
+            layout = stream.codec_context.layout.name if stream.codec_context.layout else "stereo"
+            self.dst.codec_context.layout = layout
+            self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            self.fifo = av.AudioFifo()
+            print(f"hyperchroma: audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
+                  f"this container as is; re-encoding it to AAC", file=sys.stderr)
+        self.mode = "copy" if self.copy else "aac"
+
+    def packets(self, packet):
+        if self.copy:
+            if packet.dts is None:
+                return []
+            packet.stream = self.dst
+            return [packet]
+        out = []
+        for frame in packet.decode():
+            out += self._encode(frame)
+        return out
+
+    def _encode(self, frame):
+        out = []
+        for f in self.resampler.resample(frame):
+            f.pts = None
+            self.fifo.write(f)
+        size = self.dst.codec_context.frame_size or 1024
+        while self.fifo.samples >= size:
+            out += self.dst.encode(self.fifo.read(size))
+        return out
+
+    def flush(self):
+        if self.copy:
+            return []
+        out = []  # the decoder was drained by the demuxer's final empty packet
+        for f in self.resampler.resample(None):
+            self.fifo.write(f)
+        if self.fifo.samples:
+            out += self.dst.encode(self.fifo.read())
+        return out + list(self.dst.encode(None))
+
+
+def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec: str = "libx264", crf: int = 18,
+                   container: Optional[str] = None, progress: bool = True, preset: Optional[str] = None,
+                   pix_fmt: Optional[str] = None, **opts) -> Dict[str, Any]:
+    """Colorize the video file ``src`` into ``dst``; returns a stats dict.
+
+    Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
+    AAC, said once on stderr); the frame count, timestamps, frame rate, size and rotation are kept.
+    ``container``: output format name (default: from dst's extension). ``preset``: the encoder's speed preset
+    (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
+    (default yuv420p, yuv444p for odd sizes). ``opts``: :class:`FilmOptions` fields.
+    Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
+    """
+    options = FilmOptions(**opts).check()
+    inp, vs = open_input(src)
+    tmp = None
+    try:
+        tmp = _temp_beside(os.fspath(dst), container)
+        try:
+            out = av.open(tmp, "w", format=container)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            raise VideoError(f"{dst}: cannot write this container ({e})") from None
+        try:
+            stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src)
+        except BaseException:
+            try:
+                out.close()
+            except Exception:
+                pass
+            raise
+        try:
+            out.close()
+        except av.FFmpegError as e:
+            raise VideoError(f"{dst}: writing failed ({e})") from None
+        os.replace(tmp, dst)
+        tmp = None
+        return stats
+    finally:
+        inp.close()
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src) -> Dict[str, Any]:
+    cc = vs.codec_context
+    W, H = cc.width, cc.height
+    if not W or not H:
+        raise VideoError(f"{src}: video stream has no size")
+    rate = vs.average_rate or vs.guessed_rate or Fraction(25)
+    tb = vs.time_base or Fraction(1, int(round(float(rate))))
+    even = W % 2 == 0 and H % 2 == 0
+    enc_opts = {"crf": str(crf)} if codec in ("libx264", "libx265") else {}
+    if preset:
+        enc_opts["preset"] = preset
+    try:
+        ov = out.add_stream(codec, rate=rate, options=enc_opts)
+    except (av.FFmpegError, ValueError) as e:
+        raise VideoError(f"cannot encode with {codec!r} ({e})") from None
+    ov.width, ov.height = W, H
+    ov.pix_fmt = pix_fmt or ("yuv420p" if even else "yuv444p")
+    ov.time_base = tb
+    ov.codec_context.time_base = tb
+    audios = [_Audio(out, a) for a in inp.streams.audio]
+    by_index = {a.src.index: a for a in audios}
+    lock = threading.Lock()
+    engine = FilmEngine(model, keyframes, options)
+    q_in: "queue.Queue" = queue.Queue(_QUEUE)
+    q_out: "queue.Queue" = queue.Queue(_QUEUE)
+    errors: list = []
+    stop = threading.Event()
+    info: Dict[str, Any] = {"rotation": 0}
+    step = max(1, int(round(1 / (float(rate) * float(tb))))) if rate else 1
+
+    def put(q, item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                pass
+
+    def mux(packets):
+        if packets:
+            with lock:
+                for p in packets:
+                    out.mux(p)
+
+    def decoder():
+        try:
+            last = None
+            n = 0
+            for packet in inp.demux(vs, *[a.src for a in audios]):
+                if stop.is_set():
+                    return
+                a = by_index.get(packet.stream.index)
+                if a is not None:
+                    mux(a.packets(packet))
+                    continue
+                for frame in packet.decode():
+                    if n == 0:
+                        info["rotation"] = int(getattr(frame, "rotation", 0) or 0)
+                    pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
+                    if last is not None and pts <= last:
+                        pts = last + 1
+                    last = pts
+                    put(q_in, (frame.to_ndarray(format="gray"), pts))
+                    n += 1
+            for a in audios:
+                mux(a.flush())
+        except (av.FFmpegError, OSError) as e:
+            errors.append(VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})"))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            errors.append(e)
+        finally:
+            put(q_in, _END)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=vs.frames or None, unit="frame", desc="colorizing", file=sys.stderr)
+
+    def encoder():
+        try:
+            while True:
+                item = q_out.get()
+                if item is _END:
+                    break
+                result, pts = item
+                frame = av.VideoFrame.from_ndarray(compose(engine.source, result), format="rgb24")
+                frame.pts, frame.time_base = pts, tb
+                mux(ov.encode(frame))
+                if bar is not None:
+                    bar.update(1)
+            mux(ov.encode(None))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            stop.set()
+            while q_out.get() is not _END:  # drain so the engine never blocks
+                pass
+
+    t0 = time.perf_counter()
+    first = True
+    threads = [threading.Thread(target=decoder, daemon=True), threading.Thread(target=encoder, daemon=True)]
+    for t in threads:
+        t.start()
+    pts_of: Dict[int, int] = {}
+    try:
+        while True:
+            item = q_in.get()
+            if item is _END or errors:
+                break
+            gray, pts = item
+            if first:
+                first = False
+                if info["rotation"]:
+                    ov.set_display_rotation(info["rotation"])
+            pts_of[engine._n] = pts
+            engine.push(gray)
+            for r in engine.results():
+                put(q_out, (r, pts_of.pop(r[0])))
+        if not errors:
+            engine.finish()
+            for r in engine.results():
+                put(q_out, (r, pts_of.pop(r[0])))
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        q_out.put(_END)  # the encoder consumes until _END (it drains after an error of its own)
+        stop.set()  # a decoder still running (early exit) stops at its next packet
+        for t in threads:
+            t.join(timeout=60)
+        if bar is not None:
+            bar.close()
+    if errors:
+        raise errors[0]
+    if engine._n == 0:
+        raise VideoError(f"{src}: the video stream has no frames")
+    stats = engine.stats()
+    stats.update({"seconds": time.perf_counter() - t0, "width": W, "height": H, "rate": float(rate),
+                  "rotation": info["rotation"], "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name,
+                                                            "mode": a.mode} for a in audios]})
+    return stats

@@ -1,0 +1,269 @@
+"""Film colorization end to end on tiny synthetic videos made here with PyAV (with audio tracks)."""
+
+import os
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+pytest.importorskip("cv2")
+
+import hyperchroma as hc  # noqa: E402
+from hyperchroma import core  # noqa: E402
+from hyperchroma.video import VideoError, colorize_frames, colorize_video  # noqa: E402
+from hyperchroma.video.film import FilmEngine, FilmOptions  # noqa: E402
+
+W, H, N, FPS = 64, 48, 30, 10
+
+
+def scene(t, kind=0):
+    """RGB frame t: a colored gradient background and a moving green square; kind 1 is another scene."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float32)
+    if kind == 0:
+        img = np.stack([200 - 2 * x, 60 + y, 40 + 2.5 * x], -1)
+        c, r = 8 + t, 14
+        img[r:r + 14, c:c + 14] = (40, 210, 60)
+    else:
+        img = np.stack([230 - 0 * x, 200 - 3 * y, 30 + 0 * x], -1)
+        img[5:20, 10 + t:30 + t] = (20, 20, 150)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def film(n=N, cut_at=None):
+    return [scene(t, int(cut_at is not None and t >= cut_at)) for t in range(n)]
+
+
+def write_video(path, frames, audio="aac", pts=None, codec="libx264", audio_only=False):
+    """A small video (and audio track of the film's length); pts: per-frame timestamps in 1/FPS units."""
+    with av.open(path, "w") as c:
+        if not audio_only:
+            v = c.add_stream(codec, rate=FPS, options={"crf": "10"} if codec == "libx264" else {})
+            v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+            from fractions import Fraction
+            v.codec_context.time_base = Fraction(1, FPS)
+        a = None
+        if audio:
+            a = c.add_stream(audio, rate=24000)
+            a.codec_context.layout = "mono"
+        if not audio_only:
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+                vf.pts = i if pts is None else pts[i]
+                for p in v.encode(vf):
+                    c.mux(p)
+            for p in v.encode():
+                c.mux(p)
+        if a is not None:
+            size = 960
+            total = int(24000 * (max(len(frames), 1) / FPS))
+            for i in range(0, total, size):
+                s = np.arange(i, i + size)
+                wave = (0.3 * np.sin(2 * np.pi * 440 * s / 24000)).astype(np.float32)[None]
+                fmt = a.codec_context.format.name if a.codec_context.format else "fltp"
+                if fmt.startswith("s16"):
+                    af = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16), format="s16", layout="mono")
+                else:
+                    af = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
+                af.sample_rate, af.pts = 24000, i
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def decode(path, fmt="rgb24"):
+    with av.open(path) as c:
+        vs = c.streams.video[0]
+        frames = [(f.to_ndarray(format=fmt), f.time) for f in c.decode(vs)]
+    return [f for f, _ in frames], [t for _, t in frames]
+
+
+def audio_start(path):
+    with av.open(path) as c:
+        a = c.streams.audio[0]
+        p = next(p for p in c.demux(a) if p.pts is not None)
+        return float(p.pts * a.time_base)
+
+
+def audio_packets(path):
+    with av.open(path) as c:
+        if not c.streams.audio:
+            return []
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+@pytest.fixture(scope="module")
+def model_and_keys():
+    frames = film()
+    keys = [frames[6], frames[21]]
+    return hc.fit(keys, size=64, samples_per_image=1024), keys, frames
+
+
+def test_video_keeps_frames_timing_size_and_audio(tmp_path, model_and_keys):
+    m, keys, frames = model_and_keys
+    pts = [i + i // 7 for i in range(N)]  # irregular timestamps (dropped frames)
+    src = write_video(str(tmp_path / "in.mp4"), frames, pts=pts)
+    dst = str(tmp_path / "out.mkv")
+    stats = colorize_video(m, src, dst, keyframes=keys, progress=False)
+    got, times = decode(dst)
+    _, want_times = decode(src)
+    assert len(got) == N == stats["frames"]
+    assert got[0].shape == (H, W, 3)
+    # timestamps kept; a container may shift the whole file (AAC priming), never the streams apart
+    np.testing.assert_allclose(np.subtract(times, times[0]), np.subtract(want_times, want_times[0]), atol=1e-3)
+    assert abs((times[0] - audio_start(dst)) - (want_times[0] - audio_start(src))) < 1e-3
+    assert stats["audio"] == [{"stream": 1, "codec": "aac", "mode": "copy"}]
+    assert audio_packets(dst) == audio_packets(src) != []
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4", "out.mkv"]  # no temporary left
+
+
+def test_audio_reencoded_when_the_container_cannot_hold_it(tmp_path, model_and_keys, capsys):
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mkv"), frames[:12], audio="libopus")
+    dst = str(tmp_path / "out.avi")
+    stats = colorize_video(m, src, dst, keyframes=keys, progress=False)
+    assert stats["audio"][0]["mode"] == "aac"
+    assert "re-encoding it to AAC" in capsys.readouterr().err
+    with av.open(dst) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert sum(1 for f in c.decode(audio=0)) > 0
+    assert len(decode(dst)[0]) == 12
+
+
+def test_keyframes_located_and_kept(model_and_keys):
+    m, keys, frames = model_and_keys
+    noise = np.random.default_rng(1).integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+    from PIL import Image  # the user's gray (ITU-R 601 luma), here squeezed to video range 16..235
+    grays = [(16 + np.asarray(Image.fromarray(f).convert("L")) * (219 / 255)).astype(np.uint8) for f in frames]
+    stats = {}
+    out = list(colorize_frames(m, grays, keyframes=keys + [noise], stats=stats))
+    assert len(out) == N
+    assert stats["keyframes_placed"] == {0: [6], 1: [21]}
+    assert stats["keyframes_unmatched"] == [2]
+    for i, k in ((6, keys[0]), (21, keys[1])):  # a keyframe's own frame has the keyframe's colors
+        d = np.abs(core.rgb_to_lab(out[i])[1] - core.rgb_to_lab(k)[1])
+        assert float(np.median(d)) < 2.0
+
+
+class FlatTable:
+    """A table source that knows nothing (gray everywhere): isolates propagation."""
+
+    calls = 0
+
+    def shape(self, h, w):
+        return (h, w)
+
+    def table_ab(self, gray):
+        self.calls += 1
+        return np.zeros(gray.shape + (2,), np.float32), np.zeros(gray.shape, bool)
+
+
+def run_engine(frames, keys, **opts):
+    eng = FilmEngine(None, keys, FilmOptions(**opts), source=FlatTable())
+    out = []
+    for f in frames:
+        eng.push(f)
+        out += list(eng.results())
+    eng.finish()
+    out += list(eng.results())
+    assert [r[0] for r in out] == list(range(len(frames)))
+    ab = [r[2] if r[2] is not None else r[3] for r in out]
+    return ab, eng.stats()
+
+
+def chroma(ab):
+    return float(np.hypot(ab[..., 0], ab[..., 1]).mean())
+
+
+def test_cut_stops_propagation():
+    frames = film(cut_at=15)
+    ab, stats = run_engine(frames, [frames[5]])
+    assert stats["shots"] == 2
+    assert stats["keyframes_placed"] == {0: [5]}
+    assert chroma(ab[14]) > 10  # carried through the first shot
+    assert all(chroma(a) < 0.5 for a in ab[15:])  # nothing crosses the cut
+    ab, stats = run_engine(frames, [frames[20]])  # nor backward
+    assert stats["keyframes_placed"] == {0: [20]}
+    assert chroma(ab[16]) > 10
+    assert all(chroma(a) < 0.5 for a in ab[:15])
+
+
+def test_still_film_blend_reference():
+    """A still film with keyframes at both ends: the closed form of the confidence blend."""
+    gray = np.full((H, W), 128, np.uint8)
+    gray[10:30, 10:40] = 200  # texture so the flow is defined
+    frames = [gray] * 12
+    k1 = np.zeros((H, W, 3), np.uint8)
+    k1[...] = (150, 100, 100)
+    k2 = np.zeros((H, W, 3), np.uint8)
+    k2[...] = (100, 100, 150)
+    eng = FilmEngine(None, [k1, k2], FilmOptions(decay=0.9), source=FlatTable())
+    eng._start((H, W))
+    # place them by hand (a still film cannot tell its frames apart): keyframe 0 at frame 0, 1 at frame 11
+    eng._locator.feed = lambda i, s, c: [(0, 0)] if i == 1 else []
+    eng._locator.flush = lambda: [(11, 1)]
+    res = []
+    for f in frames:
+        eng.push(f)
+        res += list(eng.results())
+    eng.finish()
+    res += list(eng.results())
+    a1, a2 = eng._keys[0].ab_small, eng._keys[1].ab_small
+    for t in range(1, 11):
+        c, cb = 0.9 ** t, 0.9 ** (11 - t)
+        u = 1 - max(c, cb)
+        # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0
+        want = (c * a1 + cb * a2 + u * a1) / (c + cb + u)
+        np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
+
+
+def test_frames_and_video_agree_through_a_lossless_path(tmp_path, model_and_keys):
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mkv"), frames, audio=None)
+    dst = str(tmp_path / "out.mkv")
+    colorize_video(m, src, dst, keyframes=keys, codec="ffv1", pix_fmt="bgr0", progress=False)
+    got, _ = decode(dst)
+    grays, _ = decode(src, "gray")
+    want = list(colorize_frames(m, grays, keyframes=keys))
+    assert len(got) == len(want) == N
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+
+
+@pytest.mark.parametrize("case", ["not_a_video", "truncated", "zero_frames", "audio_only", "missing"])
+def test_bad_input_one_clear_error_no_output(tmp_path, model_and_keys, case):
+    m, keys, frames = model_and_keys
+    src = str(tmp_path / "in.mp4")
+    if case == "not_a_video":
+        with open(src, "w") as f:
+            f.write("hello, this is text\n" * 50)
+    elif case == "truncated":
+        write_video(src, frames)
+        with open(src, "rb") as f:
+            data = f.read()
+        with open(src, "wb") as f:
+            f.write(data[: len(data) // 2])
+    elif case == "zero_frames":
+        src = write_video(str(tmp_path / "in.mkv"), [], audio=None)
+    elif case == "audio_only":
+        src = write_video(str(tmp_path / "in.m4a"), frames, audio_only=True)
+    else:
+        src = str(tmp_path / "nothing.mp4")
+    dst = str(tmp_path / "out.mp4")
+    with pytest.raises(VideoError) as e:
+        colorize_video(m, src, dst, keyframes=keys, progress=False)
+    assert isinstance(e.value, ValueError) and str(e.value)
+    assert not os.path.exists(dst)
+    assert not [f for f in os.listdir(tmp_path) if "part" in f]
+
+
+def test_unwritable_output(tmp_path, model_and_keys):
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mp4"), frames[:5])
+    for dst in (str(tmp_path / "no" / "such" / "dir" / "out.mp4"), str(tmp_path / "in.mp4" / "out.mp4")):
+        with pytest.raises(VideoError):
+            colorize_video(m, src, dst, keyframes=keys, progress=False)
+    with pytest.raises(VideoError):
+        colorize_video(m, src, str(tmp_path / "out.unknownext"), keyframes=keys, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["in.mp4"]

@@ -28,6 +28,8 @@ ClassifierArg = Union[None, str, "os.PathLike[str]", Classifier]
 
 #: Bytes of classifier outputs kept between phases 1 and 3 so phase 3 need not run the classifier again.
 MAP_CACHE_BYTES = 1 << 30
+#: Bytes of color training images a model keeps as film keyframes (the film path propagates their colors).
+KEYFRAME_BYTES = 256 << 20
 
 
 def as_classifier(classifier: ClassifierArg) -> Classifier:
@@ -74,6 +76,7 @@ class HypercolumnSample:
 
     hypercolumns: np.ndarray
     cache: Dict[int, Cache] = field(default_factory=dict)
+    keyframes: List[np.ndarray] = field(default_factory=list)
 
 
 def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
@@ -84,8 +87,14 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     rng = np.random.default_rng(settings.seed)
     budget = MAP_CACHE_BYTES
     samples, cache = [], {}
+    keyframes: List[np.ndarray] = []
+    key_budget = KEYFRAME_BYTES
     for i, im in enumerate(tqdm(images, desc="fit: features", unit="img", disable=not progress)):
-        t = training_image(im, settings.size, _name(im, i))
+        rgb = load_image(im)
+        t = training_image(rgb, settings.size, _name(im, i))
+        if rgb.nbytes <= key_budget:
+            key_budget -= rgb.nbytes
+            keyframes.append(rgb)
         maps = classifier.run(t.gray, threads=threads)
         hc = core.hypercolumns(maps, t.shape[0], t.shape[1], threads=threads)
         take = rng.choice(hc.shape[0], size=min(settings.samples_per_image, hc.shape[0]), replace=False)
@@ -95,7 +104,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
         if budget >= 0:
             cache[i] = (t, maps if keep else None)
-    return HypercolumnSample(np.concatenate(samples), cache)
+    return HypercolumnSample(np.concatenate(samples), cache, keyframes)
 
 
 def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int) -> Quantizer:
@@ -124,8 +133,9 @@ def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Q
 
 
 def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings, threads: int = 1,
-              progress: bool = False) -> Tuple[Quantizer, ColorTable]:
-    """Phases 1-4 on one machine: the quantizer and the finalized table."""
+              progress: bool = False) -> Tuple[Quantizer, ColorTable, List[np.ndarray]]:
+    """Phases 1-4 on one machine: the quantizer, the finalized table and the keyframes kept (the decoded
+    color images, up to :data:`KEYFRAME_BYTES`)."""
     images = expand_inputs(images)
     if not images:
         raise ValueError("fit needs at least one color training image")
@@ -134,4 +144,4 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
                        progress=progress)
     table.finalize()
-    return quantizer, table
+    return quantizer, table, sample.keyframes

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class Model:
 
     def __init__(self, classifier: Classifier, quantizer: Quantizer, table: ColorTable,
                  fit_settings: FitSettings, colorize_settings: Optional[ColorizeSettings] = None,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, keyframes: Sequence[np.ndarray] = ()):
         if quantizer.channels != classifier.channels:
             raise ValueError(f"the quantizer has {quantizer.channels} channels, the classifier's taps "
                              f"{classifier.channels}")
@@ -68,6 +68,7 @@ class Model:
         self.fit_settings = fit_settings.checked()
         self.colorize_settings = (colorize_settings or ColorizeSettings()).checked()
         self.threads = _check_threads(threads)
+        self.keyframes: List[np.ndarray] = [np.ascontiguousarray(k) for k in keyframes]
 
     # ------------------------------------------------------------------------------------------ parts
     @property
@@ -96,7 +97,8 @@ class Model:
         """The same fitted model with other :class:`ColorizeSettings` (and/or another thread budget); the
         classifier, quantizer and table are shared, not copied."""
         return Model(self.classifier, self.quantizer, self.color_table, self.fit_settings,
-                     self.colorize_settings.replace(**overrides), self.threads if threads is None else threads)
+                     self.colorize_settings.replace(**overrides), self.threads if threads is None else threads,
+                     self.keyframes)
 
     def _settings(self, overrides: Dict[str, Any]) -> ColorizeSettings:
         return self.colorize_settings.replace(**overrides) if overrides else self.colorize_settings
@@ -167,6 +169,30 @@ class Model:
         ab = np.ascontiguousarray(np.moveaxis(ab_own, -1, 0) + delta_full, dtype=np.float32)
         return core.compose_luma(prepared.luma, ab, planar=True, threads=t)
 
+    # ----------------------------------------------------------------------------------------- film
+    def colorize_frames(self, frames: Iterable[np.ndarray], *, keyframes: Optional[Sequence[np.ndarray]] = None,
+                        stats: Optional[Dict[str, Any]] = None, **film_options: Any) -> Iterator[np.ndarray]:
+        """Colorize a film streamed as gray (H, W) or color (H, W, 3) uint8 frames in display order: one uint8
+        RGB frame out per frame in, in order, with bounded memory. The model's keyframes (its color training
+        images, or ``keyframes``) are located in the film by themselves and their colors carried along the
+        motion; the table fills what motion cannot see. ``film_options``: :class:`hyperchroma.video.FilmOptions`.
+        """
+        from .video import colorize_frames
+
+        keys = self.keyframes if keyframes is None else list(keyframes)
+        return colorize_frames(self, frames, keys, stats=stats, **film_options)
+
+    def colorize_video(self, src: Union[str, "os.PathLike[str]"], dst: Union[str, "os.PathLike[str]"], *,
+                       keyframes: Optional[Sequence[np.ndarray]] = None, codec: str = "libx264", crf: int = 18,
+                       container: Optional[str] = None, progress: bool = False, **options: Any) -> Dict[str, Any]:
+        """Colorize the video file ``src`` into ``dst`` (audio, timestamps, size and rotation kept; written whole
+        or not at all); returns stats. See :func:`hyperchroma.video.colorize_video`."""
+        from .video import colorize_video
+
+        keys = self.keyframes if keyframes is None else list(keyframes)
+        return colorize_video(self, src, dst, keys, codec=codec, crf=crf, container=container, progress=progress,
+                              **options)
+
     # --------------------------------------------------------------------------- evaluation and files
     def evaluate(self, images: Sequence[ImageLike], pass_share: float = 0.5, progress: bool = False,
                  names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -199,8 +225,8 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: ClassifierArg
     fit_settings, colorize_settings = split(dict(settings, size=size, levels=levels, policy=policy))
     budget = _check_threads(threads)
     clf = as_classifier(classifier)
-    quantizer, table = fit_parts(expand_inputs(images), clf, fit_settings, budget, progress)
-    return Model(clf, quantizer, table, fit_settings, colorize_settings, budget)
+    quantizer, table, keyframes = fit_parts(expand_inputs(images), clf, fit_settings, budget, progress)
+    return Model(clf, quantizer, table, fit_settings, colorize_settings, budget, keyframes)
 
 
 def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] = None,

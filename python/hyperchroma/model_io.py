@@ -35,6 +35,7 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
         "classifier": {"identity": clf.identity,
                        "taps": [[t.name, int(t.channels), int(t.stride)] for t in clf.taps]},
         "entries": len(model.color_table),
+        "keyframes": len(model.keyframes),
     }
     arrays = {
         "classifier": np.frombuffer(clf.model_bytes, np.uint8),
@@ -45,6 +46,8 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
         "table_counts": e["counts"],
         "table_conflicting": e["conflicting"],
     }
+    for i, k in enumerate(model.keyframes):
+        arrays[f"keyframe_{i}"] = k
     model_file.save(path, meta, arrays)
 
 
@@ -115,6 +118,12 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
         if not np.all(np.isfinite(entries["ab"])):
             raise ValueError("table colors that are not finite numbers")
         table = ColorTable.from_entries(entries, quantizer.weights, fit_settings.levels, fit_settings)
-        return Model(clf, quantizer, table, fit_settings, colorize_settings, threads)
+        keyframes = []
+        for i in range(int(meta.get("keyframes", 0))):
+            k = arrays[f"keyframe_{i}"]
+            if k.dtype != np.uint8 or k.ndim != 3 or k.shape[2] != 3 or k.shape[0] < 1 or k.shape[1] < 1:
+                raise ValueError(f"keyframe {i} is not an (H, W, 3) uint8 image")
+            keyframes.append(np.array(k))
+        return Model(clf, quantizer, table, fit_settings, colorize_settings, threads, keyframes)
     except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
         raise refuse(f"inconsistent contents: {type(e).__name__}: {str(e)[:300]}") from None

@@ -10,19 +10,27 @@ from .common import say
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("colorize", help="colorize images with a fitted model",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma colorize scans/ -m film.hyc -o colored/\n  hyperchroma colorize photo.jpg -m film.hyc -o out/ --recolor --strength 0.5\n\neach PNG is written whole or not at all; a bad input is reported and skipped (exit status 1).",
-                       description="Colorize gray images (color ones from their luminance): one PNG per input, "
-                                   "same file stem, in the output folder.")
-    p.add_argument("inputs", nargs="+", help="images or folders of images")
+    p = sub.add_parser("colorize", help="colorize images and films with a fitted model",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma colorize scans/ -m film.hyc -o colored/\n  hyperchroma colorize film.avi -m film.hyc -o out/     # writes out/film.mp4, audio kept\n  hyperchroma colorize photo.jpg -m film.hyc -o out/ --recolor --strength 0.5\n\neach output is written whole or not at all; a bad input is reported and skipped (exit status 1).",
+                       description="Colorize gray images (color ones from their gray version): one PNG per input, "
+                                   "same file stem, in the output folder. A video file gives one video (same stem; "
+                                   "H.264 MP4 by default) colored from the model's keyframes along the motion, "
+                                   "its audio, timestamps and size kept.")
+    p.add_argument("inputs", nargs="+", help="images, folders of images, or video files")
     p.add_argument("-m", "--model", required=True, help="model file from `hyperchroma fit`")
     p.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
     p.add_argument("--recolor", action="store_true",
                    help="color correction: recolor color images from the model, keeping their luminance")
     p.add_argument("--strength", type=float, default=None, help="with --recolor: 0 keeps the image's colors, "
                                                                 "1 takes the model's (default 1)")
+    p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
+    p.add_argument("--crf", type=int, default=18, help="videos: the encoder's quality, lower is better (default 18)")
+    p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
+
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv")
 
 
 
@@ -38,7 +46,18 @@ def run(args) -> int:
     if args.strength is not None and not args.recolor:
         raise ValueError("--strength only applies with --recolor")
     model = load(args.model)
-    paths = image_paths(args.inputs)
+    found = image_paths(args.inputs)
+    videos = [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES]
+    paths = [p for p in found if p.suffix.lower() not in VIDEO_SUFFIXES]
+    if videos and args.recolor:
+        raise ValueError("--recolor applies to images, not to videos")
+    if not 0 <= args.crf <= 63:
+        raise ValueError(f"--crf must be in 0..63, got {args.crf}")
+    ext = "." + args.container.lstrip(".")
+    for p in videos:
+        target = os.path.join(args.output, p.stem + ext)
+        if os.path.exists(target) and os.path.samefile(target, p):
+            raise ImageError(f"writing {target} would overwrite the input '{p}'; choose another output folder")
     for p in paths:
         target = os.path.join(args.output, p.stem + ".png")
         if os.path.exists(target) and os.path.samefile(target, p):
@@ -50,6 +69,16 @@ def run(args) -> int:
         stems[p.stem] = p
     os.makedirs(args.output, exist_ok=True)
     failed = 0
+    for p in videos:  # counted in failed like images; the image summary below counts images only
+        try:
+            stats = model.colorize_video(p, os.path.join(args.output, p.stem + ext), codec=args.codec, crf=args.crf,
+                                         container=None, progress=not args.quiet)
+        except ValueError as e:  # VideoError: one line, the other inputs still go
+            failed += 1
+            print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
+            continue
+        say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
+    video_failed = failed
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:
             rgb = model.recolor(p, 1.0 if args.strength is None else args.strength) if args.recolor else model.colorize(p)
@@ -63,5 +92,6 @@ def run(args) -> int:
                   "limit); skipped", file=sys.stderr)
             continue
         save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
-    say(args, f"wrote {len(paths) - failed} of {len(paths)} images to {args.output}")
+    if paths:
+        say(args, f"wrote {len(paths) - (failed - video_failed)} of {len(paths)} images to {args.output}")
     return 1 if failed else 0

@@ -27,9 +27,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import cv2
 import numpy as np
 
-from .. import core
-from ..images import lightness, model_shape
-from ..model import STATUS_GRAY
+from .. import core, pipeline
+from ..images import model_shape
+from ..lookup import Status
 from . import keyframes as kf
 from . import propagate as pp
 from .shots import CutDetector, histogram
@@ -40,8 +40,8 @@ class _TableSource:
 
     def __init__(self, model):
         self.model = model
-        self.size = int(model.settings.size)
-        self.threads = int(getattr(model, "threads", 1))
+        self.size = int(model.fit_settings.size)
+        self.threads = int(model.threads)
         self.calls = 0
 
     def shape(self, height: int, width: int) -> Tuple[int, int]:
@@ -50,17 +50,19 @@ class _TableSource:
     def table_ab(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, and where it knows."""
         self.calls += 1
-        ab, status, _ = self.model._ab_small(gray, self.shape(*gray.shape), lightness(gray))
-        return np.ascontiguousarray(ab, dtype=np.float32), status != STATUS_GRAY
+        m = self.model
+        prepared = pipeline.prepare(gray, self.size)
+        ab, found = pipeline.model_colors(m.classifier, m.quantizer, m.color_table, prepared, m.colorize_settings,
+                                          self.threads)
+        return np.ascontiguousarray(ab, dtype=np.float32), (found.status != Status.GRAY).reshape(prepared.shape)
 
     def compose(self, gray: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-        """uint8 RGB (H,W,3): the frame's own lightness with ab upsampled from model size."""
-        return self.model._compose(lightness(gray), np.ascontiguousarray(ab_small, dtype=np.float32))
+        """uint8 RGB (H,W,3) whose gray version is the frame, with ab upsampled from model size."""
+        return pipeline.compose(gray, np.ascontiguousarray(ab_small, dtype=np.float32), self.threads)
 
     def compose_full(self, gray: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
-        """uint8 RGB (H,W,3) from the frame's lightness and an ab (H,W,2) already at full resolution."""
-        return core.lab_to_rgb(lightness(gray), np.ascontiguousarray(ab_full, dtype=np.float32),
-                               threads=self.threads)
+        """uint8 RGB (H,W,3) whose gray version is the frame, from an ab (H,W,2) already at full resolution."""
+        return core.compose_luma(gray, np.ascontiguousarray(ab_full, dtype=np.float32), threads=self.threads)
 
 
 @dataclasses.dataclass

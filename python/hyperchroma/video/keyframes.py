@@ -10,17 +10,19 @@ that returns); one that is never placed is reported and still colors the table i
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from .. import images
 
 THUMB = (48, 36)  # (w, h) of the matching images
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    """uint8 gray (ITU-R 601 luma, what PIL's convert("L") and most players give) of an RGB uint8 image."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    """uint8 gray (ITU-R 601 luma, exactly PIL's convert("L")) of an RGB uint8 image."""
+    return images.luma(np.ascontiguousarray(rgb))
 
 
 def signature(gray_small: np.ndarray) -> np.ndarray:

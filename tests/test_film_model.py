@@ -1,0 +1,78 @@
+"""Film through the model: keyframes kept in the model file, colorize_frames / colorize_video, the CLI on a video."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+av = pytest.importorskip("av")
+
+import hyperchroma as hc  # noqa: E402
+from hyperchroma.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory, frames):
+    """A 30-frame 192x144 MPEG-4 AVI of three shipped keyframes (10 frames each) with an MP3 audio track."""
+    tmp = tmp_path_factory.mktemp("film")
+    keys = [np.asarray(Image.open(p).convert("RGB"))[:288:2, :384:2].copy() for p in frames[0][:3]]
+    out = av.open(str(tmp / "film.avi"), "w")
+    vs = out.add_stream("mpeg4", rate=10)
+    vs.width, vs.height, vs.pix_fmt = 192, 144, "yuv420p"
+    a = out.add_stream("mp3", rate=22050)
+    for i in range(30):
+        for pk in vs.encode(av.VideoFrame.from_ndarray(keys[i // 10], format="rgb24")):
+            out.mux(pk)
+    for pk in vs.encode():
+        out.mux(pk)
+    for i in range(20):
+        fr = av.AudioFrame.from_ndarray((np.sin(np.arange(1152) / 9) * 3000).astype(np.int16)[None], format="s16",
+                                        layout="mono")
+        fr.sample_rate, fr.pts = 22050, i * 1152
+        for pk in a.encode(fr):
+            out.mux(pk)
+    for pk in a.encode():
+        out.mux(pk)
+    out.close()
+    return tmp, keys
+
+
+def test_keyframes_travel_in_the_model_file(film, tmp_path):
+    _, keys = film
+    m = hc.fit(keys)
+    assert len(m.keyframes) == 3 and all(np.array_equal(a, b) for a, b in zip(m.keyframes, keys))
+    m.save(tmp_path / "m.hyc")
+    loaded = hc.load(tmp_path / "m.hyc")
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.keyframes, keys))
+    assert len(m.with_settings(median_size=5).keyframes) == 3
+
+
+def test_frames_stream_in_order_and_keep_their_tones(film):
+    _, keys = film
+    m = hc.fit(keys)
+    grays = [np.asarray(Image.fromarray(k).convert("L")) for k in keys for _ in range(4)]
+    stats = {}
+    out = list(m.colorize_frames(iter(grays), stats=stats))
+    assert len(out) == len(grays) and all(o.shape == (144, 192, 3) and o.dtype == np.uint8 for o in out)
+    for o, g in zip(out, grays):
+        back = np.asarray(Image.fromarray(o).convert("L")).astype(int) - g
+        assert np.abs(back).max() <= 1 and np.mean(back == 0) >= 0.999
+    # a keyframe's own frames take the keyframe's colors
+    ab_out = hc.core.rgb_to_lab(out[0])[1]
+    ab_key = hc.core.rgb_to_lab(keys[0])[1]
+    assert np.abs(ab_out - ab_key).mean() < 3.0
+
+
+def test_cli_colorizes_a_video_with_its_audio(film, tmp_path, capsys):
+    tmp, keys = film
+    hc.fit(keys).save(tmp_path / "m.hyc")
+    assert main(["colorize", str(tmp / "film.avi"), "-m", str(tmp_path / "m.hyc"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    with av.open(str(tmp_path / "out" / "film.mp4")) as c:
+        assert sorted(s.type for s in c.streams) == ["audio", "video"]
+        assert sum(1 for _ in c.decode(video=0)) == 30
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video at all")
+    assert main(["colorize", str(bad), "-m", str(tmp_path / "m.hyc"), "-o", str(tmp_path / "out2"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.avi" in err[0]
+    assert not list((tmp_path / "out2").iterdir())

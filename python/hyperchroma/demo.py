@@ -26,7 +26,7 @@ def run_demo(out_dir: str = "hyperchroma-demo", progress: bool = True, echo=prin
     model = fit(train, progress=progress)
     echo(f"fitted in {time.perf_counter() - t:.2f} s: {model}")
     model.save(os.path.join(out_dir, "model.hyc"))
-    echo(f"colorizing the luminance of {len(test)} held-back frames and comparing with their true colors")
+    echo(f"colorizing the gray version of {len(test)} held-back frames and comparing with their true colors")
     report = model.evaluate(test, progress=progress)
     echo(format_report(report))
     sheet = os.path.join(out_dir, "comparison.png")

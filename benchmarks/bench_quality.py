@@ -19,7 +19,8 @@ import hyperchroma as hc  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--protocols", default="film-vtest,film-tree,photos")
+    ap.add_argument("--protocols", default="film-vtest,film-tree,photos",
+                    help="names from protocols.py; 'cross' for the six cross-set runs (fit on one set, test another)")
     ap.add_argument("--policies", default="mean")
     ap.add_argument("--levels", default="3")
     ap.add_argument("--classifier", default=None)
@@ -48,7 +49,11 @@ def main():
     if args.no_one_step:
         extra["one_step"] = False
     rows = []
-    for proto in args.protocols.split(","):
+    from protocols import CROSS
+
+    names = [n for p in args.protocols.split(",") for n in (CROSS if p == "cross" else [p])]
+    worst = []
+    for proto in names:
         train, test = PROTOCOLS[proto]()
         for policy in args.policies.split(","):
             for levels in map(int, args.levels.split(",")):
@@ -67,15 +72,19 @@ def main():
                 for label, variant in variants:
                     r = variant.evaluate(test)
                     m = r["mean"]
+                    worst.append((proto, min(i["psnr"] - i["psnr_gray"] for i in r["images"])))
+                    conf = "-" if m.get("confidence") is None else f"{m['confidence']:.2f}"
                     rows.append([proto + (f" guided {label}" if label else ""), policy, levels,
                                  f"{m['psnr']:.2f} ({m['psnr_gray']:.2f})",
                                  f"{m['auc']:.4f} ({m['auc_gray']:.4f})",
                                  f"{m['colorfulness']:.1f} ({m['colorfulness_true']:.1f})",
-                                 f"{r['passed']}/{len(r['images'])}", len(model.table), f"{t_fit:.1f}"])
+                                 f"{r['passed']}/{len(r['images'])}", conf,
+                                 f"{min(i['psnr'] - i['psnr_gray'] for i in r['images']):+.2f}",
+                                 len(model.table), f"{t_fit:.1f}"])
                     print(rows[-1], flush=True)
     print(f"\nclassifier {clf.identity[:12]}, size {args.size}, {extra or 'default settings'}")
     print_table(["protocol", "policy", "levels", "PSNR dB (gray)", "AuC (gray)", "colorfulness (truth)",
-                 "pass", "keys", "fit s"], rows)
+                 "pass", "confidence", "worst image vs gray dB", "keys", "fit s"], rows)
 
 
 if __name__ == "__main__":

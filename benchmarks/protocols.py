@@ -33,5 +33,15 @@ def photos():
     return [f for f in fs if f not in test], sorted(test)
 
 
+def cross(fit_on, test_on):
+    """Unrelated images: fit on one protocol's training images, colorize another protocol's test images."""
+    return lambda: (PROTOCOLS[fit_on]()[0], PROTOCOLS[test_on]()[1])
+
+
 PROTOCOLS = {"film-vtest": lambda: keyframes("film-vtest"), "film-tree": lambda: keyframes("film-tree"),
              "photos": photos}
+#: The cross-set runs of the "unrelated images" bar: photos -> films, one film -> the other, films -> photos.
+CROSS = {f"{a}>{b}": cross(a, b) for a, b in [("photos", "film-vtest"), ("photos", "film-tree"),
+                                              ("film-vtest", "film-tree"), ("film-tree", "film-vtest"),
+                                              ("film-vtest", "photos"), ("film-tree", "photos")]}
+PROTOCOLS.update(CROSS)

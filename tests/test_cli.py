@@ -150,3 +150,16 @@ def test_out_of_memory_is_one_line_and_the_batch_goes_on(model_path, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "out of memory" in err[0] and "big.png" in err[0]
     assert sorted(q.name for q in out.iterdir()) == ["ok.png"]
+
+
+def test_colorize_details_writes_a_confidence_map(model_path, tmp_path, capsys):
+    _, test = demo_frames()
+    out = tmp_path / "out"
+    assert main(["colorize", str(test[0]), "-m", str(model_path), "-o", str(out), "--details"]) == 0
+    conf = np.asarray(Image.open(out / (test[0].stem + ".confidence.png")))
+    with Image.open(out / (test[0].stem + ".png")) as im:
+        assert conf.dtype == np.uint8 and conf.ndim == 2 and im.size[0] >= conf.shape[1]
+    said = capsys.readouterr().out
+    assert "confidence 0." in said or "confidence 1." in said
+    assert main(["evaluate", str(test[0]), "-m", str(model_path), "-q"]) == 0
+    assert "conf." in capsys.readouterr().out

@@ -58,7 +58,10 @@ def test_phases_run_separately_equal_fit(frames):
         table = F.fill_table([im], clf, q, s, table=table)
     assert not table.finalized
     table.finalize()
-    m = hc.Model(clf, q, table, s)
+    cal = F.learn_calibration(train, clf, q, s, hc.ColorizeSettings())
+    np.testing.assert_array_equal(cal.m, ref.calibration.m)
+    np.testing.assert_array_equal(cal.s, ref.calibration.s)
+    m = hc.Model(clf, q, table, s, calibration=cal)
     e, r = m.color_table.entries(), ref.color_table.entries()
     for k in ("keys", "ab", "counts", "conflicting"):
         np.testing.assert_array_equal(e[k], r[k])

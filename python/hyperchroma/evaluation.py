@@ -54,7 +54,8 @@ def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
     t = model.threads
     ab_true = core.rgb_to_lab(truth, threads=t)[1]
     y = luma(truth)
-    pred = model._colorize_loaded(y, model.colorize_settings, t).rgb
+    result = model._colorize_loaded(y, model.colorize_settings, t)
+    pred = result.rgb
     gray = np.repeat(y[..., None], 3, axis=2)
     ab_pred = core.rgb_to_lab(pred, threads=t)[1]
     ab_gray = core.rgb_to_lab(gray, threads=t)[1]
@@ -66,6 +67,7 @@ def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
         "auc_gray": metrics.auc(ab_gray, ab_true),
         "colorfulness": metrics.colorfulness(pred),
         "colorfulness_true": metrics.colorfulness(truth),
+        "confidence": result.image_confidence,
     }
     r["passed"] = bool(r["auc"] > r["auc_gray"])
     return r
@@ -74,7 +76,9 @@ def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
 def summarize(rows: List[Dict[str, Any]], pass_share: float = 0.5) -> Dict[str, Any]:
     """The report of per-image rows: means, pass counts and the verdict."""
     check_share(pass_share)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in MEAN_KEYS}
+    mean: Dict[str, Any] = {k: float(np.mean([r[k] for r in rows])) for k in MEAN_KEYS}
+    confs = [r["confidence"] for r in rows if r.get("confidence") is not None]
+    mean["confidence"] = float(np.mean(confs)) if confs else None
     passed = sum(r["passed"] for r in rows)
     rate = passed / len(rows)
     fit_ok = rate >= pass_share

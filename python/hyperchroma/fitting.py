@@ -4,9 +4,10 @@
    (the samples of several runs concatenate);
 2. :func:`learn_quantizer`: thresholds (equal-fill levels per channel) and the projection, from the samples;
 3. :func:`fill_table`: every training pixel's key -> its color into an open :class:`ColorTable`;
-4. ``table.finalize()``: settle the conflict policy, free the fitting-only data, build the sorted index.
+4. ``table.finalize()``: settle the conflict policy, free the fitting-only data, build the sorted index;
+5. :func:`learn_calibration`: how far the model's colors can be trusted (:mod:`hyperchroma.calibration`).
 
-:func:`fit` runs the four in order and returns a :class:`hyperchroma.Model`.
+:func:`hyperchroma.fit` runs them in order and returns a :class:`hyperchroma.Model`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ import numpy as np
 from . import core
 from .classifier import Classifier
 from .images import ImageError, ImageLike, expand_inputs, load_image, model_gray, model_shape, resize_rgb
+from .calibration import MAX_IMAGES as MAX_CALIBRATION_IMAGES
+from .calibration import Calibration, calibrate
+from .lookup import lookup
+from .pipeline import smooth
 from .quantizer import Quantizer
-from .settings import FitSettings
+from .settings import ColorizeSettings, FitSettings
 from .table import ColorTable
 
 ClassifierArg = Union[None, str, "os.PathLike[str]", Classifier]
@@ -132,10 +137,45 @@ def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Q
     return table
 
 
+def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer,
+                      settings: FitSettings, colorize_settings: ColorizeSettings,
+                      cache: Optional[Dict[int, Cache]] = None, threads: int = 1) -> Optional[Calibration]:
+    """Phase 5: the confidence calibration, k-fold over (up to :data:`calibration.MAX_IMAGES`, evenly
+    spread) training images; None when ``settings.calibration_folds`` is 0 or there is one image."""
+    n = len(images)
+    if settings.calibration_folds < 2 or n < 2:
+        return None
+    pick = np.unique(np.linspace(0, n - 1, min(n, MAX_CALIBRATION_IMAGES)).round().astype(int))
+    data = []
+    for i in pick:
+        t, maps = cache[i] if cache and i in cache else (training_image(images[i], settings.size, _name(images[i], i)),
+                                                         None)
+        if maps is None:
+            maps = classifier.run(t.gray, threads=threads)
+        data.append((t, quantizer.keys(maps, t.shape, threads)))
+
+    def make_colorizer(train: List[int]) -> Any:
+        table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)
+        for j in train:
+            table.insert(data[j][1], data[j][0].ab)
+        table.finalize()
+
+        def colorize(i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            t, keys = data[i]
+            found = lookup(table, keys, t.shape, colorize_settings, threads)
+            ab = smooth(found.ab.reshape(t.shape[0], t.shape[1], 2), t.gray, colorize_settings, threads)
+            return ab, found.status, found.distance
+
+        return colorize
+
+    return calibrate([t.ab for t, _ in data], make_colorizer, settings.calibration_folds)
+
+
 def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings, threads: int = 1,
-              progress: bool = False) -> Tuple[Quantizer, ColorTable, List[np.ndarray]]:
-    """Phases 1-4 on one machine: the quantizer, the finalized table and the keyframes kept (the decoded
-    color images, up to :data:`KEYFRAME_BYTES`)."""
+              progress: bool = False, colorize_settings: Optional[ColorizeSettings] = None
+              ) -> Tuple[Quantizer, ColorTable, List[np.ndarray], Optional[Calibration]]:
+    """Phases 1-5 on one machine: the quantizer, the finalized table, the keyframes kept (the decoded
+    color images, up to :data:`KEYFRAME_BYTES`) and the confidence calibration."""
     images = expand_inputs(images)
     if not images:
         raise ValueError("fit needs at least one color training image")
@@ -144,4 +184,6 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
                        progress=progress)
     table.finalize()
-    return quantizer, table, sample.keyframes
+    calibration = learn_calibration(images, classifier, quantizer, settings, colorize_settings or ColorizeSettings(),
+                                    cache=sample.cache, threads=threads)
+    return quantizer, table, sample.keyframes, calibration

@@ -19,6 +19,7 @@ from . import core, pipeline
 from .classifier import Classifier
 from .fitting import ClassifierArg, as_classifier, fit_parts
 from .images import ImageError, ImageLike, expand_inputs, load_image, resize_rgb
+from .calibration import Calibration
 from .lookup import Status
 from .pipeline import Colorization
 from .quantizer import Quantizer
@@ -53,7 +54,8 @@ class Model:
 
     def __init__(self, classifier: Classifier, quantizer: Quantizer, table: ColorTable,
                  fit_settings: FitSettings, colorize_settings: Optional[ColorizeSettings] = None,
-                 threads: Optional[int] = None, keyframes: Sequence[np.ndarray] = ()):
+                 threads: Optional[int] = None, keyframes: Sequence[np.ndarray] = (),
+                 calibration: Optional[Calibration] = None):
         if quantizer.channels != classifier.channels:
             raise ValueError(f"the quantizer has {quantizer.channels} channels, the classifier's taps "
                              f"{classifier.channels}")
@@ -69,6 +71,7 @@ class Model:
         self.colorize_settings = (colorize_settings or ColorizeSettings()).checked()
         self.threads = _check_threads(threads)
         self.keyframes: List[np.ndarray] = [np.ascontiguousarray(k) for k in keyframes]
+        self.calibration = calibration
 
     # ------------------------------------------------------------------------------------------ parts
     @property
@@ -98,7 +101,7 @@ class Model:
         classifier, quantizer and table are shared, not copied."""
         return Model(self.classifier, self.quantizer, self.color_table, self.fit_settings,
                      self.colorize_settings.replace(**overrides), self.threads if threads is None else threads,
-                     self.keyframes)
+                     self.keyframes, self.calibration)
 
     def _settings(self, overrides: Dict[str, Any]) -> ColorizeSettings:
         return self.colorize_settings.replace(**overrides) if overrides else self.colorize_settings
@@ -123,7 +126,8 @@ class Model:
 
     def _colorize_loaded(self, img: np.ndarray, settings: ColorizeSettings, threads: int) -> Colorization:
         prepared = pipeline.prepare(img, self.fit_settings.size)
-        return pipeline.colorize(self.classifier, self.quantizer, self.color_table, prepared, settings, threads)
+        return pipeline.colorize(self.classifier, self.quantizer, self.color_table, prepared, settings, threads,
+                                 self.calibration)
 
     def colorize_batch(self, images: Sequence[ImageLike], workers: Optional[int] = None, *, details: bool = False,
                        **overrides: Any) -> List[Any]:
@@ -159,10 +163,14 @@ class Model:
         t = self.threads
         ab_own = core.rgb_to_lab(img, threads=t)[1]
         prepared = pipeline.prepare(img, self.fit_settings.size)
+        settings = self._settings(overrides)
         ab_model, found = pipeline.model_colors(self.classifier, self.quantizer, self.color_table, prepared,
-                                                self._settings(overrides), t)
+                                                settings, t)
         own_small = core.rgb_to_lab(resize_rgb(img, prepared.shape))[1]
         known = (found.status != Status.GRAY).reshape(prepared.shape)[..., None]
+        conf, _ = pipeline.confidence(self.calibration, found, prepared.shape, settings)
+        if conf is not None and settings.use_confidence:
+            strength = strength * conf  # low confidence leaves the image's own colors
         delta = (np.where(known, ab_model, own_small) - own_small) * np.float32(strength)
         H, W = img.shape[:2]
         delta_full = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(delta, -1, 0)), H, W, threads=t)
@@ -225,8 +233,9 @@ def fit(images: Union[ImageLike, Sequence[ImageLike]], classifier: ClassifierArg
     fit_settings, colorize_settings = split(dict(settings, size=size, levels=levels, policy=policy))
     budget = _check_threads(threads)
     clf = as_classifier(classifier)
-    quantizer, table, keyframes = fit_parts(expand_inputs(images), clf, fit_settings, budget, progress)
-    return Model(clf, quantizer, table, fit_settings, colorize_settings, budget, keyframes)
+    quantizer, table, keyframes, calibration = fit_parts(expand_inputs(images), clf, fit_settings, budget, progress,
+                                                         colorize_settings)
+    return Model(clf, quantizer, table, fit_settings, colorize_settings, budget, keyframes, calibration)
 
 
 def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] = None,

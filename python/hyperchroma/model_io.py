@@ -17,6 +17,7 @@ from . import model_file
 from ._version import __version__
 from .classifier import Classifier
 from .model_file import ModelFileError
+from .calibration import Calibration
 from .quantizer import Quantizer
 from .settings import COLORIZE_FIELDS, ColorizeSettings, FitSettings
 from .table import ColorTable
@@ -48,6 +49,9 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
     }
     for i, k in enumerate(model.keyframes):
         arrays[f"keyframe_{i}"] = k
+    if model.calibration is not None:
+        arrays["calibration_m"] = model.calibration.m
+        arrays["calibration_s"] = model.calibration.s
     model_file.save(path, meta, arrays)
 
 
@@ -124,6 +128,9 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
             if k.dtype != np.uint8 or k.ndim != 3 or k.shape[2] != 3 or k.shape[0] < 1 or k.shape[1] < 1:
                 raise ValueError(f"keyframe {i} is not an (H, W, 3) uint8 image")
             keyframes.append(np.array(k))
-        return Model(clf, quantizer, table, fit_settings, colorize_settings, threads, keyframes)
+        calibration = None
+        if "calibration_m" in arrays or "calibration_s" in arrays:
+            calibration = Calibration(arrays["calibration_m"], arrays["calibration_s"])
+        return Model(clf, quantizer, table, fit_settings, colorize_settings, threads, keyframes, calibration)
     except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
         raise refuse(f"inconsistent contents: {type(e).__name__}: {str(e)[:300]}") from None

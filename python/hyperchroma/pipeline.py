@@ -19,7 +19,8 @@ import numpy as np
 from . import core
 from .classifier import Classifier
 from .images import luma, model_gray, model_shape
-from .lookup import Lookup, lookup
+from .calibration import Calibration, descriptor
+from .lookup import Lookup, Status, lookup
 from .quantizer import Quantizer
 from .settings import ColorizeSettings
 from .table import ColorTable
@@ -35,8 +36,9 @@ class Colorization:
     - ``distance``: (h, w) float32, the L2 distance in levels to the key(s) whose color was used (0 exact,
       inf gray);
     - ``ab``: (h, w, 2) float32, the smoothed model-size Lab ab that was composed into ``rgb``;
-    - ``confidence`` (h, w) and ``image_confidence`` in [0, 1]: how far the colors can be trusted, when the
-      model estimates it (``None`` otherwise).
+    - ``confidence`` (h, w) and ``image_confidence`` in [0, 1]: how far the colors can be trusted
+      (:mod:`hyperchroma.calibration`; ``None`` for a model fit without calibration). The chroma of ``rgb``
+      and ``ab`` is already scaled by ``image_confidence`` (unless ``use_confidence=False``).
     """
 
     rgb: np.ndarray
@@ -99,10 +101,26 @@ def model_colors(classifier: Classifier, quantizer: Quantizer, table: ColorTable
     return smooth(found.ab.reshape(h, w, 2), prepared.gray, settings, threads), found
 
 
+def confidence(calibration: Optional[Calibration], found: Lookup, shape: Tuple[int, int],
+               settings: ColorizeSettings) -> Tuple[Optional[float], Optional[np.ndarray]]:
+    """The image's confidence (None for an uncalibrated model) and the per-pixel confidence map (h, w): the
+    image's where a pixel got a color, 0 where it stayed gray. Below ``min_confidence`` both are 0."""
+    if calibration is None:
+        return None, None
+    c = calibration.confidence(descriptor(found.status, found.distance))
+    if c < settings.min_confidence:
+        c = 0.0
+    colored = (found.status != Status.GRAY).reshape(shape)
+    return c, np.where(colored, np.float32(c), np.float32(0))
+
+
 def colorize(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
-             settings: ColorizeSettings, threads: int = 1) -> Colorization:
-    """All stages for one prepared image."""
+             settings: ColorizeSettings, threads: int = 1, calibration: Optional[Calibration] = None) -> Colorization:
+    """All stages for one prepared image; a calibrated model scales the chroma by its confidence."""
     ab, found = model_colors(classifier, quantizer, table, prepared, settings, threads)
     h, w = prepared.shape
+    image_conf, pixel_conf = confidence(calibration, found, prepared.shape, settings)
+    if image_conf is not None and settings.use_confidence and image_conf < 1.0:
+        ab = ab * np.float32(image_conf)
     return Colorization(compose(prepared.luma, ab, threads), found.status.reshape(h, w),
-                        found.distance.reshape(h, w), ab)
+                        found.distance.reshape(h, w), ab, pixel_conf, image_conf)

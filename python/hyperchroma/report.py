@@ -13,12 +13,15 @@ from ._fs import atomic_write
 
 def format_report(report: Dict[str, Any]) -> str:
     """The evaluation as a plain-text table: each image, the means, and the verdict."""
-    head = f"{'image':<32} {'PSNR':>7} {'gray':>7} {'AuC':>7} {'gray':>7} {'color.':>7} {'truth':>7}  result"
+    head = (f"{'image':<32} {'PSNR':>7} {'gray':>7} {'AuC':>7} {'gray':>7} {'color.':>7} {'truth':>7} "
+            f"{'conf.':>5}  result")
     lines = [head, "-" * len(head)]
 
     def row(name, r, result):
+        conf = r.get("confidence")
         return (f"{name[-32:]:<32} {r['psnr']:7.2f} {r['psnr_gray']:7.2f} {r['auc']:7.4f} {r['auc_gray']:7.4f} "
-                f"{r['colorfulness']:7.1f} {r['colorfulness_true']:7.1f}  {result}")
+                f"{r['colorfulness']:7.1f} {r['colorfulness_true']:7.1f} {'' if conf is None else f'{conf:5.2f}':>5}"
+                f"  {result}")
 
     for r in report["images"]:
         lines.append(row(os.path.basename(r["name"]), r, "pass" if r["passed"] else "FAIL"))

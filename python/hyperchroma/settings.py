@@ -50,10 +50,24 @@ def _real(name: str, v: Any, *, positive: bool, finite: bool) -> float:
     return v
 
 
+def _unit(name: str, v: Any) -> float:
+    x = _real(name, v, positive=False, finite=True)
+    if x > 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+    return x
+
+
 def _flag(name: str, v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {v!r}")
     return bool(v)
+
+
+def _calibration_folds(v: Any) -> int:
+    k = _integer("calibration_folds", v, 0, 64)
+    if k == 1:
+        raise ValueError("calibration_folds must be 0 (off) or an integer in 2..64, got 1")
+    return k
 
 
 S = TypeVar("S", "FitSettings", "ColorizeSettings")
@@ -79,6 +93,7 @@ class FitSettings:
     vote_bin: Optional[float] = None  #: ab bin width of the "vote" policy (None: the tolerance)
     samples_per_image: int = 4096  #: hypercolumns sampled per training image to learn the quantizer
     seed: int = 0  #: seed of that sampling
+    calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
 
     def checked(self) -> "FitSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -90,7 +105,8 @@ class FitSettings:
             policy=str(self.policy), tolerance=_real("tolerance", self.tolerance, positive=True, finite=True),
             vote_bin=vote_bin,
             samples_per_image=_integer("samples_per_image", self.samples_per_image, 1, MAX_SAMPLES_PER_IMAGE),
-            seed=_integer("seed", self.seed, 0, 2**63 - 1))
+            seed=_integer("seed", self.seed, 0, 2**63 - 1),
+            calibration_folds=_calibration_folds(self.calibration_folds))
 
     @property
     def bin_width(self) -> float:
@@ -113,6 +129,8 @@ class ColorizeSettings:
     one_step: bool = True  #: first probe the table for the keys one quantization step away (distance 1)
     guided_radius: int = 1  #: edge-aware smoothing of ab guided by the gray image after the median (0 = off)
     guided_eps: float = 1e-4  #: the guided filter's regularization, in (gray in [0, 1]) squared
+    use_confidence: bool = True  #: scale an image's chroma by the model's confidence in it (calibrated models)
+    min_confidence: float = 0.0  #: below this image confidence the image comes back gray
 
     def checked(self) -> "ColorizeSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -125,7 +143,9 @@ class ColorizeSettings:
             seed_radius=_integer("seed_radius", self.seed_radius, 0, MAX_SEED_RADIUS),
             one_step=_flag("one_step", self.one_step),
             guided_radius=_integer("guided_radius", self.guided_radius, 0, MAX_GUIDED_RADIUS),
-            guided_eps=_real("guided_eps", self.guided_eps, positive=True, finite=True))
+            guided_eps=_real("guided_eps", self.guided_eps, positive=True, finite=True),
+            use_confidence=_flag("use_confidence", self.use_confidence),
+            min_confidence=_unit("min_confidence", self.min_confidence))
 
     def replace(self, **overrides: Any) -> "ColorizeSettings":
         return _replace(self, overrides)

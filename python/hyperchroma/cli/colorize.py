@@ -23,6 +23,8 @@ def add_parser(sub: Any) -> None:
                    help="color correction: recolor color images from the model, keeping their luminance")
     p.add_argument("--strength", type=float, default=None, help="with --recolor: 0 keeps the image's colors, "
                                                                 "1 takes the model's (default 1)")
+    p.add_argument("--details", action="store_true",
+                   help="images: also write STEM.confidence.png, the model's per-pixel confidence (white = sure)")
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
     p.add_argument("--crf", type=int, default=18, help="videos: the encoder's quality, lower is better (default 18)")
     p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
@@ -39,7 +41,10 @@ def run(args) -> int:
     from PIL import Image
     from tqdm import tqdm
 
+    import numpy as np
+
     from ..images import ImageError, image_paths
+    from ..lookup import Status
     from ..model import load
     from ..report import save_png_atomic
 
@@ -81,7 +86,14 @@ def run(args) -> int:
     video_failed = failed
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:
-            rgb = model.recolor(p, 1.0 if args.strength is None else args.strength) if args.recolor else model.colorize(p)
+            detail = None
+            if args.recolor:
+                rgb = model.recolor(p, 1.0 if args.strength is None else args.strength)
+            elif args.details:
+                detail = model.colorize(p, details=True)
+                rgb = detail.rgb
+            else:
+                rgb = model.colorize(p)
         except ImageError as e:
             failed += 1
             print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
@@ -92,6 +104,12 @@ def run(args) -> int:
                   "limit); skipped", file=sys.stderr)
             continue
         save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
+        if detail is not None:
+            conf = detail.confidence if detail.confidence is not None else (detail.status != Status.GRAY)
+            plane = np.clip(np.rint(np.asarray(conf, np.float32) * 255), 0, 255).astype(np.uint8)
+            save_png_atomic(Image.fromarray(plane), os.path.join(args.output, p.stem + ".confidence.png"))
+            say(args, f"{p.name}: confidence "
+                      f"{'n/a (uncalibrated model)' if detail.image_confidence is None else f'{detail.image_confidence:.2f}'}")
     if paths:
         say(args, f"wrote {len(paths) - (failed - video_failed)} of {len(paths)} images to {args.output}")
     return 1 if failed else 0

@@ -128,6 +128,8 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
                    std::size_t C_runtime, std::size_t r, double eps, int threads) {
     const std::size_t C = CC ? CC : C_runtime;
     const std::size_t band = band_rows(r), bands = (H + band - 1) / band;
+    // A thread is worth starting for about 64k pixels or more (each pass starts its own).
+    const std::size_t min_bands = std::max<std::size_t>(1, (std::size_t{1} << 16) / (band * W));
     std::vector<double> inv_cols(W);
     for (std::size_t x = 0; x < W; ++x)
         inv_cols[x] = 1.0 / static_cast<double>(std::min(W, x + r + 1) - (x >= r ? x - r : 0));
@@ -135,7 +137,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
     // Pass 1: a and b per pixel, interleaved: ab[(y * W + x) * 2C + k], k < C is a_k, k >= C is b_(k-C).
     std::unique_ptr<double[]> ab(new double[H * W * 2 * C]);  // every element is written by pass 1
     const std::size_t K1 = 2 + 2 * C;  // I, I*I, p_c..., I*p_c...
-    parallel_for(bands, threads, 1, [&](std::size_t b0, std::size_t b1) {
+    parallel_for(bands, threads, min_bands, [&](std::size_t b0, std::size_t b1) {
         auto row = [&](std::size_t y, double* v) -> const double* {
             const float* g = guide + y * W;
             const float* p = src + y * W * C;
@@ -171,7 +173,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
 
     // Pass 2: q = mean(a) * I + mean(b).
     const std::size_t K2 = 2 * C;
-    parallel_for(bands, threads, 1, [&](std::size_t b0, std::size_t b1) {
+    parallel_for(bands, threads, min_bands, [&](std::size_t b0, std::size_t b1) {
         auto row = [&](std::size_t y, double*) -> const double* { return ab.get() + y * W * K2; };
         auto out = [&](std::size_t y, const double* m) {
             const float* g = guide + y * W;

@@ -109,7 +109,8 @@ def test_non_contiguous_and_cast_inputs(rng):
 
 
 def test_threads_give_identical_results(rng):
-    guide, src = inputs(rng, 301, 77)
+    # tall enough that 2 and 3 threads really run (a thread is started per ~64k pixels)
+    guide, src = inputs(rng, 1501, 101)
     want = core.guided_filter(guide, src, 5, 40.0)
     for threads in (2, 3, 0):
         np.testing.assert_array_equal(core.guided_filter(guide, src, 5, 40.0, threads=threads), want)

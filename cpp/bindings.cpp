@@ -915,6 +915,7 @@ void bind_guided(py::module_& m) {
         "Guided filter (He et al., box-filter form): edge-aware smoothing of src steered by guide.\n\n"
         "guide: (h,w) gray image; src: (h,w,C) (e.g. ab, C = 2) or (h,w), same h and w. Both are read as float32\n"
         "(float64 and integer arrays are cast; complex, bool and other dtypes raise TypeError). Any strides.\n"
+        "Values must be finite (NaN or inf raise ValueError).\n"
         "radius: window (2*radius+1)^2, >= 0; 0 returns a copy of src; larger than the image is fine.\n"
         "eps: regularization > 0 in guide units squared (guide in 0..255 -> e.g. 10**2 .. 30**2).\n"
         "Box means are normalized by the number of pixels of the window inside the image (the paper's N),\n"

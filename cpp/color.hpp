@@ -308,7 +308,8 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
     float L = solve_lightness(yf, a, b, t.lightness[y], lin);
     const float excess = gamut_excess(lin);
     if (excess > 0.0f) {
-        // A luma change of 0.49 levels moves a linear channel by at most ~0.005: try the band only when close.
+        // Moving the luma by 0.49 levels moves the linear channels by about 0.0045 at most (at white): try the
+        // band only when that close.
         bool fits = false;
         if (excess < 0.01f) {
             float lin2[3];
@@ -393,18 +394,16 @@ inline void finish_pixel(int y, float* target, std::uint8_t* rgb) {
     }
     for (int c = 0; c < 3; ++c) rgb[c] = static_cast<std::uint8_t>(q[c]);
 }
-}  // namespace color
 
-namespace color {
-// compose_luma's common case for kBlock pixels at once, as loops over independent lanes (GCC 12 does not
-// vectorize them: the clamps and table lookups keep branches; the gain, about 1.5x over the per-pixel solver,
-// is from overlapping the lanes' long dependency chains): two Newton steps for the lightness from L(y), then
-// a check. Lanes that converged inside the gamut get
-// their target color (8-bit units) and ok = 1; the others (outside the gamut, not converged, zero or
-// non-finite ab, y = 0 or 255) ok = 0, for compose_luma_pixel. Every lane is computed on its own.
+// compose_luma's common case, kBlock pixels at once: two Newton steps for the lightness from L(y), then a check.
+// Lanes that converged inside the gamut get their target color (8-bit units) and ok = 1; the others (outside the
+// gamut, not converged, zero or non-finite ab, y = 0 or 255) get ok = 0 and go to compose_luma_pixel. Every
+// lane is computed on its own. Written as loops over lanes: GCC 12 does not vectorize them (the clamps and
+// table lookups keep branches), but overlapping the lanes' long dependency chains makes it ~1.5x faster than
+// the per-pixel solver.
 constexpr int kBlock = 64;
-inline void compose_block(const Tables& t, const std::uint8_t* gray, const float* a,
-                                             const float* b, float* target, std::uint8_t* ok) {
+inline void compose_block(const Tables& t, const std::uint8_t* gray, const float* a, const float* b, float* target,
+                          std::uint8_t* ok) {
     const auto& enc = encode_curve();
     constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
     constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);

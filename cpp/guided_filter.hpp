@@ -13,10 +13,12 @@
 // the row leaving) and prefix sums along each row. Accumulation is in double (no catastrophic cancellation in
 // var_I = E[I^2] - E[I]^2 for 8-bit-range guides). Rows are cut into bands of a height that depends only on r,
 // each band restarting its column sums, and bands are run by parallel_for, so the result does not depend on
-// the thread count. Memory: 2*C doubles per pixel for a and b, plus O((W + 2r) * C) per band.
+// the thread count. Memory: 2*C doubles per pixel for a and b, plus 5 * (2 + 2C) * W doubles per running band.
+// Inputs must be finite (checked: a NaN or inf would stay in the running sums for the rest of its band).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -197,6 +199,14 @@ inline void guided_filter(const float* guide, const float* src, float* dst, std:
     if (!(eps > 0.0) || !(eps < 1e300))
         throw std::invalid_argument("guided_filter: eps must be a finite number > 0, got " + std::to_string(eps));
     if (H == 0 || W == 0 || C == 0) return;
+    for (std::size_t i = 0; i < H * W; ++i)
+        if (!std::isfinite(guide[i]))
+            throw std::invalid_argument("guided_filter: guide has a non-finite value (NaN or inf) at pixel " +
+                                        std::to_string(i) + "; replace them first (e.g. np.nan_to_num)");
+    for (std::size_t i = 0; i < H * W * C; ++i)
+        if (!std::isfinite(src[i]))
+            throw std::invalid_argument("guided_filter: src has a non-finite value (NaN or inf) at element " +
+                                        std::to_string(i) + "; replace them first (e.g. np.nan_to_num)");
     if (radius == 0) {  // 1x1 windows: var_I = 0, cov_Ip = 0, so a = 0 and b = p
         std::copy(src, src + H * W * C, dst);
         return;

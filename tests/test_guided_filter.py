@@ -138,6 +138,14 @@ def test_bad_arguments():
             core.guided_filter(g, s, 1, eps)
     with pytest.raises(ValueError, match="threads"):
         core.guided_filter(g, s, 1, 1.0, threads=-1)
+    bad = s.copy()
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="src has a non-finite value"):
+        core.guided_filter(g, bad, 2, 1.0)
+    bad = g.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="guide has a non-finite value"):
+        core.guided_filter(bad, s, 0, 1.0)
 
 
 @pytest.mark.parametrize("scale,eps", [(1 / 255, 1e-4), (1 / 255, 1e-2), (1.0, 1e-3)])

@@ -1,6 +1,8 @@
 """Guided filter and luma-exact composition: speed against the peers a user would pick, and the quality bound.
 
     PYTHONPATH=python python benchmarks/bench_guided.py [--repeats 15] [--frames 80] [--skip-speed] [--skip-quality]
+        [--pipeline [--pipeline-frames 24] [--pipeline-protocol film-vtest|film-tree|photos]]
+    (benchmarks/protocols.py finds the data through HYPERCHROMA_DATA, e.g. HYPERCHROMA_DATA=/work/shared/data)
 
 Speed (same process, runs interleaved so every peer sees the same machine load; median ms):
 - ours: hyperchroma.core.guided_filter(guide (h,w) float32, ab (h,w,2) float32, r, eps, threads).
@@ -15,6 +17,9 @@ Quality (--frames, from /work/shared/data/film-vtest): truth rgb, gray = Image.c
 PSNR against the truth of compose_luma(gray, ab) and of lab_to_rgb(gray_to_lightness(gray), ab) (today's
 composition), and how often each one's convert("L") equals gray: the upper bound of what the luma-exact
 composition gains when the colors are right.
+
+Pipeline (--pipeline): the colorizer fit on a protocol's training images (benchmarks/protocols.py), on its test images, with and without
+guided_filter(model-size gray, ab) after the median filter, composed both ways: PSNR and AUC against the truth.
 """
 
 from __future__ import annotations
@@ -175,17 +180,88 @@ def quality(args) -> None:
           f"lab_to_rgb {1e3 * np.median(t_lab):.1f} ms")
 
 
+def pipeline(args) -> None:
+    """The colorizer end to end on a development protocol: ab at model size (table + median, as the
+    model does it), then optionally the guided filter, then upsampling and either composition. Uses the model's
+    private Model._ab_small and images.model_gray as of this commit (the Python layer is being refactored:
+    adapt these two calls if they move)."""
+    import os
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from protocols import PROTOCOLS  # noqa: E402
+
+    import hyperchroma as hc
+    from hyperchroma import metrics
+    from hyperchroma.images import model_gray, model_shape
+
+    train, test = PROTOCOLS[args.pipeline_protocol]()
+    test = test[: args.pipeline_frames]
+    model = hc.fit(train, seed=0)
+    # (where, r, eps): "small" filters the model-size ab (guide: model-size gray) before upsampling, "full" the
+    # upsampled ab (guide: the full-resolution gray), i.e. guided upsampling
+    # (a wider grid on 6 frames: r 1..4 at model size and 2..16 at full size, eps 1..400, all below "nothing"
+    # except r <= 2 by <= 0.05 dB)
+    grid = [None, ("small", 1, 10.0), ("small", 2, 10.0), ("small", 4, 100.0), ("full", 2, 10.0),
+            ("full", 4, 100.0), ("full", 8, 100.0)]
+    score = {g: {"psnr_lab": [], "psnr_luma": [], "auc": []} for g in grid}
+    for f in test:
+        truth = np.asarray(Image.open(f).convert("RGB"))
+        gray = np.asarray(Image.fromarray(truth).convert("L"))
+        L, ab_true = core.rgb_to_lab(truth)
+        shape = model_shape(truth.shape[0], truth.shape[1], model.settings.size)
+        ab_small, _, _ = model._ab_small(truth, shape, L)
+        guide = model_gray(truth, shape, L) * np.float32(255)
+        up = np.moveaxis(core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(ab_small, -1, 0)),
+                                                truth.shape[0], truth.shape[1]), 0, -1)
+        for g in grid:
+            if g is None:
+                ab_full = np.ascontiguousarray(up)
+            elif g[0] == "small":
+                ab = core.guided_filter(guide, ab_small, g[1], g[2])
+                planar = np.ascontiguousarray(np.moveaxis(ab, -1, 0))
+                ab_full = np.ascontiguousarray(np.moveaxis(core.upsample_bilinear(planar, *truth.shape[:2]), 0, -1))
+            else:
+                ab_full = core.guided_filter(gray, up, g[1], g[2])
+            lab = core.lab_to_rgb(L, ab_full)
+            luma = core.compose_luma(gray, ab_full)
+            score[g]["psnr_lab"].append(metrics.psnr(lab, truth))
+            score[g]["psnr_luma"].append(metrics.psnr(luma, truth))
+            score[g]["auc"].append(metrics.auc(core.rgb_to_lab(luma)[1], ab_true))
+    print(f"\ncolorizer on {args.pipeline_protocol} (fit on {len(train)} images, {len(test)} test images), "
+          f"median_size={model.settings.median_size}, model size {model.settings.size} (long side)")
+    print("guides in 0..255 (eps in their units squared); AUC of the compose_luma output\n")
+    print("| after the median filter | PSNR, lab_to_rgb (today) | PSNR, compose_luma | AUC (compose_luma) |")
+    print("|---|---|---|---|")
+    for g in grid:
+        if g is None:
+            name = "nothing (today)"
+        elif g[0] == "small":
+            name = f"guided_filter(model-size gray, ab, r={g[1]}, eps={g[2]:g}), then upsample"
+        else:
+            name = f"upsample, then guided_filter(full-size gray, ab, r={g[1]}, eps={g[2]:g})"
+        m = {k: float(np.mean(v)) for k, v in score[g].items()}
+        print(f"| {name} | {m['psnr_lab']:.3f} | {m['psnr_luma']:.3f} | {m['auc']:.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--frames", type=int, default=80)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--pipeline", action="store_true", help="also run the colorizer end to end (fits a model)")
+    ap.add_argument("--pipeline-frames", type=int, default=24)
+    ap.add_argument("--pipeline-protocol", default="film-vtest", help="film-vtest, film-tree or photos")
     args = ap.parse_args()
     if not args.skip_speed:
         speed(args)
     if not args.skip_quality:
         quality(args)
+    if args.pipeline:
+        pipeline(args)
 
 
 if __name__ == "__main__":

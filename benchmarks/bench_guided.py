@@ -1,7 +1,8 @@
 """Guided filter and luma-exact composition: speed against the peers a user would pick, and the quality bound.
 
     PYTHONPATH=python python benchmarks/bench_guided.py [--repeats 15] [--frames 80] [--skip-speed] [--skip-quality]
-        [--pipeline [--pipeline-frames 24] [--pipeline-protocol film-vtest|film-tree|photos]]
+        [--pipeline [--pipeline-frames 24] [--pipeline-protocol film-vtest|film-tree|photos]
+                    [--pipeline-grid small:4:100,full:8:100]]
     (benchmarks/protocols.py finds the data through HYPERCHROMA_DATA, e.g. HYPERCHROMA_DATA=/work/shared/data)
 
 Speed (same process, runs interleaved so every peer sees the same machine load; median ms):
@@ -204,8 +205,12 @@ def pipeline(args) -> None:
     # upsampled ab (guide: the full-resolution gray), i.e. guided upsampling
     # (a wider grid on 6 frames: r 1..4 at model size and 2..16 at full size, eps 1..400, all below "nothing"
     # except r <= 2 by <= 0.05 dB)
-    grid = [None, ("small", 1, 10.0), ("small", 2, 10.0), ("small", 4, 100.0), ("full", 2, 10.0),
-            ("full", 4, 100.0), ("full", 8, 100.0)]
+    grid = [None]
+    for item in args.pipeline_grid.split(","):
+        where, r, eps = item.split(":")
+        if where not in ("small", "full"):
+            raise SystemExit(f"--pipeline-grid: expected small:r:eps or full:r:eps, got {item}")
+        grid.append((where, int(r), float(eps)))
     score = {g: {"psnr_lab": [], "psnr_luma": [], "auc": []} for g in grid}
     for f in test:
         truth = np.asarray(Image.open(f).convert("RGB"))
@@ -255,6 +260,8 @@ def main() -> None:
     ap.add_argument("--pipeline", action="store_true", help="also run the colorizer end to end (fits a model)")
     ap.add_argument("--pipeline-frames", type=int, default=24)
     ap.add_argument("--pipeline-protocol", default="film-vtest", help="film-vtest, film-tree or photos")
+    ap.add_argument("--pipeline-grid", default="small:1:10,small:2:10,small:4:100,full:2:10,full:4:100,full:8:100",
+                    help="comma-separated where:r:eps, where = small (model size) or full (after upsampling)")
     args = ap.parse_args()
     if not args.skip_speed:
         speed(args)

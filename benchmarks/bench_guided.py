@@ -19,8 +19,9 @@ PSNR against the truth of compose_luma(gray, ab) and of lab_to_rgb(gray_to_light
 composition), and how often each one's convert("L") equals gray: the upper bound of what the luma-exact
 composition gains when the colors are right.
 
-Pipeline (--pipeline): the colorizer fit on a protocol's training images (benchmarks/protocols.py), on its test images, with and without
-guided_filter(model-size gray, ab) after the median filter, composed both ways: PSNR and AUC against the truth.
+Pipeline (--pipeline): the colorizer fit on a protocol's training images (benchmarks/protocols.py), on its
+test images, with and without guided_filter after the median filter (at model size, or after upsampling with
+the full-size gray as guide), composed both ways: PSNR and AUC against the truth.
 """
 
 from __future__ import annotations
@@ -124,13 +125,14 @@ def speed(args) -> None:
             assert err < 1e-2, f"ours and the cv2 recipe differ by {err}"
             for threads in (1, 2):
                 cv2.setNumThreads(threads)
+                args_ = (guide, src, r, eps)
                 fns = {
-                    "ours": lambda: core.guided_filter(guide, src, r, eps, threads=threads),
-                    "cv2": lambda: guided_cv2_exact(guide, src, r, eps),
-                    "cv2d": lambda: guided_cv2_default(guide, src, r, eps),
+                    "ours": lambda a=args_, t=threads: core.guided_filter(*a, threads=t),
+                    "cv2": lambda a=args_: guided_cv2_exact(*a),
+                    "cv2d": lambda a=args_: guided_cv2_default(*a),
                 }
                 if have_ximgproc:
-                    fns["xi"] = lambda: cv2.ximgproc.guidedFilter(guide, src, r, eps)
+                    fns["xi"] = lambda a=args_: cv2.ximgproc.guidedFilter(*a)
                 t = timed(fns, args.repeats)
                 row = (f"| ({h},{w},2) | {r} | {eps:g} | {threads} | {t['ours']:.2f} | {t['cv2']:.2f} | "
                        f"{t['cv2'] / t['ours']:.2f} | {t['cv2d']:.2f} | {t['cv2d'] / t['ours']:.2f} |")
@@ -174,8 +176,8 @@ def quality(args) -> None:
     print(f"composition with the truth's ab on {len(files)} film-vtest frames ({h}x{w}); gray = convert('L')\n")
     print("| composition | PSNR vs truth (dB, mean) | min | max | convert('L') == gray (pixels) |")
     print("|---|---|---|---|---|")
-    for name in rows:
-        p = np.array(rows[name])
+    for name, values in rows.items():
+        p = np.array(values)
         print(f"| {name} | {p.mean():.2f} | {p.min():.2f} | {p.max():.2f} | {100 * np.mean(exact[name]):.3f}% |")
     print(f"\ntime per frame, 1 thread (median): compose_luma {1e3 * np.median(t_luma):.1f} ms, "
           f"lab_to_rgb {1e3 * np.median(t_lab):.1f} ms")
@@ -186,13 +188,12 @@ def pipeline(args) -> None:
     model does it), then optionally the guided filter, then upsampling and either composition. Uses the model's
     private Model._ab_small and images.model_gray as of this commit (the Python layer is being refactored:
     adapt these two calls if they move)."""
-    import os
     import sys
 
     from PIL import Image
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from protocols import PROTOCOLS  # noqa: E402
+    from protocols import PROTOCOLS
 
     import hyperchroma as hc
     from hyperchroma import metrics

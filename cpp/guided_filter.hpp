@@ -212,7 +212,8 @@ inline void guided_filter(const float* guide, const float* src, float* dst, std:
         return;
     }
     // A window wider than the image covers all of it: clip r so the index arithmetic stays small.
-    const std::size_t r = static_cast<std::size_t>(std::min<std::int64_t>(radius, static_cast<std::int64_t>(std::max(H, W))));
+    const std::size_t r =
+        static_cast<std::size_t>(std::min<std::int64_t>(radius, static_cast<std::int64_t>(std::max(H, W))));
 
     switch (C) {
         case 1: guided::guided_passes<1>(guide, src, dst, H, W, C, r, eps, threads); break;

@@ -105,7 +105,8 @@ def test_non_contiguous_and_cast_inputs(rng):
     np.testing.assert_array_equal(core.guided_filter(g_big[::2], s_t, 3, 20.0), want)
     np.testing.assert_array_equal(core.guided_filter(guide.astype(np.float64), src.astype(np.float64), 3, 20.0), want)
     g8 = rng.integers(0, 256, (40, 60), dtype=np.uint8)
-    np.testing.assert_array_equal(core.guided_filter(g8, src, 3, 20.0), core.guided_filter(g8.astype(np.float32), src, 3, 20.0))
+    np.testing.assert_array_equal(core.guided_filter(g8, src, 3, 20.0),
+                                  core.guided_filter(g8.astype(np.float32), src, 3, 20.0))
 
 
 def test_threads_give_identical_results(rng):

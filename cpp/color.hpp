@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "parallel.hpp"
 
@@ -282,7 +283,10 @@ inline float solve_lightness(float y, float a, float b, float L0, float* lin) {
 inline float gamut_excess(const float* lin) {
     constexpr float eps = 1e-4f;
     float e = -1.0f;
-    for (int c = 0; c < 3; ++c) e = std::max(e, std::max(-eps - lin[c], lin[c] - (1.0f + eps)));
+    for (int c = 0; c < 3; ++c) {
+        if (std::isnan(lin[c])) return std::numeric_limits<float>::infinity();  // overflowed Lab: outside
+        e = std::max(e, std::max(-eps - lin[c], lin[c] - (1.0f + eps)));
+    }
     return e;
 }
 inline bool in_gamut_f(const float* lin) { return gamut_excess(lin) <= 0.0f; }

@@ -1,6 +1,9 @@
 """Guided filter and luma-exact composition: speed against the peers a user would pick, and the quality bound.
 
     PYTHONPATH=python python benchmarks/bench_guided.py [--repeats 15] [--frames 80] [--skip-speed] [--skip-quality]
+        [--pipeline [--pipeline-frames 24] [--pipeline-protocol film-vtest|film-tree|photos]
+                    [--pipeline-grid small:4:100,full:8:100]]
+    (benchmarks/protocols.py finds the data through HYPERCHROMA_DATA, e.g. HYPERCHROMA_DATA=/work/shared/data)
 
 Speed (same process, runs interleaved so every peer sees the same machine load; median ms):
 - ours: hyperchroma.core.guided_filter(guide (h,w) float32, ab (h,w,2) float32, r, eps, threads).
@@ -15,6 +18,10 @@ Quality (--frames, from /work/shared/data/film-vtest): truth rgb, gray = Image.c
 PSNR against the truth of compose_luma(gray, ab) and of lab_to_rgb(gray_to_lightness(gray), ab) (today's
 composition), and how often each one's convert("L") equals gray: the upper bound of what the luma-exact
 composition gains when the colors are right.
+
+Pipeline (--pipeline): the colorizer fit on a protocol's training images (benchmarks/protocols.py), on its
+test images, with and without guided_filter after the median filter (at model size, or after upsampling with
+the full-size gray as guide), composed both ways: PSNR and AUC against the truth.
 """
 
 from __future__ import annotations
@@ -118,13 +125,14 @@ def speed(args) -> None:
             assert err < 1e-2, f"ours and the cv2 recipe differ by {err}"
             for threads in (1, 2):
                 cv2.setNumThreads(threads)
+                args_ = (guide, src, r, eps)
                 fns = {
-                    "ours": lambda: core.guided_filter(guide, src, r, eps, threads=threads),
-                    "cv2": lambda: guided_cv2_exact(guide, src, r, eps),
-                    "cv2d": lambda: guided_cv2_default(guide, src, r, eps),
+                    "ours": lambda a=args_, t=threads: core.guided_filter(*a, threads=t),
+                    "cv2": lambda a=args_: guided_cv2_exact(*a),
+                    "cv2d": lambda a=args_: guided_cv2_default(*a),
                 }
                 if have_ximgproc:
-                    fns["xi"] = lambda: cv2.ximgproc.guidedFilter(guide, src, r, eps)
+                    fns["xi"] = lambda a=args_: cv2.ximgproc.guidedFilter(*a)
                 t = timed(fns, args.repeats)
                 row = (f"| ({h},{w},2) | {r} | {eps:g} | {threads} | {t['ours']:.2f} | {t['cv2']:.2f} | "
                        f"{t['cv2'] / t['ours']:.2f} | {t['cv2d']:.2f} | {t['cv2d'] / t['ours']:.2f} |")
@@ -168,11 +176,80 @@ def quality(args) -> None:
     print(f"composition with the truth's ab on {len(files)} film-vtest frames ({h}x{w}); gray = convert('L')\n")
     print("| composition | PSNR vs truth (dB, mean) | min | max | convert('L') == gray (pixels) |")
     print("|---|---|---|---|---|")
-    for name in rows:
-        p = np.array(rows[name])
+    for name, values in rows.items():
+        p = np.array(values)
         print(f"| {name} | {p.mean():.2f} | {p.min():.2f} | {p.max():.2f} | {100 * np.mean(exact[name]):.3f}% |")
     print(f"\ntime per frame, 1 thread (median): compose_luma {1e3 * np.median(t_luma):.1f} ms, "
           f"lab_to_rgb {1e3 * np.median(t_lab):.1f} ms")
+
+
+def pipeline(args) -> None:
+    """The colorizer end to end on a development protocol: ab at model size (table + median, as the
+    model does it), then optionally the guided filter, then upsampling and either composition. Uses the model's
+    private Model._ab_small and images.model_gray as of this commit (the Python layer is being refactored:
+    adapt these two calls if they move)."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from protocols import PROTOCOLS
+
+    import hyperchroma as hc
+    from hyperchroma import metrics
+    from hyperchroma.images import model_gray, model_shape
+
+    train, test = PROTOCOLS[args.pipeline_protocol]()
+    test = test[: args.pipeline_frames]
+    model = hc.fit(train, seed=0)
+    # (where, r, eps): "small" filters the model-size ab (guide: model-size gray) before upsampling, "full" the
+    # upsampled ab (guide: the full-resolution gray), i.e. guided upsampling
+    # (a wider grid on 6 frames: r 1..4 at model size and 2..16 at full size, eps 1..400, all below "nothing"
+    # except r <= 2 by <= 0.05 dB)
+    grid = [None]
+    for item in args.pipeline_grid.split(","):
+        where, r, eps = item.split(":")
+        if where not in ("small", "full"):
+            raise SystemExit(f"--pipeline-grid: expected small:r:eps or full:r:eps, got {item}")
+        grid.append((where, int(r), float(eps)))
+    score = {g: {"psnr_lab": [], "psnr_luma": [], "auc": []} for g in grid}
+    for f in test:
+        truth = np.asarray(Image.open(f).convert("RGB"))
+        gray = np.asarray(Image.fromarray(truth).convert("L"))
+        L, ab_true = core.rgb_to_lab(truth)
+        shape = model_shape(truth.shape[0], truth.shape[1], model.settings.size)
+        ab_small, _, _ = model._ab_small(truth, shape, L)
+        guide = model_gray(truth, shape, L) * np.float32(255)
+        up = np.moveaxis(core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(ab_small, -1, 0)),
+                                                truth.shape[0], truth.shape[1]), 0, -1)
+        for g in grid:
+            if g is None:
+                ab_full = np.ascontiguousarray(up)
+            elif g[0] == "small":
+                ab = core.guided_filter(guide, ab_small, g[1], g[2])
+                planar = np.ascontiguousarray(np.moveaxis(ab, -1, 0))
+                ab_full = np.ascontiguousarray(np.moveaxis(core.upsample_bilinear(planar, *truth.shape[:2]), 0, -1))
+            else:
+                ab_full = core.guided_filter(gray, up, g[1], g[2])
+            lab = core.lab_to_rgb(L, ab_full)
+            luma = core.compose_luma(gray, ab_full)
+            score[g]["psnr_lab"].append(metrics.psnr(lab, truth))
+            score[g]["psnr_luma"].append(metrics.psnr(luma, truth))
+            score[g]["auc"].append(metrics.auc(core.rgb_to_lab(luma)[1], ab_true))
+    print(f"\ncolorizer on {args.pipeline_protocol} (fit on {len(train)} images, {len(test)} test images), "
+          f"median_size={model.settings.median_size}, model size {model.settings.size} (long side)")
+    print("guides in 0..255 (eps in their units squared); AUC of the compose_luma output\n")
+    print("| after the median filter | PSNR, lab_to_rgb (today) | PSNR, compose_luma | AUC (compose_luma) |")
+    print("|---|---|---|---|")
+    for g in grid:
+        if g is None:
+            name = "nothing (today)"
+        elif g[0] == "small":
+            name = f"guided_filter(model-size gray, ab, r={g[1]}, eps={g[2]:g}), then upsample"
+        else:
+            name = f"upsample, then guided_filter(full-size gray, ab, r={g[1]}, eps={g[2]:g})"
+        m = {k: float(np.mean(v)) for k, v in score[g].items()}
+        print(f"| {name} | {m['psnr_lab']:.3f} | {m['psnr_luma']:.3f} | {m['auc']:.4f} |")
 
 
 def main() -> None:
@@ -181,11 +258,18 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=80)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--pipeline", action="store_true", help="also run the colorizer end to end (fits a model)")
+    ap.add_argument("--pipeline-frames", type=int, default=24)
+    ap.add_argument("--pipeline-protocol", default="film-vtest", help="film-vtest, film-tree or photos")
+    ap.add_argument("--pipeline-grid", default="small:1:10,small:2:10,small:4:100,full:2:10,full:4:100,full:8:100",
+                    help="comma-separated where:r:eps, where = small (model size) or full (after upsampling)")
     args = ap.parse_args()
     if not args.skip_speed:
         speed(args)
     if not args.skip_quality:
         quality(args)
+    if args.pipeline:
+        pipeline(args)
 
 
 if __name__ == "__main__":

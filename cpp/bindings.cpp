@@ -340,8 +340,10 @@ void bind_color(py::module_& m) {
         py::arg("gray"), py::arg("ab"), py::arg("planar") = false, py::arg("threads") = 1,
         "Join gray (...) uint8 with ab colors -> sRGB (..., 3) uint8 that converts back to exactly gray with\n"
         "Pillow's Image.convert(\"L\") (ITU-R 601 luma, (19595 R + 38470 G + 7471 B + 32768) >> 16), every pixel.\n"
-        "ab is (..., 2) float32, or (2, ...) with planar=True. The hue is the one of the Lab color\n"
-        "(gray_to_lightness(gray), a, b); its chroma is reduced where the gamut forces it at that luma.\n"
+        "ab is (..., 2) float32, or (2, ...) with planar=True. Each pixel is the Lab color (L', a, b) with L' solved\n"
+        "so that its luma is gray (not gray_to_lightness(gray): a saturated color is lighter or darker than the\n"
+        "neutral of the same luma); where that color is outside sRGB its chroma is reduced, hue kept. A color\n"
+        "reduced to (its Pillow luma, its Lab ab) comes back within 1 level per channel.\n"
         "Zero (or non-finite) ab gives R = G = B = gray. The result does not depend on threads.");
 }
 
@@ -915,8 +917,10 @@ void bind_guided(py::module_& m) {
         "Guided filter (He et al., box-filter form): edge-aware smoothing of src steered by guide.\n\n"
         "guide: (h,w) gray image; src: (h,w,C) (e.g. ab, C = 2) or (h,w), same h and w. Both are read as float32\n"
         "(float64 and integer arrays are cast; complex, bool and other dtypes raise TypeError). Any strides.\n"
+        "Values must be finite (NaN or inf raise ValueError).\n"
         "radius: window (2*radius+1)^2, >= 0; 0 returns a copy of src; larger than the image is fine.\n"
-        "eps: regularization > 0 in guide units squared (guide in 0..255 -> e.g. 10**2 .. 30**2).\n"
+        "eps: regularization > 0 in guide units squared: edges of the guide with a contrast well above sqrt(eps)\n"
+        "are kept, flatter regions are smoothed (guide in 0..255: eps = 100 keeps edges of >> 10 levels).\n"
         "Box means are normalized by the number of pixels of the window inside the image (the paper's N),\n"
         "accumulated in double. O(1) per pixel in radius. The result does not depend on threads.\n"
         "Returns a new float32 array shaped like src: q = mean(a) * guide + mean(b), a = cov(I,p) / (var(I) + eps),\n"

@@ -13,10 +13,12 @@
 // the row leaving) and prefix sums along each row. Accumulation is in double (no catastrophic cancellation in
 // var_I = E[I^2] - E[I]^2 for 8-bit-range guides). Rows are cut into bands of a height that depends only on r,
 // each band restarting its column sums, and bands are run by parallel_for, so the result does not depend on
-// the thread count. Memory: 2*C doubles per pixel for a and b, plus O((W + 2r) * C) per band.
+// the thread count. Memory: 2*C doubles per pixel for a and b, plus 5 * (2 + 2C) * W doubles per running band.
+// Inputs must be finite (checked: a NaN or inf would stay in the running sums for the rest of its band).
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -128,6 +130,8 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
                    std::size_t C_runtime, std::size_t r, double eps, int threads) {
     const std::size_t C = CC ? CC : C_runtime;
     const std::size_t band = band_rows(r), bands = (H + band - 1) / band;
+    // A thread is worth starting for about 64k pixels or more (each pass starts its own).
+    const std::size_t min_bands = std::max<std::size_t>(1, (std::size_t{1} << 16) / (band * W));
     std::vector<double> inv_cols(W);
     for (std::size_t x = 0; x < W; ++x)
         inv_cols[x] = 1.0 / static_cast<double>(std::min(W, x + r + 1) - (x >= r ? x - r : 0));
@@ -135,7 +139,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
     // Pass 1: a and b per pixel, interleaved: ab[(y * W + x) * 2C + k], k < C is a_k, k >= C is b_(k-C).
     std::unique_ptr<double[]> ab(new double[H * W * 2 * C]);  // every element is written by pass 1
     const std::size_t K1 = 2 + 2 * C;  // I, I*I, p_c..., I*p_c...
-    parallel_for(bands, threads, 1, [&](std::size_t b0, std::size_t b1) {
+    parallel_for(bands, threads, min_bands, [&](std::size_t b0, std::size_t b1) {
         auto row = [&](std::size_t y, double* v) -> const double* {
             const float* g = guide + y * W;
             const float* p = src + y * W * C;
@@ -171,7 +175,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
 
     // Pass 2: q = mean(a) * I + mean(b).
     const std::size_t K2 = 2 * C;
-    parallel_for(bands, threads, 1, [&](std::size_t b0, std::size_t b1) {
+    parallel_for(bands, threads, min_bands, [&](std::size_t b0, std::size_t b1) {
         auto row = [&](std::size_t y, double*) -> const double* { return ab.get() + y * W * K2; };
         auto out = [&](std::size_t y, const double* m) {
             const float* g = guide + y * W;
@@ -195,12 +199,21 @@ inline void guided_filter(const float* guide, const float* src, float* dst, std:
     if (!(eps > 0.0) || !(eps < 1e300))
         throw std::invalid_argument("guided_filter: eps must be a finite number > 0, got " + std::to_string(eps));
     if (H == 0 || W == 0 || C == 0) return;
+    for (std::size_t i = 0; i < H * W; ++i)
+        if (!std::isfinite(guide[i]))
+            throw std::invalid_argument("guided_filter: guide has a non-finite value (NaN or inf) at pixel " +
+                                        std::to_string(i) + "; replace them first (e.g. np.nan_to_num)");
+    for (std::size_t i = 0; i < H * W * C; ++i)
+        if (!std::isfinite(src[i]))
+            throw std::invalid_argument("guided_filter: src has a non-finite value (NaN or inf) at element " +
+                                        std::to_string(i) + "; replace them first (e.g. np.nan_to_num)");
     if (radius == 0) {  // 1x1 windows: var_I = 0, cov_Ip = 0, so a = 0 and b = p
         std::copy(src, src + H * W * C, dst);
         return;
     }
     // A window wider than the image covers all of it: clip r so the index arithmetic stays small.
-    const std::size_t r = static_cast<std::size_t>(std::min<std::int64_t>(radius, static_cast<std::int64_t>(std::max(H, W))));
+    const std::size_t r =
+        static_cast<std::size_t>(std::min<std::int64_t>(radius, static_cast<std::int64_t>(std::max(H, W))));
 
     switch (C) {
         case 1: guided::guided_passes<1>(guide, src, dst, H, W, C, r, eps, threads); break;

@@ -239,6 +239,14 @@ def test_compose_luma_zero_and_non_finite_ab_give_gray(rng):
     np.testing.assert_array_equal(core.compose_luma(g4, ab), np.repeat(g4[:, None], 3, -1))
 
 
+def test_compose_luma_extreme_ab_keeps_luma():
+    gray = np.tile(np.array([1, 50, 128, 200, 254], np.uint8), 4)
+    ab = np.repeat(np.array([[1e20, 0], [-1e30, 3e38], [500, -500], [-128, 127]], np.float32), 5, 0)
+    rgb = core.compose_luma(gray, ab)
+    np.testing.assert_array_equal(pillow_luma(rgb), gray)
+    np.testing.assert_array_equal(rgb[:10], np.repeat(gray[:10, None], 3, 1))  # overflowing Lab: neutral
+
+
 def test_compose_luma_black_and_white_stay_neutral(rng):
     for v in (0, 255):
         gray = np.full((50, 50), v, np.uint8)

@@ -105,11 +105,13 @@ def test_non_contiguous_and_cast_inputs(rng):
     np.testing.assert_array_equal(core.guided_filter(g_big[::2], s_t, 3, 20.0), want)
     np.testing.assert_array_equal(core.guided_filter(guide.astype(np.float64), src.astype(np.float64), 3, 20.0), want)
     g8 = rng.integers(0, 256, (40, 60), dtype=np.uint8)
-    np.testing.assert_array_equal(core.guided_filter(g8, src, 3, 20.0), core.guided_filter(g8.astype(np.float32), src, 3, 20.0))
+    np.testing.assert_array_equal(core.guided_filter(g8, src, 3, 20.0),
+                                  core.guided_filter(g8.astype(np.float32), src, 3, 20.0))
 
 
 def test_threads_give_identical_results(rng):
-    guide, src = inputs(rng, 301, 77)
+    # tall enough that 2 and 3 threads really run (a thread is started per ~64k pixels)
+    guide, src = inputs(rng, 1501, 101)
     want = core.guided_filter(guide, src, 5, 40.0)
     for threads in (2, 3, 0):
         np.testing.assert_array_equal(core.guided_filter(guide, src, 5, 40.0, threads=threads), want)
@@ -137,6 +139,14 @@ def test_bad_arguments():
             core.guided_filter(g, s, 1, eps)
     with pytest.raises(ValueError, match="threads"):
         core.guided_filter(g, s, 1, 1.0, threads=-1)
+    bad = s.copy()
+    bad[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="src has a non-finite value"):
+        core.guided_filter(g, bad, 2, 1.0)
+    bad = g.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="guide has a non-finite value"):
+        core.guided_filter(bad, s, 0, 1.0)
 
 
 @pytest.mark.parametrize("scale,eps", [(1 / 255, 1e-4), (1 / 255, 1e-2), (1.0, 1e-3)])

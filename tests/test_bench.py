@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from hyperchroma.cli import main
 
 
@@ -15,4 +17,6 @@ def test_bench_json_shape(capsys):
     assert all(v >= 0 for v in r["stages_ms"].values())
     assert set(r["latency_ms"]) == {"p50", "p99"} and r["latency_ms"]["p99"] >= r["latency_ms"]["p50"] > 0
     assert set(r["images_per_s"]) == {"single", "batch"} and 0 <= r["misses"] <= 1
-    assert main(["bench", "--size", "bad"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--size", "bad"])
+    assert e.value.code == 2

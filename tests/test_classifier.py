@@ -396,3 +396,36 @@ def test_cli_info(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = capsys.readouterr().err
     assert err.startswith("hyperchroma info: error:") and len(err.strip().splitlines()) == 1
     assert cli.main([]) == 2
+
+
+def _se_cnn() -> onnx.ModelProto:
+    """conv -> relu -> squeeze-excitation (global pool, 1x1 conv, sigmoid, multiply) -> conv."""
+    rng = np.random.default_rng(3)
+
+    def t(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"]),
+        helper.make_node("Conv", ["g", "wse"], ["se"]),
+        helper.make_node("Sigmoid", ["se"], ["gate"]),
+        helper.make_node("Mul", ["r1", "gate"], ["m"]),
+        helper.make_node("Conv", ["m", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+                              [helper.make_tensor_value_info("c2", TensorProto.FLOAT, None)],
+                              initializer=[t("w1", 4, 1, 3, 3), t("wse", 4, 4, 1, 1), t("w2", 3, 4, 3, 3)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_pooled_gates_are_not_tapped_by_default() -> None:
+    data = _se_cnn().SerializeToString()  # its output has no declared shape: onnx.checker refuses, ORT runs it
+    c = Classifier.from_bytes(data)
+    assert all(t.stride == 1 for t in c.taps) and c.min_size == 1  # the 1x1 gate would have made it 224
+    assert len(c.run(np.zeros((20, 30), np.float32))) == len(c.taps)
+    named = Classifier.from_bytes(data, taps=["se"])  # still tappable by name
+    assert [t.stride for t in named.taps] == [224]

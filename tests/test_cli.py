@@ -163,3 +163,20 @@ def test_colorize_details_writes_a_confidence_map(model_path, tmp_path, capsys):
     assert "confidence 0." in said or "confidence 1." in said
     assert main(["evaluate", str(test[0]), "-m", str(model_path), "-q"]) == 0
     assert "conf." in capsys.readouterr().out
+
+
+def test_fit_and_colorize_settings_from_the_cli(tmp_path, capsys):
+    import hyperchroma as hc
+
+    train, test = demo_frames()
+    out = tmp_path / "m.hyc"
+    assert main(["fit", *map(str, train[:2]), "-o", str(out), "-q", "--calibration-folds", "0", "--key-channels",
+                 "0"]) == 0
+    m = hc.load(out)
+    assert m.calibration is None and m.fit_settings.key_channels == 0
+    assert main(["fit", str(train[0]), "-o", str(out), "--taps", "conv1", "-q"]) == 1
+    assert "--classifier" in capsys.readouterr().err
+    assert main(["colorize", str(test[0]), "-m", str(out), "-o", str(tmp_path / "o"), "--median", "5",
+                 "--no-one-step", "--min-confidence", "0.5", "-q"]) == 0
+    assert main(["colorize", str(test[0]), "-m", str(out), "-o", str(tmp_path / "o"), "--median", "4", "-q"]) == 1
+    assert "median_size" in capsys.readouterr().err

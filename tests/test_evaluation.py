@@ -20,3 +20,10 @@ def test_evaluate_argument_checks(demo_small):
         demo_small.evaluate(test, names=["a"])
     with pytest.raises(ValueError, match="pass_share"):
         demo_small.evaluate(test, pass_share=7)
+
+
+def test_a_gray_output_does_not_pass(model, frames):
+    gray_model = model.with_settings(min_confidence=1.0)  # every image refused: output gray
+    r = gray_model.evaluate(frames[1][:2])
+    assert r["passed"] == 0 and r["verdict"] == "not fit"
+    assert all(i["colored"] == 0.0 for i in r["images"])

@@ -4,8 +4,9 @@ The input is what a user has: the truth converted to gray the usual way (Pillow 
 luma), never the truth's own CIE lightness (which carries information a black-and-white image does not).
 
 Per image: PSNR, AuC and colorfulness (ours and the truth's) beside the all-gray baseline; an image passes
-when its AuC beats the gray baseline, and the verdict says the model is fit for these images when at least
-``pass_share`` of them pass.
+when its AuC beats the gray baseline's by more than :data:`AUC_MARGIN` and at least :data:`MIN_COLORED` of
+its pixels are actually colored (output that is nearly all gray does not pass on a rounding margin), and the
+verdict says the model is fit for these images when at least ``pass_share`` of them pass.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import numpy as np
 from . import core, metrics
 from .images import ImageError, ImageLike, expand_inputs, load_image, luma
 
-MEAN_KEYS = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true")
+MEAN_KEYS = ("psnr", "psnr_gray", "auc", "auc_gray", "colorfulness", "colorfulness_true", "colored")
+#: An image passes when its AuC beats the gray baseline's by more than this...
+AUC_MARGIN = 0.001
+#: ...and at least this share of its pixels is actually colored (chroma above COLORED_CHROMA).
+MIN_COLORED = 0.01
+COLORED_CHROMA = 2.0
 
 
 def check_share(pass_share: float) -> None:
@@ -68,8 +74,9 @@ def score(model: Any, truth: np.ndarray, name: str) -> Dict[str, Any]:
         "colorfulness": metrics.colorfulness(pred),
         "colorfulness_true": metrics.colorfulness(truth),
         "confidence": result.image_confidence,
+        "colored": float(np.mean(np.hypot(ab_pred[..., 0], ab_pred[..., 1]) > COLORED_CHROMA)),
     }
-    r["passed"] = bool(r["auc"] > r["auc_gray"])
+    r["passed"] = bool(r["auc"] > r["auc_gray"] + AUC_MARGIN and r["colored"] >= MIN_COLORED)
     return r
 
 

@@ -38,10 +38,8 @@ def _load_model(data: bytes, origin: str) -> Any:
         raise ValueError(f"{origin}: not a valid ONNX model (cannot parse it: {e}); is the file truncated?") from None
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise ValueError(f"{origin}: not a valid ONNX model (no graph); is the file truncated or of another kind?")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as e:  # noqa: BLE001 - onnx raises ValidationError (or C++ errors) for broken models
-        raise ValueError(f"{origin}: invalid ONNX model: {str(e).strip().splitlines()[0]}") from None
+    # onnx.checker is stricter than ONNX Runtime (e.g. it requires declared output shapes): a model it refuses
+    # still goes on, and ONNX Runtime's own loading (with a clear error of ours) decides whether it runs
     return model
 
 

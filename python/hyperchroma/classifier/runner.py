@@ -102,6 +102,17 @@ class Classifier:
             self._model_bytes = finish(prep, taps_info, min_size)
         else:  # a foreign model: one probe run tells the taps' channels and strides
             taps_info, min_size = self._probe(self._make_session(prep.data, resolved), prep.meta)
+            if taps is None:
+                # default taps must carry per-pixel information: a 1x1 map at the probe size (a squeeze-excitation
+                # gate, a globally pooled feature) would only raise the minimum image size to the probe size
+                spatial = [t for t in taps_info if t.stride < PROBE_SIZE]
+                if not spatial:
+                    raise ValueError(f"{origin}: every conv output is a 1x1 map at {PROBE_SIZE}x{PROBE_SIZE}: "
+                                     "nothing per-pixel to tap; name the layers to tap")
+                if len(spatial) < len(taps_info):
+                    prep = prepare(data, origin, [t.name for t in spatial], mean, std)
+                    taps_info = spatial
+                    min_size = max(t.stride for t in spatial)
             self._model_bytes = finish(prep, taps_info, min_size)
         self._resolved = resolved
         self._session = self._make_session(self._model_bytes, resolved)

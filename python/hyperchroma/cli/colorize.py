@@ -25,6 +25,12 @@ def add_parser(sub: Any) -> None:
                                                                 "1 takes the model's (default 1)")
     p.add_argument("--details", action="store_true",
                    help="images: also write STEM.confidence.png, the model's per-pixel confidence (white = sure)")
+    p.add_argument("--median", type=int, default=None, help="median filter size (odd, 1 = off; default: the model's)")
+    p.add_argument("--max-distance", type=float, default=None,
+                   help="leave a pixel gray when the nearest stored key is farther than this (default: the model's)")
+    p.add_argument("--no-one-step", action="store_true", help="skip the one-step probes for missing keys")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="images the model is less confident about than this come back gray (0..1)")
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
     p.add_argument("--crf", type=int, default=18, help="videos: the encoder's quality, lower is better (default 18)")
     p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
@@ -51,6 +57,12 @@ def run(args) -> int:
     if args.strength is not None and not args.recolor:
         raise ValueError("--strength only applies with --recolor")
     model = load(args.model)
+    overrides = {k: v for k, v in (("median_size", args.median), ("max_distance", args.max_distance),
+                                   ("min_confidence", args.min_confidence)) if v is not None}
+    if args.no_one_step:
+        overrides["one_step"] = False
+    if overrides:
+        model = model.with_settings(**overrides)
     found = image_paths(args.inputs)
     videos = [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES]
     paths = [p for p in found if p.suffix.lower() not in VIDEO_SUFFIXES]

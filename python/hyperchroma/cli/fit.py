@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import say
+from .common import csv_floats, csv_list, say
 
 
 def add_parser(sub: Any) -> None:
@@ -26,6 +26,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--median", type=int, default=3, help="median filter size on the colors (odd, 1 = off; default 3)")
     p.add_argument("--max-distance", type=float, default=5.0,
                    help="leave a pixel gray when the nearest stored key is farther than this (default 5.0)")
+    p.add_argument("--taps", type=csv_list, metavar="T1,T2",
+                   help="with --classifier: tensor or node names to tap (default: every conv with per-pixel maps)")
+    p.add_argument("--mean", type=csv_floats, metavar="M[,M,M]",
+                   help="with --classifier: its input normalization mean, on gray values in [0, 1]")
+    p.add_argument("--std", type=csv_floats, metavar="S[,S,S]", help="with --classifier: its normalization std")
+    p.add_argument("--key-channels", type=int, default=56,
+                   help="taps with more channels than this are projected to this many by PCA (0: never; default 56)")
+    p.add_argument("--calibration-folds", type=int, default=4,
+                   help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
 
@@ -35,10 +44,15 @@ def run(args) -> int:
     from ..images import image_paths
     from ..model import fit
 
+    from ..classifier import Classifier
+
+    if (args.taps or args.mean or args.std) and not args.classifier:
+        raise ValueError("--taps, --mean and --std apply to a --classifier of your own")
+    clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std) if args.classifier else None
     paths = image_paths(args.images)
-    model = fit(paths, classifier=args.classifier, size=args.size, levels=args.levels, policy=args.policy,
+    model = fit(paths, classifier=clf, size=args.size, levels=args.levels, policy=args.policy,
                 tolerance=args.tolerance, median_size=args.median, max_distance=args.max_distance,
-                progress=not args.quiet)
+                key_channels=args.key_channels, calibration_folds=args.calibration_folds, progress=not args.quiet)
     model.save(args.output)
     say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
                f"{model.table.memory_bytes() / 2**20:.1f} MiB table")

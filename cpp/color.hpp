@@ -404,26 +404,45 @@ inline void finish_pixel(int y, float* target, std::uint8_t* rgb) {
     for (int c = 0; c < 3; ++c) rgb[c] = static_cast<std::uint8_t>(q[c]);
 }
 
-// linear_to_srgb on [2^-9, 1] as a table over the float's bits (exponent and the top 9 mantissa bits: 512 points
-// an octave) with linear interpolation: within 1e-7 of the exact curve (h^2/8 * |f''| <= 1e-7 in the top octave;
-// no sqrt or pow to index it). Below 0.0031308 the curve is linear and computed directly.
-struct EncodeBits {
-    static constexpr int kShift = 14;                      // 23 - 9 mantissa bits kept
-    static constexpr std::uint32_t kBase = 118u << 9;      // bits(2^-9) >> kShift
-    static constexpr int kSize = 9 * 512 + 2;              // up to bits(1.0) >> kShift, plus one
-    std::array<float, kSize> v;
-    EncodeBits() {
-        for (int j = 0; j < kSize; ++j) {
-            const std::uint32_t bits = (kBase + static_cast<std::uint32_t>(j)) << kShift;
-            float x;
-            std::memcpy(&x, &bits, sizeof x);
-            v[j] = static_cast<float>(linear_to_srgb(std::min(1.0, static_cast<double>(x))));
+// The lightness offset at which (L, a, b) has the luma of gray y, to second order in (a, b): Taylor coefficients of
+// F(L, a, b) = 601 luma of (L, a, b) (8-bit units, float64, central differences) around (L(y), 0, 0), per y.
+// compose_block starts its Newton step there instead of at L(y): one step fewer for the usual chroma.
+struct LumaTaylor {
+    struct Coef {
+        float fa, fb, faa, fab, fbb, fl, fla, flb;  // F_a, F_b, F_aa/2, F_ab, F_bb/2, F_L, F_La, F_Lb (F_LL/2: fll)
+    };
+    std::array<Coef, 256> c;
+    std::array<float, 256> fll;
+    static double luma(double L, double a, double b) {
+        double lin[3];
+        lab_to_linear(L, a, b, lin);
+        double e[3];
+        for (int k = 0; k < 3; ++k) e[k] = lin[k] <= 0.0031308 ? 12.92 * lin[k] : 1.055 * std::pow(lin[k], 1 / 2.4) - 0.055;
+        return 255.0 * (kLumaR * e[0] + kLumaG * e[1] + kLumaB * e[2]) / 65536.0;
+    }
+    LumaTaylor() {
+        const auto& t = tables();
+        for (int y = 0; y < 256; ++y) {
+            const double L = t.lightness[y], h = 0.05, hl = 0.05;
+            auto F = [&](double dl, double a, double b) { return luma(L + dl, a, b); };
+            const double f0 = F(0, 0, 0);
+            Coef& k = c[y];
+            k.fa = static_cast<float>((F(0, h, 0) - F(0, -h, 0)) / (2 * h));
+            k.fb = static_cast<float>((F(0, 0, h) - F(0, 0, -h)) / (2 * h));
+            k.fl = static_cast<float>((F(hl, 0, 0) - F(-hl, 0, 0)) / (2 * hl));
+            k.faa = static_cast<float>((F(0, h, 0) - 2 * f0 + F(0, -h, 0)) / (2 * h * h));
+            k.fbb = static_cast<float>((F(0, 0, h) - 2 * f0 + F(0, 0, -h)) / (2 * h * h));
+            k.fab = static_cast<float>((F(0, h, h) - F(0, h, -h) - F(0, -h, h) + F(0, -h, -h)) / (4 * h * h));
+            k.fla = static_cast<float>((F(hl, h, 0) - F(hl, -h, 0) - F(-hl, h, 0) + F(-hl, -h, 0)) / (4 * h * hl));
+            k.flb = static_cast<float>((F(hl, 0, h) - F(hl, 0, -h) - F(-hl, 0, h) + F(-hl, 0, -h)) / (4 * h * hl));
+            fll[y] = static_cast<float>((F(hl, 0, 0) - 2 * f0 + F(-hl, 0, 0)) / (2 * hl * hl));
+            if (!(k.fl > 0.01f)) k = Coef{0, 0, 0, 0, 0, 1, 0, 0}, fll[y] = 0;  // y = 0, 255: not used
         }
     }
 };
-inline const EncodeBits& encode_bits() {
-    static const EncodeBits c;
-    return c;
+inline const LumaTaylor& luma_taylor() {
+    static const LumaTaylor t;
+    return t;
 }
 
 // compose_luma's common case, kBlock pixels at once: two Newton steps for the lightness from L(y), then a check.
@@ -431,14 +450,53 @@ inline const EncodeBits& encode_bits() {
 // and its rounding q (planar too); state 2 when q's Pillow luma is y (done), 1 when it needs finish_pixel's +-1
 // fix; state 0 (outside the gamut, not converged, zero or non-finite ab, y = 0 or 255): compose_luma_pixel.
 // Every lane is computed on its own, 8 at a time with GCC vector extensions (SSE pairs, AVX2 or AVX-512 per
-// clone), without branches; the table lookups are element-wise loads.
+// clone), without branches or tables.
 constexpr int kBlock = 64;
+// (vector values cross no function boundary inside a HYPERCHROMA_CLONES function: helpers and lambdas are
+// always inlined, since an out-of-line one is compiled once, for the baseline ABI, and called from every clone)
+#define HC_INLINE __attribute__((always_inline))
 namespace vec {
 typedef float vf __attribute__((vector_size(32)));
 typedef std::int32_t vi __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
+HC_INLINE inline vi bits(vf x) {
+    vi r;
+    std::memcpy(&r, &x, sizeof r);
+    return r;
+}
+HC_INLINE inline vf from_bits(vi x) {
+    vf r;
+    std::memcpy(&r, &x, sizeof r);
+    return r;
+}
+// 1.055 v^(1/2.4) - 0.055 for v in [0.0031308, 1] (the power segment of linear -> sRGB), as exp2(log2(v) / 2.4)
+// with polynomials (Chebyshev fits: log2(1+x)/x to 3.5e-8 on [sqrt(1/2), sqrt(2)) - 1, 2^f to 6e-9 on
+// [-1/2, 1/2]): within 1.6e-7 of the exact curve in float32, no table, no libm call.
+HC_INLINE inline vf srgb_pow(vf v) {
+    const vi e = (bits(v) - 0x3f3504f3) >> 23;  // v = 2^e m, m in [sqrt(1/2), sqrt(2))
+    const vf x = from_bits(bits(v) - (e << 23)) - 1.0f;
+    vf p = x * 1.245416461e-01f - 2.048093859e-01f;
+    p = p * x + 2.150882528e-01f;
+    p = p * x - 2.392452748e-01f;
+    p = p * x + 2.880050891e-01f;
+    p = p * x - 3.606933222e-01f;
+    p = p * x + 4.809079409e-01f;
+    p = p * x - 7.213474397e-01f;
+    p = p * x + 1.442695015e+00f;
+    const vf z = (__builtin_convertvector(e, vf) + x * p) * (1.0f / 2.4f);  // log2 of the power, in [-3.5, 0]
+    const vf t = z + 12582912.0f;                                          // 1.5 * 2^23: round to an integer
+    const vi n = bits(t) - 0x4b400000;
+    const vf f = z - (t - 12582912.0f);
+    vf q = f * 1.546531804e-04f + 1.339528536e-03f;
+    q = q * f + 9.618039929e-03f;
+    q = q * f + 5.550340668e-02f;
+    q = q * f + 2.402265110e-01f;
+    q = q * f + 6.931472001e-01f;
+    q = q * f + 1.0f;
+    return 1.055f * from_bits(bits(q) + (n << 23)) - 0.055f;
+}
 }  // namespace vec
-HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness, const float* __restrict encv,
+HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
                                              const std::uint8_t* __restrict gray, const float* __restrict a,
                                              const float* __restrict b, float* __restrict target,
                                              std::uint8_t* __restrict q, std::uint8_t* __restrict state) {
@@ -450,29 +508,22 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness, 
     constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
     constexpr float i116 = 1.0f / 116.0f;  // (constant reciprocals: the compiler may not turn x / 116 into one)
     const vf zero = vf{} + 0.0f, one = zero + 1.0f;
-    auto vmax = [](vf x, vf lo) { return lo < x ? x : lo; };  // NaN -> lo
-    auto vmin = [](vf x, vf hi) { return x < hi ? x : hi; };  // NaN -> hi
-    auto sel = [](vi m, vf x, vf y) { return m ? x : y; };
+    const LumaTaylor& tay = luma_taylor();
+    auto vmax = [](vf x, vf lo) HC_INLINE { return lo < x ? x : lo; };  // NaN -> lo
+    auto vmin = [](vf x, vf hi) HC_INLINE { return x < hi ? x : hi; };  // NaN -> hi
+    auto sel = [](vi m, vf x, vf y) HC_INLINE { return m ? x : y; };
     // linear -> sRGB [0,1] for v in [0,1] (clamped; lanes outside are rejected by the final check); vc: clamped v
-    auto encode = [&](vf v, vf& vc) {
+    auto encode = [&](vf v, vf& vc) HC_INLINE {
         vc = vmin(vmax(v, zero), one);
-        const vf vt = vmax(vc, zero + 0.0031308f);
-        vi bits;
-        std::memcpy(&bits, &vt, sizeof bits);
-        const vi j = (bits >> EncodeBits::kShift) - static_cast<std::int32_t>(EncodeBits::kBase);
-        const vf f = __builtin_convertvector(bits & ((1 << EncodeBits::kShift) - 1), vf) *
-                     (1.0f / (1 << EncodeBits::kShift));
-        vf lo, hi;
-        for (int k = 0; k < W; ++k) lo[k] = encv[j[k]], hi[k] = encv[j[k] + 1];
-        return sel(vc > 0.0031308f, lo + (hi - lo) * f, vc * 12.92f);
+        return sel(vc > 0.0031308f, vec::srgb_pow(vmax(vc, zero + 0.0031308f)), vc * 12.92f);
     };
     // its slope (for the Newton steps only: their speed depends on it, not the result)
-    auto slope = [&](vf e, vf vc) {
+    auto slope = [&](vf e, vf vc) HC_INLINE {
         const vf pw = (e + 0.055f) / (2.4f * vmax(vc, zero + 0.0031308f));
         return sel(vc > 0.0031308f, pw, zero + 12.92f);
     };
-    auto cube = [&](vf t) { return sel(t > d, t * t * t, k3 * (t - o)); };
-    auto dcube = [&](vf t) { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };  // d cube(t(L)) / dL
+    auto cube = [&](vf t) HC_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
+    auto dcube = [&](vf t) HC_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };  // d cube(t(L)) / dL
     for (int i0 = 0; i0 < kBlock; i0 += W) {
         vf y, L, av, bv;
         vi g;
@@ -485,7 +536,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness, 
         std::memcpy(&bv, b + i0, sizeof bv);
         const vf fa = av * (1.0f / 500.0f), fb = bv * (1.0f / 200.0f);
         vf r, gr, bl, er, eg, eb, vr, vg, vb;
-        auto eval = [&](vf Lx) {  // luma - y at Lx; sets the linear and encoded channels
+        auto eval = [&](vf Lx) HC_INLINE {  // luma - y at Lx; sets the linear and encoded channels
             const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
             const vf X = xn * cube(fx), Y = cube(fy), Z = zn * cube(fz);
             r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
@@ -494,7 +545,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness, 
             er = encode(r, vr), eg = encode(gr, vg), eb = encode(bl, vb);
             return 255.0f * (w0 * er + w1 * eg + w2 * eb) - y;
         };
-        auto newton = [&](vf Lx) {
+        auto newton = [&](vf Lx) HC_INLINE {
             const vf h = eval(Lx);
             const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
             const vf dX = xn * dcube(fx), dY = dcube(fy), dZ = zn * dcube(fz);
@@ -505,17 +556,34 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness, 
                                zero + 1e-3f);
             return vmin(vmax(Lx - h / dl, zero), zero + 100.0f);
         };
+        {  // second-order start (see LumaTaylor)
+            vf fa_, fb_, faa, fab, fbb, fl, fla, flb, fll;
+            for (int k = 0; k < W; ++k) {
+                const LumaTaylor::Coef& c = tay.c[gray[i0 + k]];
+                fa_[k] = c.fa, fb_[k] = c.fb, faa[k] = c.faa, fab[k] = c.fab, fbb[k] = c.fbb, fl[k] = c.fl;
+                fla[k] = c.fla, flb[k] = c.flb, fll[k] = tay.fll[gray[i0 + k]];
+            }
+            const vf s0 = fa_ * av + fb_ * bv + faa * av * av + fab * av * bv + fbb * bv * bv;
+            const vf dl1 = -s0 / fl;
+            const vf dl2 = -s0 / (fl + fla * av + flb * bv + fll * dl1);
+            L = vmin(vmax(L + dl2, zero), zero + 100.0f);
+        }
+        auto vabs = [](vf x) HC_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
         L = newton(L);
-        L = newton(L);
-        const vf h = eval(L);
+        vf h = eval(L);
+        // lanes not converged yet (a far start: high chroma, dark or light): more steps, while any lane of the 8
+        // needs one (lanes that converged keep their L)
+        for (int extra = 0; extra < 2; ++extra) {
+            constexpr float m = 0.02f;  // (lanes well outside the gamut go to the slow path anyway)
+            const vi redo = (vabs(h) >= 1e-3f) & (r >= -m) & (r <= 1 + m) & (gr >= -m) & (gr <= 1 + m) & (bl >= -m) &
+                            (bl <= 1 + m) & (g != 0) & (g != 255);
+            int any = 0;
+            for (int k = 0; k < W; ++k) any |= redo[k];
+            if (!any) break;
+            L = sel(redo, newton(L), L);
+            h = eval(L);
+        }
         constexpr float eps = 1e-4f;
-        auto vabs = [](vf x) {
-            vi u;
-            std::memcpy(&u, &x, sizeof u);
-            u &= 0x7fffffff;
-            std::memcpy(&x, &u, sizeof u);
-            return x;
-        };
         const vi good = (vabs(h) < 1e-3f) & (r >= -eps) & (r <= 1 + eps) & (gr >= -eps) & (gr <= 1 + eps) &
                         (bl >= -eps) & (bl <= 1 + eps) & (g != 0) & (g != 255) & ((av != 0.0f) | (bv != 0.0f)) &
                         (vabs(av) < 1e30f) & (vabs(bv) < 1e30f);
@@ -556,7 +624,6 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
         std::uint8_t g[B], state[B], q[3 * B];
         float a[B], bb[B], target[3 * B];
         const float* lightness = t.lightness.data();
-        const float* encv = color::encode_bits().v.data();
         for (std::size_t blk = b0; blk < b1; ++blk) {
             const std::size_t i0 = blk * B, m = std::min(B, n - i0);
             if (m == B) {
@@ -575,7 +642,7 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
                     bb[i] = planar ? ab[n + src] : ab[2 * src + 1];
                 }
             }
-            color::compose_block(lightness, encv, g, a, bb, target, q, state);
+            color::compose_block(lightness, g, a, bb, target, q, state);
             std::uint8_t* out = rgb + 3 * i0;
             for (std::size_t i = 0; i < m; ++i) {
                 if (state[i] == 2) {

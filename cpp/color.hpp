@@ -303,7 +303,8 @@ constexpr float kBand = 0.4921875f;
 inline void finish_pixel(int y, float* target, std::uint8_t* rgb);
 
 // One pixel of compose_luma: target luma y (0..255), hue from (a, b) -> rgb with luma601(rgb) == y.
-inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::uint8_t* rgb) {
+// L0: where the lightness solve starts (L(y), or a better guess).
+inline void compose_luma_pixel(const Tables& t, int y, float a, float b, float L0, std::uint8_t* rgb) {
     if (!std::isfinite(a) || !std::isfinite(b) || (a == 0.0f && b == 0.0f) || y == 0 || y == 255) {
         // (luma 0 and 255 leave room for a few codes of chroma at most: black and white)
         rgb[0] = rgb[1] = rgb[2] = static_cast<std::uint8_t>(y);
@@ -314,7 +315,7 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
     // within kBand of y rounds back to y (up to the +-1 fix below), so a color that only fits a little lighter
     // or darker (a gamut edge, e.g. a channel at 0 or 255) keeps its full chroma.
     float lin[3];
-    float L = solve_lightness(yf, a, b, t.lightness[y], lin);
+    float L = solve_lightness(yf, a, b, L0, lin);
     const float excess = gamut_excess(lin);
     if (excess > 0.0f) {
         // Moving the luma by 0.49 levels moves the linear channels by about 0.0045 at most (at white): try the
@@ -325,13 +326,14 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             for (const float side : {-kBand, kBand}) {
                 float Ls = solve_lightness(yf + side, a, b, L, lin2);
                 if (!in_gamut_f(lin2)) continue;
-                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels)
-                float in = side, out = 0.0f;
+                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels); each
+                // solve starts from the interpolation between the bracket's lightnesses (mostly one evaluation)
+                float in = side, out = 0.0f, Lout = L;
                 for (int it = 0; it < 8; ++it) {
                     const float mid = 0.5f * (in + out);
-                    const float Lm = solve_lightness(yf + mid, a, b, Ls, lin);
+                    const float Lm = solve_lightness(yf + mid, a, b, 0.5f * (Ls + Lout), lin);
                     if (in_gamut_f(lin)) in = mid, Ls = Lm;
-                    else out = mid;
+                    else out = mid, Lout = Lm;
                 }
                 lab_to_linear_f(Ls, a, b, lin);
                 fits = true;
@@ -343,12 +345,19 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             // bisection, with the lightness re-solved for each k; k = 0 is the neutral gray y, always inside.
             // (Which k fit need not be an interval: the lightness moves with k. Bisection, 14 steps, like
             // lab_to_rgb's, lands on an edge of a fitting range; the reference in the tests follows it.)
-            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lk = L;
+            // Each solve starts from the lightness interpolated between the bracket's (quadratically, through
+            // the last other point solved too, once there is one: L(k) is smooth, about quadratic in k).
+            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lhi = L, kx = -1.0f, Lx = 0.0f;
             for (int it = 0; it < 14; ++it) {
                 const float k = 0.5f * (klo + khi);
-                Lk = solve_lightness(yf, a * k, b * k, Lk, lin);
-                if (in_gamut_f(lin)) klo = k, Llo = Lk;
-                else khi = k;
+                float Lp = 0.5f * (Llo + Lhi);
+                if (kx >= 0.0f) {  // Newton form through (klo, Llo), (khi, Lhi), (kx, Lx)
+                    const float d1 = (Lhi - Llo) / (khi - klo), d2 = (Lx - Lhi) / (kx - khi);
+                    Lp += (d2 - d1) / (kx - klo) * (k - klo) * (k - khi);
+                }
+                const float Lk = solve_lightness(yf, a * k, b * k, std::min(100.0f, std::max(0.0f, Lp)), lin);
+                if (in_gamut_f(lin)) kx = klo, Lx = Llo, klo = k, Llo = Lk;
+                else kx = khi, Lx = Lhi, khi = k, Lhi = Lk;
             }
             if (klo > 0.0f) lab_to_linear_f(Llo, a * klo, b * klo, lin);
             else lin[0] = lin[1] = lin[2] = static_cast<float>(t.to_linear[y]);
@@ -498,7 +507,7 @@ HC_INLINE inline vf srgb_pow(vf v) {
 }  // namespace vec
 HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
                                              const std::uint8_t* __restrict gray, const float* __restrict a,
-                                             const float* __restrict b, float* __restrict target,
+                                             const float* __restrict b, float* __restrict target, float* __restrict Lout,
                                              std::uint8_t* __restrict q, std::uint8_t* __restrict state) {
     using vec::vf;
     using vec::vi;
@@ -595,6 +604,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
         const vi luma = (kLumaR * qr + kLumaG * qg + kLumaB * qb + 32768) >> 16;
         const vi st = good & ((luma == g) ? vi{} + 2 : vi{} + 1);
         std::memcpy(target + i0, &tr, sizeof tr);
+        std::memcpy(Lout + i0, &L, sizeof L);
         std::memcpy(target + kBlock + i0, &tg, sizeof tg);
         std::memcpy(target + 2 * kBlock + i0, &tb, sizeof tb);
         for (int k = 0; k < W; ++k) {
@@ -622,7 +632,7 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
     const std::size_t blocks = (n + B - 1) / B;
     parallel_for(blocks, threads, 64, [&](std::size_t b0, std::size_t b1) {
         std::uint8_t g[B], state[B], q[3 * B];
-        float a[B], bb[B], target[3 * B];
+        float a[B], bb[B], target[3 * B], Ls[B];
         const float* lightness = t.lightness.data();
         for (std::size_t blk = b0; blk < b1; ++blk) {
             const std::size_t i0 = blk * B, m = std::min(B, n - i0);
@@ -642,7 +652,7 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
                     bb[i] = planar ? ab[n + src] : ab[2 * src + 1];
                 }
             }
-            color::compose_block(lightness, g, a, bb, target, q, state);
+            color::compose_block(lightness, g, a, bb, target, Ls, q, state);
             std::uint8_t* out = rgb + 3 * i0;
             for (std::size_t i = 0; i < m; ++i) {
                 if (state[i] == 2) {
@@ -651,7 +661,7 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
                     float tg[3] = {target[i], target[B + i], target[2 * B + i]};
                     color::finish_pixel(g[i], tg, out + 3 * i);
                 } else {
-                    color::compose_luma_pixel(t, g[i], a[i], bb[i], out + 3 * i);
+                    color::compose_luma_pixel(t, g[i], a[i], bb[i], Ls[i], out + 3 * i);
                 }
             }
         }

@@ -463,17 +463,21 @@ inline const LumaTaylor& luma_taylor() {
 constexpr int kBlock = 64;
 // (vector values cross no function boundary inside a HYPERCHROMA_CLONES function: helpers and lambdas are
 // always inlined, since an out-of-line one is compiled once, for the baseline ABI, and called from every clone)
-#define HC_INLINE __attribute__((always_inline))
+#if defined(__GNUC__) || defined(__clang__)
+#define CL_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define CL_ALWAYS_INLINE
+#endif
 namespace vec {
 typedef float vf __attribute__((vector_size(32)));
 typedef std::int32_t vi __attribute__((vector_size(32)));
 constexpr int kLanes = 8;
-HC_INLINE inline vi bits(vf x) {
+CL_ALWAYS_INLINE inline vi bits(vf x) {
     vi r;
     std::memcpy(&r, &x, sizeof r);
     return r;
 }
-HC_INLINE inline vf from_bits(vi x) {
+CL_ALWAYS_INLINE inline vf from_bits(vi x) {
     vf r;
     std::memcpy(&r, &x, sizeof r);
     return r;
@@ -481,7 +485,7 @@ HC_INLINE inline vf from_bits(vi x) {
 // 1.055 v^(1/2.4) - 0.055 for v in [0.0031308, 1] (the power segment of linear -> sRGB), as exp2(log2(v) / 2.4)
 // with polynomials (Chebyshev fits: log2(1+x)/x to 3.5e-8 on [sqrt(1/2), sqrt(2)) - 1, 2^f to 6e-9 on
 // [-1/2, 1/2]): within 1.6e-7 of the exact curve in float32, no table, no libm call.
-HC_INLINE inline vf srgb_pow(vf v) {
+CL_ALWAYS_INLINE inline vf srgb_pow(vf v) {
     const vi e = (bits(v) - 0x3f3504f3) >> 23;  // v = 2^e m, m in [sqrt(1/2), sqrt(2))
     const vf x = from_bits(bits(v) - (e << 23)) - 1.0f;
     vf p = x * 1.245416461e-01f - 2.048093859e-01f;
@@ -518,21 +522,21 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
     constexpr float i116 = 1.0f / 116.0f;  // (constant reciprocals: the compiler may not turn x / 116 into one)
     const vf zero = vf{} + 0.0f, one = zero + 1.0f;
     const LumaTaylor& tay = luma_taylor();
-    auto vmax = [](vf x, vf lo) HC_INLINE { return lo < x ? x : lo; };  // NaN -> lo
-    auto vmin = [](vf x, vf hi) HC_INLINE { return x < hi ? x : hi; };  // NaN -> hi
-    auto sel = [](vi m, vf x, vf y) HC_INLINE { return m ? x : y; };
+    auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo
+    auto vmin = [](vf x, vf hi) CL_ALWAYS_INLINE { return x < hi ? x : hi; };  // NaN -> hi
+    auto sel = [](vi m, vf x, vf y) CL_ALWAYS_INLINE { return m ? x : y; };
     // linear -> sRGB [0,1] for v in [0,1] (clamped; lanes outside are rejected by the final check); vc: clamped v
-    auto encode = [&](vf v, vf& vc) HC_INLINE {
+    auto encode = [&](vf v, vf& vc) CL_ALWAYS_INLINE {
         vc = vmin(vmax(v, zero), one);
         return sel(vc > 0.0031308f, vec::srgb_pow(vmax(vc, zero + 0.0031308f)), vc * 12.92f);
     };
     // its slope (for the Newton steps only: their speed depends on it, not the result)
-    auto slope = [&](vf e, vf vc) HC_INLINE {
+    auto slope = [&](vf e, vf vc) CL_ALWAYS_INLINE {
         const vf pw = (e + 0.055f) / (2.4f * vmax(vc, zero + 0.0031308f));
         return sel(vc > 0.0031308f, pw, zero + 12.92f);
     };
-    auto cube = [&](vf t) HC_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
-    auto dcube = [&](vf t) HC_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };  // d cube(t(L)) / dL
+    auto cube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
+    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };  // d cube(t(L)) / dL
     for (int i0 = 0; i0 < kBlock; i0 += W) {
         vf y, L, av, bv;
         vi g;
@@ -545,7 +549,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
         std::memcpy(&bv, b + i0, sizeof bv);
         const vf fa = av * (1.0f / 500.0f), fb = bv * (1.0f / 200.0f);
         vf r, gr, bl, er, eg, eb, vr, vg, vb;
-        auto eval = [&](vf Lx) HC_INLINE {  // luma - y at Lx; sets the linear and encoded channels
+        auto eval = [&](vf Lx) CL_ALWAYS_INLINE {  // luma - y at Lx; sets the linear and encoded channels
             const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
             const vf X = xn * cube(fx), Y = cube(fy), Z = zn * cube(fz);
             r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
@@ -554,7 +558,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
             er = encode(r, vr), eg = encode(gr, vg), eb = encode(bl, vb);
             return 255.0f * (w0 * er + w1 * eg + w2 * eb) - y;
         };
-        auto newton = [&](vf Lx) HC_INLINE {
+        auto newton = [&](vf Lx) CL_ALWAYS_INLINE {
             const vf h = eval(Lx);
             const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
             const vf dX = xn * dcube(fx), dY = dcube(fy), dZ = zn * dcube(fz);
@@ -577,7 +581,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
             const vf dl2 = -s0 / (fl + fla * av + flb * bv + fll * dl1);
             L = vmin(vmax(L + dl2, zero), zero + 100.0f);
         }
-        auto vabs = [](vf x) HC_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
+        auto vabs = [](vf x) CL_ALWAYS_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
         L = newton(L);
         vf h = eval(L);
         // lanes not converged yet (a far start: high chroma, dark or light): more steps, while any lane of the 8
@@ -615,6 +619,143 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
         }
     }
 }
+
+// compose_luma_pixel for vec::kLanes pixels at once (the pixels compose_block could not finish: outside the gamut
+// or not converged; not the trivial ones, which compose_luma_pixel answers at its top): the same rules, the
+// lightness solves, the band and the chroma bisection run on all lanes, each lane masked once it is done, so a
+// lane's result does not depend on the others. target gets each lane's color (8-bit units, planar by lane
+// blocks of kLanes) for finish_pixel.
+HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, const float* __restrict to_linear,
+                                            const std::uint8_t* __restrict gray, const float* __restrict a,
+                                            const float* __restrict b, const float* __restrict L0,
+                                            float* __restrict target) {
+    using vec::vf;
+    using vec::vi;
+    constexpr int W = vec::kLanes;
+    constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
+    constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
+    constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
+    constexpr float i116 = 1.0f / 116.0f, eps = 1e-4f;
+    const vf zero = vf{} + 0.0f, one = zero + 1.0f;
+    const vi all = vi{} - 1;
+    auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo
+    auto vmin = [](vf x, vf hi) CL_ALWAYS_INLINE { return x < hi ? x : hi; };  // NaN -> hi
+    auto sel = [](vi m, vf x, vf y) CL_ALWAYS_INLINE { return m ? x : y; };
+    auto vabs = [](vf x) CL_ALWAYS_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
+    auto any = [](vi m) CL_ALWAYS_INLINE {
+        int r = 0;
+        for (int k = 0; k < W; ++k) r |= m[k];
+        return r != 0;
+    };
+    auto cube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
+    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };
+    // linear -> sRGB, extended (linear_to_srgb_ext), and its slope
+    auto encode_ext = [&](vf v, vf& slope) CL_ALWAYS_INLINE {
+        const vf vt = vmax(v, zero + 0.0031308f);
+        const vf p = vec::srgb_pow(vt);
+        const vi pw = v > 0.0031308f;
+        slope = sel(pw, (p + 0.055f) / (2.4f * vt), zero + 12.92f);
+        return sel(pw, p, 12.92f * v);
+    };
+    vf r, gr, bl;  // linear RGB of the last lab_lin / eval
+    auto lab_lin = [&](vf L, vf A, vf Bv) CL_ALWAYS_INLINE {
+        const vf fy = (L + 16.0f) * i116, fx = fy + A * (1.0f / 500.0f), fz = fy - Bv * (1.0f / 200.0f);
+        const vf X = xn * cube(fx), Y = cube(fy), Z = zn * cube(fz);
+        r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
+        gr = -0.9692660f * X + 1.8760108f * Y + 0.0415560f * Z;
+        bl = 0.0556434f * X - 0.2040259f * Y + 1.0572252f * Z;
+    };
+    auto fits = [&]() CL_ALWAYS_INLINE {
+        return (r >= -eps) & (r <= 1 + eps) & (gr >= -eps) & (gr <= 1 + eps) & (bl >= -eps) & (bl <= 1 + eps);
+    };
+    // solve_lightness on the lanes of `active` (the others are left alone): lightness with luma yt, from Ls
+    auto solve = [&](vf yt, vf A, vf Bv, vf Ls, vi active) CL_ALWAYS_INLINE {
+        vf L = Ls;
+        vi done = ~active;
+        for (int it = 0; it < 10; ++it) {
+            lab_lin(L, A, Bv);
+            const vf fy = (L + 16.0f) * i116, fx = fy + A * (1.0f / 500.0f), fz = fy - Bv * (1.0f / 200.0f);
+            const vf dX = xn * dcube(fx), dY = dcube(fy), dZ = zn * dcube(fz);
+            const vf dr = 3.2404542f * dX - 1.5371385f * dY - 0.4985314f * dZ;
+            const vf dg = -0.9692660f * dX + 1.8760108f * dY + 0.0415560f * dZ;
+            const vf db = 0.0556434f * dX - 0.2040259f * dY + 1.0572252f * dZ;
+            vf sr, sg, sb;
+            const vf er = encode_ext(r, sr), eg = encode_ext(gr, sg), eb = encode_ext(bl, sb);
+            const vf h = 255.0f * (w0 * er + w1 * eg + w2 * eb) - yt;
+            vf dl = 255.0f * (w0 * sr * dr + w1 * sg * dg + w2 * sb * db);
+            done |= vabs(h) < 1e-3f;
+            dl = sel(dl > 1e-3f, dl, zero + 1e-3f);  // flat or inverted (far outside the gamut): a damped step
+            const vf Ln = vmin(vmax(L - h / dl, zero), zero + 100.0f);
+            done |= Ln == L;  // pinned at 0 or 100: no root inside
+            L = sel(done, L, Ln);
+            if (!any(~done)) break;
+        }
+        lab_lin(L, A, Bv);
+        return L;
+    };
+    vf y, av, bv, Ly, neutral;
+    for (int k = 0; k < W; ++k) {
+        y[k] = static_cast<float>(gray[k]);
+        Ly[k] = lightness[gray[k]];
+        neutral[k] = to_linear[gray[k]];
+    }
+    std::memcpy(&av, a, sizeof av);
+    std::memcpy(&bv, b, sizeof bv);
+    vf Lstart;
+    std::memcpy(&Lstart, L0, sizeof Lstart);
+    const vf L = solve(y, av, bv, Lstart, all);
+    vf fr = r, fg = gr, fb = bl;  // the final linear color of each lane
+    vi fitted = fits();
+    constexpr float nm = 0.01f;  // gamut_excess < 0.01: try the band
+    const vi near = ~fitted & (r > -eps - nm) & (r < 1 + eps + nm) & (gr > -eps - nm) & (gr < 1 + eps + nm) &
+                    (bl > -eps - nm) & (bl < 1 + eps + nm);
+    for (const float side : {-kBand, kBand}) {
+        const vi m = near & ~fitted;
+        if (!any(m)) break;
+        vf Ls = solve(y + side, av, bv, L, m);
+        const vi ms = m & fits();
+        if (!any(ms)) continue;
+        vf in = zero + side, out = zero, Lout = L;
+        for (int it = 0; it < 8; ++it) {
+            const vf mid = 0.5f * (in + out);
+            const vf Lm = solve(y + mid, av, bv, 0.5f * (Ls + Lout), ms);
+            const vi f = ms & fits(), nf = ms & ~fits();
+            in = sel(f, mid, in), Ls = sel(f, Lm, Ls);
+            out = sel(nf, mid, out), Lout = sel(nf, Lm, Lout);
+        }
+        lab_lin(Ls, av, bv);
+        fr = sel(ms, r, fr), fg = sel(ms, gr, fg), fb = sel(ms, bl, fb);
+        fitted |= ms;
+    }
+    const vi todo = ~fitted;
+    if (any(todo)) {
+        // the chroma scale k by bisection (14 steps), L re-solved for each k from the bracket's interpolation
+        vf klo = zero, khi = one, Llo = Ly, Lhi = L, kx = zero - 1.0f, Lx = zero;
+        for (int it = 0; it < 14; ++it) {
+            const vf k = 0.5f * (klo + khi);
+            const vf d1 = (Lhi - Llo) / (khi - klo), d2 = (Lx - Lhi) / (kx - khi);
+            const vf Lp = 0.5f * (Llo + Lhi) + sel(kx >= 0.0f, (d2 - d1) / (kx - klo) * (k - klo) * (k - khi), zero);
+            const vf Lk = solve(y, av * k, bv * k, vmin(vmax(Lp, zero), zero + 100.0f), todo);
+            const vi f = fits();
+            kx = sel(f, klo, khi), Lx = sel(f, Llo, Lhi);
+            klo = sel(f, k, klo), Llo = sel(f, Lk, Llo);
+            khi = sel(f, khi, k), Lhi = sel(f, Lhi, Lk);
+        }
+        lab_lin(Llo, av * klo, bv * klo);
+        const vi pos = todo & (klo > 0.0f), neu = todo & ~(klo > 0.0f);
+        fr = sel(pos, r, sel(neu, neutral, fr));
+        fg = sel(pos, gr, sel(neu, neutral, fg));
+        fb = sel(pos, bl, sel(neu, neutral, fb));
+    }
+    auto enc8 = [&](vf v) CL_ALWAYS_INLINE {
+        const vf vc = vmin(vmax(v, zero), one);
+        return 255.0f * sel(vc > 0.0031308f, vec::srgb_pow(vmax(vc, zero + 0.0031308f)), vc * 12.92f);
+    };
+    const vf tr = enc8(fr), tg = enc8(fg), tb = enc8(fb);
+    std::memcpy(target, &tr, sizeof tr);
+    std::memcpy(target + W, &tg, sizeof tg);
+    std::memcpy(target + 2 * W, &tb, sizeof tb);
+}
 }  // namespace color
 
 // gray (n,) uint8 and ab -> rgb (n,3) uint8 whose Pillow luma (Image.convert("L")) is exactly gray.
@@ -634,6 +775,23 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
         std::uint8_t g[B], state[B], q[3 * B];
         float a[B], bb[B], target[3 * B], Ls[B];
         const float* lightness = t.lightness.data();
+        // the pixels compose_block could not finish, queued until there are W of them (a lane's result does not
+        // depend on the others it goes with)
+        constexpr std::size_t W = color::vec::kLanes;
+        std::uint8_t sg[W];
+        float sa[W], sb[W], sL[W], st[3 * W];
+        std::size_t sidx[W];
+        std::size_t ns = 0;
+        auto flush = [&]() {
+            if (ns == 0) return;
+            for (std::size_t k = ns; k < W; ++k) sg[k] = sg[0], sa[k] = sa[0], sb[k] = sb[0], sL[k] = sL[0];
+            color::compose_slow(lightness, t.to_linear.data(), sg, sa, sb, sL, st);
+            for (std::size_t k = 0; k < ns; ++k) {
+                float tg[3] = {st[k], st[W + k], st[2 * W + k]};
+                color::finish_pixel(sg[k], tg, rgb + 3 * sidx[k]);
+            }
+            ns = 0;
+        };
         for (std::size_t blk = b0; blk < b1; ++blk) {
             const std::size_t i0 = blk * B, m = std::min(B, n - i0);
             if (m == B) {
@@ -660,11 +818,16 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
                 } else if (state[i] == 1) {
                     float tg[3] = {target[i], target[B + i], target[2 * B + i]};
                     color::finish_pixel(g[i], tg, out + 3 * i);
+                } else if (!std::isfinite(a[i]) || !std::isfinite(bb[i]) || (a[i] == 0.0f && bb[i] == 0.0f) ||
+                           g[i] == 0 || g[i] == 255) {
+                    out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = g[i];  // (as compose_luma_pixel)
                 } else {
-                    color::compose_luma_pixel(t, g[i], a[i], bb[i], Ls[i], out + 3 * i);
+                    sg[ns] = g[i], sa[ns] = a[i], sb[ns] = bb[i], sL[ns] = Ls[i], sidx[ns] = i0 + i;
+                    if (++ns == W) flush();
                 }
             }
         }
+        flush();
     });
 }
 

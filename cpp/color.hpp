@@ -683,11 +683,14 @@ HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, c
             const vf er = encode_ext(r, sr), eg = encode_ext(gr, sg), eb = encode_ext(bl, sb);
             const vf h = 255.0f * (w0 * er + w1 * eg + w2 * eb) - yt;
             vf dl = 255.0f * (w0 * sr * dr + w1 * sg * dg + w2 * sb * db);
-            done |= vabs(h) < 1e-3f;
+            // converged (within 1e-3 levels): one more step, without checking it (a good start often converges
+            // at once, and the bisections' gamut decisions want the root closer than that)
+            const vi conv = ~done & (vabs(h) < 1e-3f);
             dl = sel(dl > 1e-3f, dl, zero + 1e-3f);  // flat or inverted (far outside the gamut): a damped step
             const vf Ln = vmin(vmax(L - h / dl, zero), zero + 100.0f);
-            done |= Ln == L;  // pinned at 0 or 100: no root inside
-            L = sel(done, L, Ln);
+            const vi pinned = Ln == L;  // pinned at 0 or 100: no root inside
+            L = sel(done | (pinned & ~conv), L, Ln);
+            done |= conv | pinned;
             if (!any(~done)) break;
         }
         lab_lin(L, A, Bv);

@@ -454,20 +454,25 @@ inline const LumaTaylor& luma_taylor() {
     return t;
 }
 
-// compose_luma's common case, kBlock pixels at once: two Newton steps for the lightness from L(y), then a check.
-// Lanes that converged inside the gamut get their target color (8-bit units, planar: r, g, b blocks of kBlock)
-// and its rounding q (planar too); state 2 when q's Pillow luma is y (done), 1 when it needs finish_pixel's +-1
-// fix; state 0 (outside the gamut, not converged, zero or non-finite ab, y = 0 or 255): compose_luma_pixel.
+// compose_luma's common case, kBlock pixels at once: from LumaTaylor's start, one Newton step for the lightness
+// (more, up to two, for the lanes that need them), then a check. Lanes that converged inside the gamut get their
+// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (planar too); state 2 when q's
+// Pillow luma is y (done), 1 when it needs finish_pixel's +-1 fix; state 0 (outside the gamut, not converged,
+// zero or non-finite ab, y = 0 or 255): compose_slow. Lout gets the lightness reached (compose_slow's start).
 // Every lane is computed on its own, 8 at a time with GCC vector extensions (SSE pairs, AVX2 or AVX-512 per
 // clone), without branches or tables.
 constexpr int kBlock = 64;
+// GCC vector extensions (vector_size, ?: on vectors, __builtin_convertvector): GCC, and Clang 15 and later;
+// other compilers (or -DHYPERCHROMA_NO_COLOR_VECTORS) get the per-pixel compose_luma_pixel only (the same
+// results up to float rounding, slower).
+#if ((defined(__GNUC__) && !defined(__clang__)) || (defined(__clang__) && __clang_major__ >= 15)) && \
+    !defined(HYPERCHROMA_NO_COLOR_VECTORS)
+#define HYPERCHROMA_COLOR_VECTORS 1
 // (vector values cross no function boundary inside a HYPERCHROMA_CLONES function: helpers and lambdas are
 // always inlined, since an out-of-line one is compiled once, for the baseline ABI, and called from every clone)
-#if defined(__GNUC__) || defined(__clang__)
 #define CL_ALWAYS_INLINE __attribute__((always_inline))
-#else
-#define CL_ALWAYS_INLINE
-#endif
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // (vectors by value: only between always-inlined functions)
 namespace vec {
 typedef float vf __attribute__((vector_size(32)));
 typedef std::int32_t vi __attribute__((vector_size(32)));
@@ -759,6 +764,8 @@ HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, c
     std::memcpy(target + W, &tg, sizeof tg);
     std::memcpy(target + 2 * W, &tb, sizeof tb);
 }
+#pragma GCC diagnostic pop
+#endif  // HYPERCHROMA_COLOR_VECTORS
 }  // namespace color
 
 // gray (n,) uint8 and ab -> rgb (n,3) uint8 whose Pillow luma (Image.convert("L")) is exactly gray.
@@ -767,13 +774,21 @@ HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, c
 // than its luma's neutral gray). Where that color is outside sRGB, its chroma is scaled down (hue kept, L'
 // re-solved) until it fits. The result is rounded to 8 bits with a +-1 correction so the integer luma lands
 // on gray; a color converted to (its luma, its ab) comes back to within rounding. Zero or non-finite ab gives
-// R = G = B = gray. Pixels go in fixed blocks of color::kBlock (the last one padded), so the result does not
-// depend on threads.
+// R = G = B = gray. Each pixel's result depends on that pixel only (not on the block of color::kBlock or the
+// queue of slow pixels it goes through), so not on threads either.
 inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t n, bool planar, std::uint8_t* rgb,
                          int threads = 1) {
     const auto& t = color::tables();
     constexpr std::size_t B = color::kBlock;
     const std::size_t blocks = (n + B - 1) / B;
+#ifndef HYPERCHROMA_COLOR_VECTORS
+    parallel_for(blocks, threads, 64, [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t i = b0 * B; i < std::min(n, b1 * B); ++i) {
+            const float a = planar ? ab[i] : ab[2 * i], b = planar ? ab[n + i] : ab[2 * i + 1];
+            color::compose_luma_pixel(t, gray[i], a, b, t.lightness[gray[i]], rgb + 3 * i);
+        }
+    });
+#else
     parallel_for(blocks, threads, 64, [&](std::size_t b0, std::size_t b1) {
         std::uint8_t g[B], state[B], q[3 * B];
         float a[B], bb[B], target[3 * B], Ls[B];
@@ -832,6 +847,7 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
         }
         flush();
     });
+#endif
 }
 
 }  // namespace hyperchroma

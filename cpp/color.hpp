@@ -471,8 +471,9 @@ constexpr int kBlock = 64;
 // (vector values cross no function boundary inside a HYPERCHROMA_CLONES function: helpers and lambdas are
 // always inlined, since an out-of-line one is compiled once, for the baseline ABI, and called from every clone)
 #define CL_ALWAYS_INLINE __attribute__((always_inline))
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"  // (vectors by value: only between always-inlined functions)
+// (vectors by value only between always-inlined functions: GCC's note that their ABI differs between clones does
+// not apply; it comes at the end of the translation unit, so it stays off from here on)
+#pragma GCC diagnostic ignored "-Wpsabi"
 namespace vec {
 typedef float vf __attribute__((vector_size(32)));
 typedef std::int32_t vi __attribute__((vector_size(32)));
@@ -764,7 +765,6 @@ HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, c
     std::memcpy(target + W, &tg, sizeof tg);
     std::memcpy(target + 2 * W, &tb, sizeof tb);
 }
-#pragma GCC diagnostic pop
 #endif  // HYPERCHROMA_COLOR_VECTORS
 }  // namespace color
 

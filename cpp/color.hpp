@@ -456,7 +456,7 @@ inline const LumaTaylor& luma_taylor() {
 
 // compose_luma's common case, kBlock pixels at once: from LumaTaylor's start, one Newton step for the lightness
 // (more, up to two, for the lanes that need them), then a check. Lanes that converged inside the gamut get their
-// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (planar too); state 2 when q's
+// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (interleaved: rgb); state 2 when q's
 // Pillow luma is y (done), 1 when it needs finish_pixel's +-1 fix; state 0 (outside the gamut, not converged,
 // zero or non-finite ab, y = 0 or 255): compose_slow. Lout gets the lightness reached (compose_slow's start).
 // Every lane is computed on its own, 8 at a time with GCC vector extensions (SSE pairs, AVX2 or AVX-512 per
@@ -619,9 +619,9 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
         std::memcpy(target + kBlock + i0, &tg, sizeof tg);
         std::memcpy(target + 2 * kBlock + i0, &tb, sizeof tb);
         for (int k = 0; k < W; ++k) {
-            q[i0 + k] = static_cast<std::uint8_t>(qr[k]);
-            q[kBlock + i0 + k] = static_cast<std::uint8_t>(qg[k]);
-            q[2 * kBlock + i0 + k] = static_cast<std::uint8_t>(qb[k]);
+            q[3 * (i0 + k)] = static_cast<std::uint8_t>(qr[k]);
+            q[3 * (i0 + k) + 1] = static_cast<std::uint8_t>(qg[k]);
+            q[3 * (i0 + k) + 2] = static_cast<std::uint8_t>(qb[k]);
             state[i0 + k] = static_cast<std::uint8_t>(st[k]);
         }
     }
@@ -831,9 +831,10 @@ inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t 
             }
             color::compose_block(lightness, g, a, bb, target, Ls, q, state);
             std::uint8_t* out = rgb + 3 * i0;
+            std::copy(q, q + 3 * m, out);  // the lanes done (state 2); the others are written below
             for (std::size_t i = 0; i < m; ++i) {
                 if (state[i] == 2) {
-                    out[3 * i] = q[i], out[3 * i + 1] = q[B + i], out[3 * i + 2] = q[2 * B + i];
+                    continue;
                 } else if (state[i] == 1) {
                     float tg[3] = {target[i], target[B + i], target[2 * B + i]};
                     color::finish_pixel(g[i], tg, out + 3 * i);

@@ -6,7 +6,9 @@
 //
 // compose_luma keeps the gray image's luma instead: its output, converted back to gray the way Pillow does
 // (Image.convert("L"), ITU-R 601 weights in 16-bit fixed point on the 8-bit sRGB codes), is the input gray
-// exactly, for every pixel.
+// exactly, for every pixel. compose_luma_pixel states its rules one pixel at a time (and is the path for compilers
+// without GCC vector extensions); compose_block (the common case: inside the gamut) and compose_slow (the rest,
+// the same rules) run them 8 pixels at a time, without tables or libm in the loop (srgb_pow).
 #pragma once
 
 #include <algorithm>

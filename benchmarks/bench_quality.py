@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--seed-radius", type=int, default=None)
     ap.add_argument("--exact", action="store_true", help="exact nearest keys (slow)")
     ap.add_argument("--no-one-step", action="store_true", help="skip the one-step probes")
+    ap.add_argument("--key-channels", type=int, default=None, help="PCA key channels for wide classifiers (0: none)")
     ap.add_argument("--guided", default=None, metavar="R[:EPS],...",
                     help="guided filter settings to compare on one fitted model, e.g. 0,1:1e-3,2:1e-3")
     args = ap.parse_args()
@@ -48,6 +49,8 @@ def main():
         extra["exact"] = True
     if args.no_one_step:
         extra["one_step"] = False
+    if args.key_channels is not None:
+        extra["key_channels"] = args.key_channels
     rows = []
     from protocols import CROSS
 

@@ -76,3 +76,17 @@ def test_cli_colorizes_a_video_with_its_audio(film, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.avi" in err[0]
     assert not list((tmp_path / "out2").iterdir())
+
+
+def test_evaluate_a_color_video(film, capsys):
+    import json
+
+    tmp, _ = film
+    assert main(["evaluate", str(tmp / "film.avi"), "--keyframes", "3", "--json", "-q"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["frames"] == 30 and len(r["keyframes"]) == 3 and r["tested"] > 0
+    m = r["mean"]
+    assert m["psnr"] > m["psnr_gray"] and m["auc"] > m["auc_gray"]
+    assert m["warp"] >= 0 and m["warp_true"] >= 0
+    assert main(["evaluate", str(tmp / "film.avi"), "--keyframes", "40", "-q"]) == 1
+    assert "keyframes" in capsys.readouterr().err

@@ -98,5 +98,5 @@ def calibrate(truths: Sequence[np.ndarray], make_colorizer: Callable[[List[int]]
         for i in np.flatnonzero(fold_of == f):
             ab, status, distance = colorize(int(i))
             ms.append(descriptor(status, distance))
-            ss.append(optimal_scale(ab, truths[i]))
+            ss.append(optimal_scale(ab, truths[int(i)]))
     return Calibration(np.array(ms), np.array(ss))

@@ -25,7 +25,7 @@ from .calibration import MAX_IMAGES as MAX_CALIBRATION_IMAGES
 from .calibration import Calibration, calibrate
 from .lookup import lookup
 from .pipeline import smooth
-from .quantizer import Quantizer
+from .quantizer import Quantizer, sample_taps
 from .settings import ColorizeSettings, FitSettings
 from .table import ColorTable
 
@@ -82,6 +82,7 @@ class HypercolumnSample:
     hypercolumns: np.ndarray
     cache: Dict[int, Cache] = field(default_factory=dict)
     keyframes: List[np.ndarray] = field(default_factory=list)
+    tap_channels: List[int] = field(default_factory=list)
 
 
 def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
@@ -101,21 +102,23 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
             key_budget -= rgb.nbytes
             keyframes.append(rgb)
         maps = classifier.run(t.gray, threads=threads)
-        hc = core.hypercolumns(maps, t.shape[0], t.shape[1], threads=threads)
-        take = rng.choice(hc.shape[0], size=min(settings.samples_per_image, hc.shape[0]), replace=False)
-        samples.append(hc[take])
+        h, w = t.shape
+        take = rng.choice(h * w, size=min(settings.samples_per_image, h * w), replace=False)
+        samples.append(sample_taps(maps, t.shape, take // w, take % w))
         nbytes = sum(m.nbytes for m in maps)
         keep = budget >= nbytes + t.gray.nbytes + t.ab.nbytes
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
         if budget >= 0:
             cache[i] = (t, maps if keep else None)
-    return HypercolumnSample(np.concatenate(samples), cache, keyframes)
+    return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps])
 
 
-def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int) -> Quantizer:
-    """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them)."""
-    hc = sample.hypercolumns if isinstance(sample, HypercolumnSample) else np.asarray(sample, np.float32)
-    return Quantizer.learn(hc, levels)
+def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0) -> Quantizer:
+    """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
+    projection to ``key_channels`` when the taps have more channels than that."""
+    if isinstance(sample, HypercolumnSample):
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -180,7 +183,7 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     if not images:
         raise ValueError("fit needs at least one color training image")
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
-    quantizer = learn_quantizer(sample, settings.levels)
+    quantizer = learn_quantizer(sample, settings.levels, settings.key_channels)
     table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
                        progress=progress)
     table.finalize()

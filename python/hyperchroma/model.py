@@ -56,7 +56,10 @@ class Model:
                  fit_settings: FitSettings, colorize_settings: Optional[ColorizeSettings] = None,
                  threads: Optional[int] = None, keyframes: Sequence[np.ndarray] = (),
                  calibration: Optional[Calibration] = None):
-        if quantizer.channels != classifier.channels:
+        taps = quantizer.projection.matrices if quantizer.projection is not None else None
+        if taps is not None and [p.shape[0] for p in taps] != [t.channels for t in classifier.taps]:
+            raise ValueError("the quantizer's projection does not match the classifier's taps")
+        if taps is None and quantizer.channels != classifier.channels:
             raise ValueError(f"the quantizer has {quantizer.channels} channels, the classifier's taps "
                              f"{classifier.channels}")
         if (table.channels, table.levels) != (quantizer.channels, quantizer.levels):

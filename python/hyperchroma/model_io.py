@@ -18,7 +18,7 @@ from ._version import __version__
 from .classifier import Classifier
 from .model_file import ModelFileError
 from .calibration import Calibration
-from .quantizer import Quantizer
+from .quantizer import Projection, Quantizer
 from .settings import COLORIZE_FIELDS, ColorizeSettings, FitSettings
 from .table import ColorTable
 
@@ -47,6 +47,12 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
         "table_counts": e["counts"],
         "table_conflicting": e["conflicting"],
     }
+    proj = model.quantizer.projection
+    if proj is not None:
+        meta["projection_taps"] = len(proj.matrices)
+        arrays["projection_mean"] = proj.mean
+        for i, p in enumerate(proj.matrices):
+            arrays[f"projection_{i}"] = p
     for i, k in enumerate(model.keyframes):
         arrays[f"keyframe_{i}"] = k
     if model.calibration is not None:
@@ -112,10 +118,16 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, OverflowError) as e:
         raise refuse(f"its classifier: {type(e).__name__}: {str(e)[:300]}") from None
     try:
-        quantizer = Quantizer(arrays["thresholds"], arrays["weights"])
+        projection = None
+        if "projection_taps" in meta:
+            projection = Projection(tuple(arrays[f"projection_{i}"] for i in range(int(meta["projection_taps"]))),
+                                    arrays["projection_mean"])
+        quantizer = Quantizer(arrays["thresholds"], arrays["weights"], projection)
         if quantizer.levels != fit_settings.levels:
             raise ValueError(f"{quantizer.levels} quantization levels, the settings say {fit_settings.levels}")
-        if quantizer.channels != clf.channels:
+        tap_channels = [t.channels for t in clf.taps]
+        if (projection is None and quantizer.channels != clf.channels) or (
+                projection is not None and [p.shape[0] for p in projection.matrices] != tap_channels):
             raise ValueError("the classifier's taps do not match the table's channels")
         entries = {"keys": arrays["table_keys"], "ab": arrays["table_ab"], "counts": arrays["table_counts"],
                    "conflicting": arrays["table_conflicting"]}

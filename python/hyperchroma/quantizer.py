@@ -1,15 +1,109 @@
 """The quantizer: per-channel thresholds that turn hypercolumns into levels, and the projection (weights of
 the weighted sum) the sorted index orders keys by. Learned at fit time from sampled hypercolumns.
+
+A classifier with many channels (an ImageNet backbone taps thousands) would give keys no two pixels share.
+So a :class:`Projection` (PCA of the sampled hypercolumns to ``K`` channels) is learned too when the taps
+have more than ``key_channels`` channels. Bilinear upsampling is linear, so the projection runs per tap at
+the tap's own resolution (a 1x1 map of its channels), taps of one size are summed there, and only the K
+projected channels are upsampled: a big backbone costs its forward pass plus that small map (Hariharan et
+al. 2015).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import core
+
+
+def _axis(src: int, dst: int, pos: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of output positions ``pos`` along one axis: half-pixel centers, edges
+    clamped, the convention of the core's bilinear upsampling (``core.upsample_bilinear``)."""
+    s = np.maximum((pos + 0.5) * (src / dst) - 0.5, 0.0)
+    a = np.floor(s).astype(np.int64)
+    f = s - a
+    top = a >= src - 1
+    a = np.where(top, src - 1, a)
+    f = np.where(top, 0.0, f)
+    return a, np.minimum(a + 1, src - 1), f.astype(np.float32)
+
+
+def sample_taps(maps: Sequence[np.ndarray], shape: Tuple[int, int], ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Hypercolumns (N, sum of channels) float32 at the pixels (ys, xs) of the ``shape`` image, each tap
+    bilinearly upsampled as the core does, without upsampling whole maps."""
+    H, W = shape
+    out = []
+    for m in maps:
+        _, h, w = m.shape
+        y0, y1, fy = _axis(h, H, ys.astype(np.float64))
+        x0, x1, fx = _axis(w, W, xs.astype(np.float64))
+        top = m[:, y0, x0] * (1 - fx) + m[:, y0, x1] * fx
+        bottom = m[:, y1, x0] * (1 - fx) + m[:, y1, x1] * fx
+        out.append((top * (1 - fy) + bottom * fy).T)
+    return np.ascontiguousarray(np.concatenate(out, axis=1), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A linear map of the hypercolumns to ``K`` channels, ``(x - mean) @ matrix``, split per tap:
+    ``matrices[i]`` (C_i, K) float32 for tap i, ``mean`` (K,) float32 (the projected mean, subtracted)."""
+
+    matrices: Tuple[np.ndarray, ...]
+    mean: np.ndarray
+    _groups: Dict[Tuple[int, int], List[int]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        mats = tuple(np.ascontiguousarray(m, dtype=np.float32) for m in self.matrices)
+        mean = np.ascontiguousarray(self.mean, dtype=np.float32).reshape(-1)
+        if not mats or any(m.ndim != 2 or m.shape[1] != mean.size for m in mats):
+            raise ValueError(f"projection: expected per-tap (C_i, {mean.size}) matrices")
+        if not all(np.all(np.isfinite(m)) for m in mats) or not np.all(np.isfinite(mean)):
+            raise ValueError("projection: not finite")
+        object.__setattr__(self, "matrices", mats)
+        object.__setattr__(self, "mean", mean)
+
+    @property
+    def channels(self) -> int:
+        return int(self.mean.size)
+
+    @classmethod
+    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int) -> "Projection":
+        """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap."""
+        x = samples.astype(np.float64)
+        mu = x.mean(axis=0)
+        xc = x - mu
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        p = vecs[:, ::-1][:, :k]  # (C, k), largest components first
+        mats, start = [], 0
+        for c in tap_channels:
+            mats.append(p[start:start + c])
+            start += c
+        return cls(tuple(mats), (mu @ p).astype(np.float32))
+
+    def project_samples(self, samples: np.ndarray) -> np.ndarray:
+        """(N, C) hypercolumns -> (N, K)."""
+        return (samples @ np.concatenate(self.matrices, axis=0) - self.mean).astype(np.float32)
+
+    def apply(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
+        """The projected hypercolumns (K, H, W) float32 of tap maps: each tap projected at its own resolution,
+        taps of one size summed, each size's K channels upsampled, then summed."""
+        if len(maps) != len(self.matrices):
+            raise ValueError(f"projection: {len(self.matrices)} taps expected, got {len(maps)}")
+        by_size: Dict[Tuple[int, int], np.ndarray] = {}
+        for m, p in zip(maps, self.matrices):
+            c, h, w = m.shape
+            z = (p.T @ m.reshape(c, h * w)).reshape(-1, h, w)
+            key = (h, w)
+            by_size[key] = z if key not in by_size else by_size[key] + z
+        H, W = shape
+        out = np.zeros((self.channels, H, W), np.float32)
+        for z in by_size.values():
+            out += core.upsample_bilinear(np.ascontiguousarray(z, dtype=np.float32), H, W, threads=threads)
+        out -= self.mean[:, None, None]
+        return out
 
 
 def learn_thresholds(samples: np.ndarray, levels: int) -> np.ndarray:
@@ -58,10 +152,12 @@ def projection_weights(levels_sample: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Quantizer:
-    """Thresholds (C, levels-1) float32, sorted per channel, and projection weights (C,) float32."""
+    """Thresholds (C, levels-1) float32, sorted per channel, and projection weights (C,) float32; with a
+    ``projection``, C is its K channels and the keys are made from the projected hypercolumns."""
 
     thresholds: np.ndarray
     weights: np.ndarray
+    projection: Optional[Projection] = None
 
     def __post_init__(self) -> None:
         t = np.ascontiguousarray(self.thresholds, dtype=np.float32)
@@ -74,16 +170,24 @@ class Quantizer:
             raise ValueError("thresholds and weights must be numbers (no NaN; weights finite)")
         if t.shape[1] > 1 and np.any(np.diff(t, axis=1) < 0):
             raise ValueError("thresholds must be sorted per channel")
+        if self.projection is not None and self.projection.channels != t.shape[0]:
+            raise ValueError(f"projection gives {self.projection.channels} channels, the thresholds have {t.shape[0]}")
         object.__setattr__(self, "thresholds", t)
         object.__setattr__(self, "weights", w)
 
     @classmethod
-    def learn(cls, samples: np.ndarray, levels: int) -> "Quantizer":
-        """Learn thresholds (equal-fill levels) and the projection from sampled hypercolumns (N, C)."""
+    def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
+              key_channels: int = 0) -> "Quantizer":
+        """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
+        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many."""
         if samples.ndim != 2 or samples.shape[0] < 1:
             raise ValueError(f"samples: expected (N >= 1, channels) hypercolumns, got shape {samples.shape}")
+        projection = None
+        if key_channels and samples.shape[1] > key_channels:
+            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels)
+            samples = projection.project_samples(samples)
         thresholds = learn_thresholds(samples, levels)
-        return cls(thresholds, projection_weights(quantize(samples, thresholds)))
+        return cls(thresholds, projection_weights(quantize(samples, thresholds)), projection)
 
     @property
     def channels(self) -> int:
@@ -95,5 +199,7 @@ class Quantizer:
 
     def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
         """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel)."""
+        if self.projection is not None:
+            maps = [self.projection.apply(maps, shape, threads)]
         keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], self.thresholds, self.weights, threads=threads)
         return keys

@@ -29,6 +29,7 @@ MAX_SCAN = 1 << 16  # candidates scanned around the binary-search position
 MAX_SEED_RADIUS = 8  # image-neighbour radius for the nearest-key seeds
 MAX_SAMPLES_PER_IMAGE = 1 << 20
 MAX_GUIDED_RADIUS = 16  # guided filter radius at model size
+MAX_KEY_CHANNELS = 1024  # channels of a learned key projection
 
 
 def _integer(name: str, v: Any, lo: int, hi: int) -> int:
@@ -94,6 +95,7 @@ class FitSettings:
     samples_per_image: int = 4096  #: hypercolumns sampled per training image to learn the quantizer
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
+    key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
 
     def checked(self) -> "FitSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -106,7 +108,8 @@ class FitSettings:
             vote_bin=vote_bin,
             samples_per_image=_integer("samples_per_image", self.samples_per_image, 1, MAX_SAMPLES_PER_IMAGE),
             seed=_integer("seed", self.seed, 0, 2**63 - 1),
-            calibration_folds=_calibration_folds(self.calibration_folds))
+            calibration_folds=_calibration_folds(self.calibration_folds),
+            key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS))
 
     @property
     def bin_width(self) -> float:

@@ -8,12 +8,17 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="the paper's test stage: metrics against the gray baseline",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma evaluate test_frames/ -m film.hyc\n  hyperchroma evaluate test_frames/ -m film.hyc --json --sheet sheet.png",
-                       description="Colorize the luminance of color test images and compare with their colors: "
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n  hyperchroma evaluate test_frames/ -m film.hyc\n  hyperchroma evaluate test_frames/ -m film.hyc --json --sheet sheet.png\n  hyperchroma evaluate film.mp4 --keyframes 8      # a color film: fit on 8 of its frames, test the rest",
+                       description="Colorize the gray version of color test images and compare with their colors: "
                                    "PSNR, AuC and colorfulness beside the all-gray baseline, the share of images "
-                                   "that beat gray, and a verdict.")
-    p.add_argument("images", nargs="+", help="color test images or folders of them")
-    p.add_argument("-m", "--model", required=True, help="model file from `hyperchroma fit`")
+                                   "that beat gray, and a verdict. A color video instead: N of its frames are "
+                                   "the keyframes, its gray version is colorized as a film, and the other frames "
+                                   "are scored, with the warp error (steadiness) beside the truth's own.")
+    p.add_argument("images", nargs="+", help="color test images or folders of them, or one color video")
+    p.add_argument("-m", "--model", help="model file from `hyperchroma fit` (for a video: optional, its classifier "
+                                         "and fit settings are used)")
+    p.add_argument("--keyframes", type=int, default=8, help="videos: how many evenly spread frames are keyframes "
+                                                            "(default 8)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--sheet", help="also write a before/after comparison sheet (PNG) here")
     p.add_argument("--pass-share", type=float, default=0.5,
@@ -37,8 +42,22 @@ def run(args) -> int:
             raise ValueError(f"--sheet: folder '{folder}' does not exist")
         if os.path.isdir(args.sheet):
             raise ValueError(f"--sheet: '{args.sheet}' is a directory")
-    model = load(args.model)
+    from .colorize import VIDEO_SUFFIXES
+
     paths = image_paths(args.images)
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_SUFFIXES]
+    if videos:
+        if len(paths) != 1 or args.sheet:
+            raise ValueError("evaluate takes one color video alone (no images, no --sheet)")
+        from ..video.evaluate import evaluate_video, format_video_report
+
+        report = evaluate_video(videos[0], load(args.model) if args.model else None, keyframes=args.keyframes,
+                                progress=not (args.quiet or args.json))
+        print(json.dumps(report, indent=2) if args.json else format_video_report(report))
+        return 0
+    if not args.model:
+        raise ValueError("evaluating images needs a model: -m MODEL")
+    model = load(args.model)
     report = model.evaluate(paths, pass_share=args.pass_share, progress=not (args.quiet or args.json))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.sheet:

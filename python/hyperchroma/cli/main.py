@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from . import colorize, demo, evaluate, fit, info, train
+from . import bench, colorize, demo, evaluate, fit, info, train
 
 # Commands in --help order. A new command is a module with add_parser(sub) and run(args) -> int, listed here.
 _PARSERS: list[Callable[[Any], None]] = [
@@ -16,6 +16,7 @@ _PARSERS: list[Callable[[Any], None]] = [
     colorize.add_parser,
     evaluate.add_parser,
     info.add_parser,
+    bench.add_parser,
     train.add_parser,
 ]
 

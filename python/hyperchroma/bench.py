@@ -1,0 +1,118 @@
+"""Throughput benchmarking as a feature (``hyperchroma bench``): per-stage times, latency percentiles and
+images/s on data that ships with the package, in a stable JSON shape pipelines can track.
+
+Stages, in the order a frame goes through them: ``decode`` (read the JPEG), ``prepare`` (gray version,
+model-size input), ``classifier`` (ONNX Runtime), ``keys`` (fused upsample + quantize + pack), ``lookup``
+(exact hits), ``fallback`` (the rest of the lookup chain: one-step probes, seeds, sorted index),
+``smoothing`` (median + guided filter) and ``compose`` (full-resolution luma-exact composition).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import __version__, pipeline
+from .images import load_image
+from .lookup import Status, lookup
+
+#: Version of the JSON shape :func:`run` returns (bumped only when a field changes meaning or goes away).
+SCHEMA = 1
+
+
+def _times(fn: Callable[[], Any], repeats: int) -> np.ndarray:
+    out = np.empty(repeats)
+    for i in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t
+    return out * 1e3
+
+
+def _resize(img: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
+    if size is None or (img.shape[1], img.shape[0]) == size:
+        return img
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize(size, Image.Resampling.BILINEAR))
+
+
+def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None, batch: int = 8,
+        repeats: int = 30) -> Dict[str, Any]:
+    """Benchmark ``model`` on the color images ``paths`` (their gray versions are colorized, as a user's
+    black-and-white input), optionally resized to ``size`` (W, H)."""
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"repeats and batch must be >= 1, got {repeats} and {batch}")
+    from .images import luma
+
+    grays = [luma(_resize(load_image(p), size)) for p in paths]
+    frame = grays[0]
+    t = model.threads
+    s = model.colorize_settings
+    for g in grays[:3]:
+        model.colorize(g)  # warm up: sessions, buffers, page faults
+    prepared = pipeline.prepare(frame, model.fit_settings.size)
+    maps = model.classifier.run_reusing(prepared.gray, threads=t)
+    keys = model.quantizer.keys(maps, prepared.shape, t)
+    found = lookup(model.color_table, keys, prepared.shape, s, t)
+    h, w = prepared.shape
+    ab = pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t)
+    lookup_all = _times(lambda: lookup(model.color_table, keys, prepared.shape, s, t), repeats)
+    exact = _times(lambda: model.color_table.lookup(keys, t), repeats)
+    stage_times = {
+        "decode": _times(lambda: load_image(paths[0]), repeats),
+        "prepare": _times(lambda: pipeline.prepare(frame, model.fit_settings.size), repeats),
+        "classifier": _times(lambda: model.classifier.run_reusing(prepared.gray, threads=t), repeats),
+        "keys": _times(lambda: model.quantizer.keys(maps, prepared.shape, t), repeats),
+        "lookup": exact,
+        "fallback": np.maximum(lookup_all - np.median(exact), 0),
+        "smoothing": _times(lambda: pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t), repeats),
+        "compose": _times(lambda: pipeline.compose(frame, ab, t), repeats),
+    }
+    latency = _times(lambda: model.colorize(frame), repeats)
+    work = (grays * (batch // len(grays) + 1))[:batch]
+    t0 = time.perf_counter()
+    for g in work:
+        model.colorize(g)
+    single = len(work) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    model.colorize_batch(work)
+    batched = len(work) / (time.perf_counter() - t0)
+    return {
+        "schema": SCHEMA,
+        "hyperchroma": __version__,
+        "image": {"width": int(frame.shape[1]), "height": int(frame.shape[0]), "model_size": [h, w]},
+        "provider": model.classifier.provider,
+        "threads": t,
+        "cpus": os.cpu_count(),
+        "repeats": repeats,
+        "batch": batch,
+        "misses": float(np.mean(found.status != Status.EXACT)),
+        "stages_ms": {k: round(float(np.median(v)), 3) for k, v in stage_times.items()},
+        "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
+                       "p99": round(float(np.percentile(latency, 99)), 3)},
+        "images_per_s": {"single": round(single, 2), "batch": round(batched, 2)},
+    }
+
+
+def format_result(r: Dict[str, Any]) -> str:
+    """The benchmark as readable lines."""
+    img = r["image"]
+    lines = [f"hyperchroma {r['hyperchroma']}: {img['width']}x{img['height']} gray frames (model size "
+             f"{img['model_size'][1]}x{img['model_size'][0]}), provider {r['provider']}, {r['threads']} threads, "
+             f"{r['cpus']} CPUs, {100 * r['misses']:.0f}% of keys missing",
+             f"latency p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms; "
+             f"{r['images_per_s']['single']:.1f} images/s single, {r['images_per_s']['batch']:.1f} images/s "
+             f"colorize_batch of {r['batch']}",
+             "stages (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())]
+    return "\n".join(lines)
+
+
+def shipped_frames() -> List[Any]:
+    """The demo's held-back frames (they ship inside the package)."""
+    from .demo import demo_frames
+
+    return list(demo_frames()[1])

@@ -1,0 +1,22 @@
+"""``hyperchroma bench``: runs on shipped data and prints a stable JSON shape (timings are not asserted)."""
+
+import json
+
+import pytest
+
+from hyperchroma.cli import main
+
+
+def test_bench_json_shape(capsys):
+    assert main(["bench", "--repeats", "2", "--batch", "2", "--size", "96x64", "--threads", "1", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["schema"] == 1 and r["threads"] == 1 and r["batch"] == 2
+    assert r["image"]["width"] == 96 and r["image"]["height"] == 64
+    assert set(r["stages_ms"]) == {"decode", "prepare", "classifier", "keys", "lookup", "fallback", "smoothing",
+                                   "compose"}
+    assert all(v >= 0 for v in r["stages_ms"].values())
+    assert set(r["latency_ms"]) == {"p50", "p99"} and r["latency_ms"]["p99"] >= r["latency_ms"]["p50"] > 0
+    assert set(r["images_per_s"]) == {"single", "batch"} and 0 <= r["misses"] <= 1
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--size", "bad"])
+    assert e.value.code == 2

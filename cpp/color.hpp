@@ -428,7 +428,7 @@ struct LumaTaylor {
         double lin[3];
         lab_to_linear(L, a, b, lin);
         double e[3];
-        for (int k = 0; k < 3; ++k) e[k] = lin[k] <= 0.0031308 ? 12.92 * lin[k] : 1.055 * std::pow(lin[k], 1 / 2.4) - 0.055;
+        for (int k = 0; k < 3; ++k) e[k] = linear_to_srgb(lin[k]);
         return 255.0 * (kLumaR * e[0] + kLumaG * e[1] + kLumaB * e[2]) / 65536.0;
     }
     LumaTaylor() {
@@ -458,7 +458,7 @@ inline const LumaTaylor& luma_taylor() {
 
 // compose_luma's common case, kBlock pixels at once: from LumaTaylor's start, one Newton step for the lightness
 // (more, up to two, for the lanes that need them), then a check. Lanes that converged inside the gamut get their
-// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (interleaved: rgb); state 2 when q's
+// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (interleaved); state 2 when q's
 // Pillow luma is y (done), 1 when it needs finish_pixel's +-1 fix; state 0 (outside the gamut, not converged,
 // zero or non-finite ab, y = 0 or 255): compose_slow. Lout gets the lightness reached (compose_slow's start).
 // Every lane is computed on its own, 8 at a time with GCC vector extensions (SSE pairs, AVX2 or AVX-512 per
@@ -520,7 +520,8 @@ CL_ALWAYS_INLINE inline vf srgb_pow(vf v) {
 }  // namespace vec
 HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
                                              const std::uint8_t* __restrict gray, const float* __restrict a,
-                                             const float* __restrict b, float* __restrict target, float* __restrict Lout,
+                                             const float* __restrict b, float* __restrict target,
+                                             float* __restrict Lout,
                                              std::uint8_t* __restrict q, std::uint8_t* __restrict state) {
     using vec::vf;
     using vec::vi;
@@ -545,7 +546,8 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
         return sel(vc > 0.0031308f, pw, zero + 12.92f);
     };
     auto cube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
-    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };  // d cube(t(L)) / dL
+    // d cube(t(L)) / dL
+    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };
     for (int i0 = 0; i0 < kBlock; i0 += W) {
         vf y, L, av, bv;
         vi g;

@@ -1,6 +1,7 @@
 """Guided filter and luma-exact composition: speed against the peers a user would pick, and the quality bound.
 
     PYTHONPATH=python python benchmarks/bench_guided.py [--repeats 15] [--frames 80] [--skip-speed] [--skip-quality]
+        [--skip-compose-speed] [--compose-only]
         [--pipeline [--pipeline-frames 24] [--pipeline-protocol film-vtest|film-tree|photos]
                     [--pipeline-grid small:4:100,full:8:100]]
     (benchmarks/protocols.py finds the data through HYPERCHROMA_DATA, e.g. HYPERCHROMA_DATA=/work/shared/data)
@@ -13,6 +14,12 @@ Speed (same process, runs interleaved so every peer sees the same machine load; 
   border (BORDER_REFLECT_101: different edge values, slightly cheaper), timed for reference only.
 - cv2.ximgproc.guidedFilter (opencv-contrib) when installed; opencv-python-headless has no ximgproc.
 cv2.setNumThreads(threads) is set to the same thread count as ours.
+
+Composition speed (--compose-only runs just this): compose_luma against lab_to_rgb(gray_to_lightness(gray), ab)
+on 8 film-vtest frames at full size, gray = convert("L"), ab = the truth's Lab ab box-blurred (15x15) and scaled
+by 0.8 (like model output: smooth, moderate chroma), the truth's ab itself, and the blurred ab scaled by 1.6 (more
+of it outside the gamut: the slow path). CPU time (time.process_time, so another process's load counts less),
+the minimum of --repeats runs per frame, averaged over the frames; 2 threads: wall time, minimum.
 
 Quality (--frames, from /work/shared/data/film-vtest): truth rgb, gray = Image.convert("L"), ab = truth's Lab ab;
 PSNR against the truth of compose_luma(gray, ab) and of lab_to_rgb(gray_to_lightness(gray), ab) (today's
@@ -183,6 +190,49 @@ def quality(args) -> None:
           f"lab_to_rgb {1e3 * np.median(t_lab):.1f} ms")
 
 
+def compose_speed(args) -> None:
+    from PIL import Image
+
+    files = sorted(glob.glob(os.path.join(VTEST, "*.jpg")))[::10][:8]
+    if not files:
+        print(f"no frames in {VTEST}: composition speed skipped")
+        return
+    frames = []
+    for f in files:
+        truth = np.asarray(Image.open(f).convert("RGB"))
+        gray = np.asarray(Image.fromarray(truth).convert("L"))
+        _, ab = core.rgb_to_lab(truth)
+        frames.append((gray, ab, cv2.blur(ab, (15, 15))))
+
+    def best(fn, clock):
+        ts = []
+        for _ in range(args.repeats):
+            t0 = clock()
+            fn()
+            ts.append(clock() - t0)
+        return min(ts)
+
+    h, w = frames[0][0].shape
+    print(f"composition speed on {len(frames)} film-vtest frames ({h}x{w}); {cpu_name()}; "
+          f"ns per pixel = CPU time / pixels, min of {args.repeats} runs, mean over frames\n")
+    print("| ab | compose_luma, 1 thread (ns/px) | ms/frame | compose_luma, 2 threads (ms/frame, wall) "
+          "| lab_to_rgb, 1 thread (ns/px) | compose / lab_to_rgb |")
+    print("|---|---|---|---|---|---|")
+    for name, make in (("truth, blurred 15x15, x0.8 (model-like)", lambda ab, blur: blur * 0.8),
+                       ("truth", lambda ab, blur: ab),
+                       ("truth, blurred 15x15, x1.6 (saturated)", lambda ab, blur: blur * 1.6)):
+        t1, t2, tl = [], [], []
+        for gray, ab, blur in frames:
+            x = np.ascontiguousarray(make(ab, blur), dtype=np.float32)
+            t1.append(best(lambda g=gray, a=x: core.compose_luma(g, a), time.process_time))
+            t2.append(best(lambda g=gray, a=x: core.compose_luma(g, a, threads=2), time.perf_counter))
+            tl.append(best(lambda g=gray, a=x: core.lab_to_rgb(core.gray_to_lightness(g), a), time.process_time))
+        n = h * w
+        c, lab = 1e9 * np.mean(t1) / n, 1e9 * np.mean(tl) / n
+        print(f"| {name} | {c:.1f} | {1e3 * np.mean(t1):.1f} | {1e3 * np.mean(t2):.1f} | {lab:.1f} | {c / lab:.2f} |")
+    print()
+
+
 def pipeline(args) -> None:
     """The colorizer end to end on a development protocol: ab at model size (table + median, as the
     model does it), then optionally the guided filter, then upsampling and either composition. Uses the model's
@@ -258,14 +308,21 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=80)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-compose-speed", action="store_true")
+    ap.add_argument("--compose-only", action="store_true", help="only the composition speed table")
     ap.add_argument("--pipeline", action="store_true", help="also run the colorizer end to end (fits a model)")
     ap.add_argument("--pipeline-frames", type=int, default=24)
     ap.add_argument("--pipeline-protocol", default="film-vtest", help="film-vtest, film-tree or photos")
     ap.add_argument("--pipeline-grid", default="small:1:10,small:2:10,small:4:100,full:2:10,full:4:100,full:8:100",
                     help="comma-separated where:r:eps, where = small (model size) or full (after upsampling)")
     args = ap.parse_args()
+    if args.compose_only:
+        compose_speed(args)
+        return
     if not args.skip_speed:
         speed(args)
+    if not args.skip_compose_speed:
+        compose_speed(args)
     if not args.skip_quality:
         quality(args)
     if args.pipeline:

@@ -6,16 +6,20 @@
 //
 // compose_luma keeps the gray image's luma instead: its output, converted back to gray the way Pillow does
 // (Image.convert("L"), ITU-R 601 weights in 16-bit fixed point on the 8-bit sRGB codes), is the input gray
-// exactly, for every pixel.
+// exactly, for every pixel. compose_luma_pixel states its rules one pixel at a time (and is the path for compilers
+// without GCC vector extensions); compose_block (the common case: inside the gamut) and compose_slow (the rest,
+// the same rules) run them 8 pixels at a time, without tables or libm in the loop (srgb_pow).
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace hyperchroma {
 namespace color {
@@ -301,7 +305,8 @@ constexpr float kBand = 0.4921875f;
 inline void finish_pixel(int y, float* target, std::uint8_t* rgb);
 
 // One pixel of compose_luma: target luma y (0..255), hue from (a, b) -> rgb with luma601(rgb) == y.
-inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::uint8_t* rgb) {
+// L0: where the lightness solve starts (L(y), or a better guess).
+inline void compose_luma_pixel(const Tables& t, int y, float a, float b, float L0, std::uint8_t* rgb) {
     if (!std::isfinite(a) || !std::isfinite(b) || (a == 0.0f && b == 0.0f) || y == 0 || y == 255) {
         // (luma 0 and 255 leave room for a few codes of chroma at most: black and white)
         rgb[0] = rgb[1] = rgb[2] = static_cast<std::uint8_t>(y);
@@ -312,7 +317,7 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
     // within kBand of y rounds back to y (up to the +-1 fix below), so a color that only fits a little lighter
     // or darker (a gamut edge, e.g. a channel at 0 or 255) keeps its full chroma.
     float lin[3];
-    float L = solve_lightness(yf, a, b, t.lightness[y], lin);
+    float L = solve_lightness(yf, a, b, L0, lin);
     const float excess = gamut_excess(lin);
     if (excess > 0.0f) {
         // Moving the luma by 0.49 levels moves the linear channels by about 0.0045 at most (at white): try the
@@ -323,13 +328,14 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             for (const float side : {-kBand, kBand}) {
                 float Ls = solve_lightness(yf + side, a, b, L, lin2);
                 if (!in_gamut_f(lin2)) continue;
-                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels)
-                float in = side, out = 0.0f;
+                // the luma offset in [0, side] closest to 0 that fits, by bisection (8 steps: 0.002 levels); each
+                // solve starts from the interpolation between the bracket's lightnesses (mostly one evaluation)
+                float in = side, out = 0.0f, Lout = L;
                 for (int it = 0; it < 8; ++it) {
                     const float mid = 0.5f * (in + out);
-                    const float Lm = solve_lightness(yf + mid, a, b, Ls, lin);
+                    const float Lm = solve_lightness(yf + mid, a, b, 0.5f * (Ls + Lout), lin);
                     if (in_gamut_f(lin)) in = mid, Ls = Lm;
-                    else out = mid;
+                    else out = mid, Lout = Lm;
                 }
                 lab_to_linear_f(Ls, a, b, lin);
                 fits = true;
@@ -341,12 +347,19 @@ inline void compose_luma_pixel(const Tables& t, int y, float a, float b, std::ui
             // bisection, with the lightness re-solved for each k; k = 0 is the neutral gray y, always inside.
             // (Which k fit need not be an interval: the lightness moves with k. Bisection, 14 steps, like
             // lab_to_rgb's, lands on an edge of a fitting range; the reference in the tests follows it.)
-            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lk = L;
+            // Each solve starts from the lightness interpolated between the bracket's (quadratically, through
+            // the last other point solved too, once there is one: L(k) is smooth, about quadratic in k).
+            float klo = 0.0f, khi = 1.0f, Llo = t.lightness[y], Lhi = L, kx = -1.0f, Lx = 0.0f;
             for (int it = 0; it < 14; ++it) {
                 const float k = 0.5f * (klo + khi);
-                Lk = solve_lightness(yf, a * k, b * k, Lk, lin);
-                if (in_gamut_f(lin)) klo = k, Llo = Lk;
-                else khi = k;
+                float Lp = 0.5f * (Llo + Lhi);
+                if (kx >= 0.0f) {  // Newton form through (klo, Llo), (khi, Lhi), (kx, Lx)
+                    const float d1 = (Lhi - Llo) / (khi - klo), d2 = (Lx - Lhi) / (kx - khi);
+                    Lp += (d2 - d1) / (kx - klo) * (k - klo) * (k - khi);
+                }
+                const float Lk = solve_lightness(yf, a * k, b * k, std::min(100.0f, std::max(0.0f, Lp)), lin);
+                if (in_gamut_f(lin)) kx = klo, Lx = Llo, klo = k, Llo = Lk;
+                else kx = khi, Lx = Lhi, khi = k, Lhi = Lk;
             }
             if (klo > 0.0f) lab_to_linear_f(Llo, a * klo, b * klo, lin);
             else lin[0] = lin[1] = lin[2] = static_cast<float>(t.to_linear[y]);
@@ -402,67 +415,362 @@ inline void finish_pixel(int y, float* target, std::uint8_t* rgb) {
     for (int c = 0; c < 3; ++c) rgb[c] = static_cast<std::uint8_t>(q[c]);
 }
 
-// compose_luma's common case, kBlock pixels at once: two Newton steps for the lightness from L(y), then a check.
-// Lanes that converged inside the gamut get their target color (8-bit units) and ok = 1; the others (outside the
-// gamut, not converged, zero or non-finite ab, y = 0 or 255) get ok = 0 and go to compose_luma_pixel. Every
-// lane is computed on its own. Written as loops over lanes: GCC 12 does not vectorize them (the clamps and
-// table lookups keep branches), but overlapping the lanes' long dependency chains makes it ~1.7x faster than
-// the per-pixel solver.
+// The lightness offset at which (L, a, b) has the luma of gray y, to second order in (a, b): Taylor coefficients of
+// F(L, a, b) = 601 luma of (L, a, b) (8-bit units, float64, central differences) around (L(y), 0, 0), per y.
+// compose_block starts its Newton step there instead of at L(y): one step fewer for the usual chroma.
+struct LumaTaylor {
+    struct Coef {
+        float fa, fb, faa, fab, fbb, fl, fla, flb;  // F_a, F_b, F_aa/2, F_ab, F_bb/2, F_L, F_La, F_Lb (F_LL/2: fll)
+    };
+    std::array<Coef, 256> c;
+    std::array<float, 256> fll;
+    static double luma(double L, double a, double b) {
+        double lin[3];
+        lab_to_linear(L, a, b, lin);
+        double e[3];
+        for (int k = 0; k < 3; ++k) e[k] = linear_to_srgb(lin[k]);
+        return 255.0 * (kLumaR * e[0] + kLumaG * e[1] + kLumaB * e[2]) / 65536.0;
+    }
+    LumaTaylor() {
+        const auto& t = tables();
+        for (int y = 0; y < 256; ++y) {
+            const double L = t.lightness[y], h = 0.05, hl = 0.05;
+            auto F = [&](double dl, double a, double b) { return luma(L + dl, a, b); };
+            const double f0 = F(0, 0, 0);
+            Coef& k = c[y];
+            k.fa = static_cast<float>((F(0, h, 0) - F(0, -h, 0)) / (2 * h));
+            k.fb = static_cast<float>((F(0, 0, h) - F(0, 0, -h)) / (2 * h));
+            k.fl = static_cast<float>((F(hl, 0, 0) - F(-hl, 0, 0)) / (2 * hl));
+            k.faa = static_cast<float>((F(0, h, 0) - 2 * f0 + F(0, -h, 0)) / (2 * h * h));
+            k.fbb = static_cast<float>((F(0, 0, h) - 2 * f0 + F(0, 0, -h)) / (2 * h * h));
+            k.fab = static_cast<float>((F(0, h, h) - F(0, h, -h) - F(0, -h, h) + F(0, -h, -h)) / (4 * h * h));
+            k.fla = static_cast<float>((F(hl, h, 0) - F(hl, -h, 0) - F(-hl, h, 0) + F(-hl, -h, 0)) / (4 * h * hl));
+            k.flb = static_cast<float>((F(hl, 0, h) - F(hl, 0, -h) - F(-hl, 0, h) + F(-hl, 0, -h)) / (4 * h * hl));
+            fll[y] = static_cast<float>((F(hl, 0, 0) - 2 * f0 + F(-hl, 0, 0)) / (2 * hl * hl));
+            if (!(k.fl > 0.01f)) k = Coef{0, 0, 0, 0, 0, 1, 0, 0}, fll[y] = 0;  // y = 0, 255: not used
+        }
+    }
+};
+inline const LumaTaylor& luma_taylor() {
+    static const LumaTaylor t;
+    return t;
+}
+
+// compose_luma's common case, kBlock pixels at once: from LumaTaylor's start, one Newton step for the lightness
+// (more, up to two, for the lanes that need them), then a check. Lanes that converged inside the gamut get their
+// target color (8-bit units, planar: r, g, b blocks of kBlock) and its rounding q (interleaved); state 2 when q's
+// Pillow luma is y (done), 1 when it needs finish_pixel's +-1 fix; state 0 (outside the gamut, not converged,
+// zero or non-finite ab, y = 0 or 255): compose_slow. Lout gets the lightness reached (compose_slow's start).
+// Every lane is computed on its own, 8 at a time with GCC vector extensions (SSE pairs, AVX2 or AVX-512 per
+// clone), without branches or tables.
 constexpr int kBlock = 64;
-inline void compose_block(const Tables& t, const std::uint8_t* gray, const float* a, const float* b, float* target,
-                          std::uint8_t* ok) {
-    const auto& enc = encode_curve();
+// GCC vector extensions (vector_size, ?: on vectors, __builtin_convertvector): GCC, and Clang 15 and later;
+// other compilers (or -DHYPERCHROMA_NO_COLOR_VECTORS) get the per-pixel compose_luma_pixel only (the same
+// results up to float rounding, slower).
+#if ((defined(__GNUC__) && !defined(__clang__)) || (defined(__clang__) && __clang_major__ >= 15)) && \
+    !defined(HYPERCHROMA_NO_COLOR_VECTORS)
+#define HYPERCHROMA_COLOR_VECTORS 1
+// (vector values cross no function boundary inside a HYPERCHROMA_CLONES function: helpers and lambdas are
+// always inlined, since an out-of-line one is compiled once, for the baseline ABI, and called from every clone)
+#define CL_ALWAYS_INLINE __attribute__((always_inline))
+// (vectors by value only between always-inlined functions: GCC's note that their ABI differs between clones does
+// not apply; it comes at the end of the translation unit, so it stays off from here on)
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace vec {
+typedef float vf __attribute__((vector_size(32)));
+typedef std::int32_t vi __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+CL_ALWAYS_INLINE inline vi bits(vf x) {
+    vi r;
+    std::memcpy(&r, &x, sizeof r);
+    return r;
+}
+CL_ALWAYS_INLINE inline vf from_bits(vi x) {
+    vf r;
+    std::memcpy(&r, &x, sizeof r);
+    return r;
+}
+// 1.055 v^(1/2.4) - 0.055 for v in [0.0031308, 1] (the power segment of linear -> sRGB), as exp2(log2(v) / 2.4)
+// with polynomials (Chebyshev fits: log2(1+x)/x to 3.5e-8 on [sqrt(1/2), sqrt(2)) - 1, 2^f to 6e-9 on
+// [-1/2, 1/2]): within 1.3e-7 of the exact curve in float32, no table, no libm call.
+CL_ALWAYS_INLINE inline vf srgb_pow(vf v) {
+    const vi e = (bits(v) - 0x3f3504f3) >> 23;  // v = 2^e m, m in [sqrt(1/2), sqrt(2))
+    const vf x = from_bits(bits(v) - (e << 23)) - 1.0f;
+    // (the fits' coefficients with the 1 / 2.4 of the power folded into the first, the 1.055 into the second)
+    vf p = x * 5.189235254e-02f - 8.533724413e-02f;
+    p = p * x + 8.962010533e-02f;
+    p = p * x - 9.968553117e-02f;
+    p = p * x + 1.200021205e-01f;
+    p = p * x - 1.502888843e-01f;
+    p = p * x + 2.003783087e-01f;
+    p = p * x - 3.005614332e-01f;
+    p = p * x + 6.011229229e-01f;
+    const vf z = __builtin_convertvector(e, vf) * (1.0f / 2.4f) + x * p;  // log2 of the power, in [-3.5, 0]
+    const vf t = z + 12582912.0f;                                        // 1.5 * 2^23: round to an integer
+    const vi n = bits(t) - 0x4b400000;
+    const vf f = z - (t - 12582912.0f);
+    vf q = f * 1.631591053e-04f + 1.413202605e-03f;
+    q = q * f + 1.014703213e-02f;
+    q = q * f + 5.855609405e-02f;
+    q = q * f + 2.534389691e-01f;
+    q = q * f + 7.312702961e-01f;
+    q = q * f + 1.055f;
+    return from_bits(bits(q) + (n << 23)) - 0.055f;
+}
+}  // namespace vec
+HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
+                                             const std::uint8_t* __restrict gray, const float* __restrict a,
+                                             const float* __restrict b, float* __restrict target,
+                                             float* __restrict Lout,
+                                             std::uint8_t* __restrict q, std::uint8_t* __restrict state) {
+    using vec::vf;
+    using vec::vi;
+    constexpr int W = vec::kLanes;
     constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
     constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
     constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
-    // linear -> sRGB [0,1] for v in [0,1] (clamped; lanes outside are rejected by the final check), and its slope
-    auto encode = [&](float v, float& slope) {
-        const float vc = std::min(1.0f, std::max(0.0f, v));
-        const float x = std::sqrt(vc) * EncodeCurve::kSteps;
-        const int j = std::min(static_cast<int>(x), EncodeCurve::kSteps);
-        const float f = x - static_cast<float>(j);
-        slope = enc.slope[j] + (enc.slope[j + 1] - enc.slope[j]) * f;
-        return enc.v[j] + (enc.v[j + 1] - enc.v[j]) * f;
+    constexpr float i116 = 1.0f / 116.0f;  // (constant reciprocals: the compiler may not turn x / 116 into one)
+    const vf zero = vf{} + 0.0f, one = zero + 1.0f;
+    const LumaTaylor& tay = luma_taylor();
+    auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo
+    auto vmin = [](vf x, vf hi) CL_ALWAYS_INLINE { return x < hi ? x : hi; };  // NaN -> hi
+    auto sel = [](vi m, vf x, vf y) CL_ALWAYS_INLINE { return m ? x : y; };
+    // linear -> sRGB [0,1] for v in [0,1] (clamped; lanes outside are rejected by the final check); vc: clamped v
+    auto encode = [&](vf v, vf& vc) CL_ALWAYS_INLINE {
+        vc = vmin(vmax(v, zero), one);
+        return sel(vc > 0.0031308f, vec::srgb_pow(vmax(vc, zero + 0.0031308f)), vc * 12.92f);
     };
-    // (multiplications by constant reciprocals: the compiler may not turn x / 116 into one itself)
-    constexpr float i116 = 1.0f / 116.0f;
-    float L[kBlock], fa[kBlock], fb[kBlock], lin_r[kBlock], lin_g[kBlock], lin_b[kBlock], luma[kBlock];
-    for (int i = 0; i < kBlock; ++i) {
-        L[i] = t.lightness[gray[i]];
-        fa[i] = a[i] * (1.0f / 500.0f);
-        fb[i] = b[i] * (1.0f / 200.0f);
-    }
-    for (int step = 0; step <= 2; ++step) {
-        for (int i = 0; i < kBlock; ++i) {
-            const float fy = (L[i] + 16.0f) * i116, fx = fy + fa[i], fz = fy - fb[i];
-            const float X = xn * (fx > d ? fx * fx * fx : k3 * (fx - o)), Y = fy > d ? fy * fy * fy : k3 * (fy - o),
-                        Z = zn * (fz > d ? fz * fz * fz : k3 * (fz - o));
-            const float dX = xn * i116 * (fx > d ? 3.0f * fx * fx : k3), dY = i116 * (fy > d ? 3.0f * fy * fy : k3),
-                        dZ = zn * i116 * (fz > d ? 3.0f * fz * fz : k3);
-            const float r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
-            const float g = -0.9692660f * X + 1.8760108f * Y + 0.0415560f * Z;
-            const float bl = 0.0556434f * X - 0.2040259f * Y + 1.0572252f * Z;
-            const float dr = 3.2404542f * dX - 1.5371385f * dY - 0.4985314f * dZ;
-            const float dg = -0.9692660f * dX + 1.8760108f * dY + 0.0415560f * dZ;
-            const float db = 0.0556434f * dX - 0.2040259f * dY + 1.0572252f * dZ;
-            float sr, sg, sb;
-            const float er = encode(r, sr), eg = encode(g, sg), eb = encode(bl, sb);
-            const float h = 255.0f * (w0 * er + w1 * eg + w2 * eb) - static_cast<float>(gray[i]);
-            const float dl = std::max(1e-3f, 255.0f * (w0 * sr * dr + w1 * sg * dg + w2 * sb * db));
-            lin_r[i] = r, lin_g[i] = g, lin_b[i] = bl, luma[i] = h;
-            target[3 * i] = 255.0f * er, target[3 * i + 1] = 255.0f * eg, target[3 * i + 2] = 255.0f * eb;
-            L[i] = std::min(100.0f, std::max(0.0f, L[i] - h / dl));  // unused after the last round
+    // its slope (for the Newton steps only: their speed depends on it, not the result)
+    auto slope = [&](vf e, vf vc) CL_ALWAYS_INLINE {
+        const vf pw = (e + 0.055f) / (2.4f * vmax(vc, zero + 0.0031308f));
+        return sel(vc > 0.0031308f, pw, zero + 12.92f);
+    };
+    auto cube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
+    // d cube(t(L)) / dL
+    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };
+    for (int i0 = 0; i0 < kBlock; i0 += W) {
+        vf y, L, av, bv;
+        vi g;
+        for (int k = 0; k < W; ++k) {
+            g[k] = gray[i0 + k];
+            y[k] = static_cast<float>(gray[i0 + k]);
+            L[k] = lightness[gray[i0 + k]];
+        }
+        std::memcpy(&av, a + i0, sizeof av);
+        std::memcpy(&bv, b + i0, sizeof bv);
+        const vf fa = av * (1.0f / 500.0f), fb = bv * (1.0f / 200.0f);
+        vf r, gr, bl, er, eg, eb, vr, vg, vb;
+        auto eval = [&](vf Lx) CL_ALWAYS_INLINE {  // luma - y at Lx; sets the linear and encoded channels
+            const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
+            const vf X = xn * cube(fx), Y = cube(fy), Z = zn * cube(fz);
+            r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
+            gr = -0.9692660f * X + 1.8760108f * Y + 0.0415560f * Z;
+            bl = 0.0556434f * X - 0.2040259f * Y + 1.0572252f * Z;
+            er = encode(r, vr), eg = encode(gr, vg), eb = encode(bl, vb);
+            return 255.0f * (w0 * er + w1 * eg + w2 * eb) - y;
+        };
+        auto newton = [&](vf Lx) CL_ALWAYS_INLINE {
+            const vf h = eval(Lx);
+            const vf fy = (Lx + 16.0f) * i116, fx = fy + fa, fz = fy - fb;
+            const vf dX = xn * dcube(fx), dY = dcube(fy), dZ = zn * dcube(fz);
+            const vf dr = 3.2404542f * dX - 1.5371385f * dY - 0.4985314f * dZ;
+            const vf dg = -0.9692660f * dX + 1.8760108f * dY + 0.0415560f * dZ;
+            const vf db = 0.0556434f * dX - 0.2040259f * dY + 1.0572252f * dZ;
+            const vf dl = vmax(255.0f * (w0 * slope(er, vr) * dr + w1 * slope(eg, vg) * dg + w2 * slope(eb, vb) * db),
+                               zero + 1e-3f);
+            return vmin(vmax(Lx - h / dl, zero), zero + 100.0f);
+        };
+        {  // second-order start (see LumaTaylor)
+            vf fa_, fb_, faa, fab, fbb, fl, fla, flb, fll;
+            for (int k = 0; k < W; ++k) {
+                const LumaTaylor::Coef& c = tay.c[gray[i0 + k]];
+                fa_[k] = c.fa, fb_[k] = c.fb, faa[k] = c.faa, fab[k] = c.fab, fbb[k] = c.fbb, fl[k] = c.fl;
+                fla[k] = c.fla, flb[k] = c.flb, fll[k] = tay.fll[gray[i0 + k]];
+            }
+            const vf s0 = fa_ * av + fb_ * bv + faa * av * av + fab * av * bv + fbb * bv * bv;
+            const vf dl1 = -s0 / fl;
+            const vf dl2 = -s0 / (fl + fla * av + flb * bv + fll * dl1);
+            L = vmin(vmax(L + dl2, zero), zero + 100.0f);
+        }
+        auto vabs = [](vf x) CL_ALWAYS_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
+        L = newton(L);
+        vf h = eval(L);
+        // lanes not converged yet (a far start: high chroma, dark or light): more steps, while any lane of the 8
+        // needs one (lanes that converged keep their L)
+        for (int extra = 0; extra < 2; ++extra) {
+            constexpr float m = 0.02f;  // (lanes well outside the gamut go to the slow path anyway)
+            const vi redo = (vabs(h) >= 1e-3f) & (r >= -m) & (r <= 1 + m) & (gr >= -m) & (gr <= 1 + m) & (bl >= -m) &
+                            (bl <= 1 + m) & (g != 0) & (g != 255);
+            int any = 0;
+            for (int k = 0; k < W; ++k) any |= redo[k];
+            if (!any) break;
+            L = sel(redo, newton(L), L);
+            h = eval(L);
+        }
+        constexpr float eps = 1e-4f;
+        const vi good = (vabs(h) < 1e-3f) & (r >= -eps) & (r <= 1 + eps) & (gr >= -eps) & (gr <= 1 + eps) &
+                        (bl >= -eps) & (bl <= 1 + eps) & (g != 0) & (g != 255) & ((av != 0.0f) | (bv != 0.0f)) &
+                        (vabs(av) < 1e30f) & (vabs(bv) < 1e30f);
+        // converged: the luma is within 1e-3 of y, so finish_pixel's shift along the gray axis and its fit into
+        // the cube are no-ops; round half up (the target is >= 0)
+        const vf tr = 255.0f * er, tg = 255.0f * eg, tb = 255.0f * eb;
+        const vi qr = __builtin_convertvector(tr + 0.5f, vi), qg = __builtin_convertvector(tg + 0.5f, vi),
+                 qb = __builtin_convertvector(tb + 0.5f, vi);
+        const vi luma = (kLumaR * qr + kLumaG * qg + kLumaB * qb + 32768) >> 16;
+        const vi st = good & ((luma == g) ? vi{} + 2 : vi{} + 1);
+        std::memcpy(target + i0, &tr, sizeof tr);
+        std::memcpy(Lout + i0, &L, sizeof L);
+        std::memcpy(target + kBlock + i0, &tg, sizeof tg);
+        std::memcpy(target + 2 * kBlock + i0, &tb, sizeof tb);
+        for (int k = 0; k < W; ++k) {
+            q[3 * (i0 + k)] = static_cast<std::uint8_t>(qr[k]);
+            q[3 * (i0 + k) + 1] = static_cast<std::uint8_t>(qg[k]);
+            q[3 * (i0 + k) + 2] = static_cast<std::uint8_t>(qb[k]);
+            state[i0 + k] = static_cast<std::uint8_t>(st[k]);
         }
     }
-    for (int i = 0; i < kBlock; ++i) {
-        constexpr float eps = 1e-4f;
-        const float r = lin_r[i], g = lin_g[i], bl = lin_b[i];
-        const bool good = (std::fabs(luma[i]) < 1e-3f) & (r >= -eps) & (r <= 1 + eps) & (g >= -eps) &
-                          (g <= 1 + eps) & (bl >= -eps) & (bl <= 1 + eps) & (gray[i] != 0) & (gray[i] != 255) &
-                          ((a[i] != 0.0f) | (b[i] != 0.0f)) & (std::fabs(a[i]) < 1e30f) & (std::fabs(b[i]) < 1e30f);
-        ok[i] = good;  // target holds the last round's encoded color
-    }
 }
+
+// compose_luma_pixel for vec::kLanes pixels at once (the pixels compose_block could not finish: outside the gamut
+// or not converged; not the trivial ones, which compose_luma_pixel answers at its top): the same rules, the
+// lightness solves, the band and the chroma bisection run on all lanes, each lane masked once it is done, so a
+// lane's result does not depend on the others. target gets each lane's color (8-bit units, planar by lane
+// blocks of kLanes) for finish_pixel.
+HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, const float* __restrict to_linear,
+                                            const std::uint8_t* __restrict gray, const float* __restrict a,
+                                            const float* __restrict b, const float* __restrict L0,
+                                            float* __restrict target) {
+    using vec::vf;
+    using vec::vi;
+    constexpr int W = vec::kLanes;
+    constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
+    constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
+    constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
+    constexpr float i116 = 1.0f / 116.0f, eps = 1e-4f;
+    const vf zero = vf{} + 0.0f, one = zero + 1.0f;
+    const vi all = vi{} - 1;
+    auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo
+    auto vmin = [](vf x, vf hi) CL_ALWAYS_INLINE { return x < hi ? x : hi; };  // NaN -> hi
+    auto sel = [](vi m, vf x, vf y) CL_ALWAYS_INLINE { return m ? x : y; };
+    auto vabs = [](vf x) CL_ALWAYS_INLINE { return vec::from_bits(vec::bits(x) & 0x7fffffff); };
+    auto any = [](vi m) CL_ALWAYS_INLINE {
+        int r = 0;
+        for (int k = 0; k < W; ++k) r |= m[k];
+        return r != 0;
+    };
+    auto cube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, t * t * t, k3 * (t - o)); };
+    auto dcube = [&](vf t) CL_ALWAYS_INLINE { return sel(t > d, (3.0f * i116) * t * t, zero + k3 * i116); };
+    // linear -> sRGB, extended (linear_to_srgb_ext), and its slope
+    auto encode_ext = [&](vf v, vf& slope) CL_ALWAYS_INLINE {
+        const vf vt = vmax(v, zero + 0.0031308f);
+        const vf p = vec::srgb_pow(vt);
+        const vi pw = v > 0.0031308f;
+        slope = sel(pw, (p + 0.055f) / (2.4f * vt), zero + 12.92f);
+        return sel(pw, p, 12.92f * v);
+    };
+    vf r, gr, bl;  // linear RGB of the last lab_lin / eval
+    auto lab_lin = [&](vf L, vf A, vf Bv) CL_ALWAYS_INLINE {
+        const vf fy = (L + 16.0f) * i116, fx = fy + A * (1.0f / 500.0f), fz = fy - Bv * (1.0f / 200.0f);
+        const vf X = xn * cube(fx), Y = cube(fy), Z = zn * cube(fz);
+        r = 3.2404542f * X - 1.5371385f * Y - 0.4985314f * Z;
+        gr = -0.9692660f * X + 1.8760108f * Y + 0.0415560f * Z;
+        bl = 0.0556434f * X - 0.2040259f * Y + 1.0572252f * Z;
+    };
+    auto fits = [&]() CL_ALWAYS_INLINE {
+        return (r >= -eps) & (r <= 1 + eps) & (gr >= -eps) & (gr <= 1 + eps) & (bl >= -eps) & (bl <= 1 + eps);
+    };
+    // solve_lightness on the lanes of `active` (the others are left alone): lightness with luma yt, from Ls
+    auto solve = [&](vf yt, vf A, vf Bv, vf Ls, vi active) CL_ALWAYS_INLINE {
+        vf L = Ls;
+        vi done = ~active;
+        for (int it = 0; it < 10; ++it) {
+            lab_lin(L, A, Bv);
+            const vf fy = (L + 16.0f) * i116, fx = fy + A * (1.0f / 500.0f), fz = fy - Bv * (1.0f / 200.0f);
+            const vf dX = xn * dcube(fx), dY = dcube(fy), dZ = zn * dcube(fz);
+            const vf dr = 3.2404542f * dX - 1.5371385f * dY - 0.4985314f * dZ;
+            const vf dg = -0.9692660f * dX + 1.8760108f * dY + 0.0415560f * dZ;
+            const vf db = 0.0556434f * dX - 0.2040259f * dY + 1.0572252f * dZ;
+            vf sr, sg, sb;
+            const vf er = encode_ext(r, sr), eg = encode_ext(gr, sg), eb = encode_ext(bl, sb);
+            const vf h = 255.0f * (w0 * er + w1 * eg + w2 * eb) - yt;
+            vf dl = 255.0f * (w0 * sr * dr + w1 * sg * dg + w2 * sb * db);
+            // converged (within 1e-3 levels): one more step, without checking it (a good start often converges
+            // at once, and the bisections' gamut decisions want the root closer than that)
+            const vi conv = ~done & (vabs(h) < 1e-3f);
+            dl = sel(dl > 1e-3f, dl, zero + 1e-3f);  // flat or inverted (far outside the gamut): a damped step
+            const vf Ln = vmin(vmax(L - h / dl, zero), zero + 100.0f);
+            const vi pinned = Ln == L;  // pinned at 0 or 100: no root inside
+            L = sel(done | (pinned & ~conv), L, Ln);
+            done |= conv | pinned;
+            if (!any(~done)) break;
+        }
+        lab_lin(L, A, Bv);
+        return L;
+    };
+    vf y, av, bv, Ly, neutral;
+    for (int k = 0; k < W; ++k) {
+        y[k] = static_cast<float>(gray[k]);
+        Ly[k] = lightness[gray[k]];
+        neutral[k] = to_linear[gray[k]];
+    }
+    std::memcpy(&av, a, sizeof av);
+    std::memcpy(&bv, b, sizeof bv);
+    vf Lstart;
+    std::memcpy(&Lstart, L0, sizeof Lstart);
+    const vf L = solve(y, av, bv, Lstart, all);
+    vf fr = r, fg = gr, fb = bl;  // the final linear color of each lane
+    vi fitted = fits();
+    constexpr float nm = 0.01f;  // gamut_excess < 0.01: try the band
+    const vi near = ~fitted & (r > -eps - nm) & (r < 1 + eps + nm) & (gr > -eps - nm) & (gr < 1 + eps + nm) &
+                    (bl > -eps - nm) & (bl < 1 + eps + nm);
+    for (const float side : {-kBand, kBand}) {
+        const vi m = near & ~fitted;
+        if (!any(m)) break;
+        vf Ls = solve(y + side, av, bv, L, m);
+        const vi ms = m & fits();
+        if (!any(ms)) continue;
+        vf in = zero + side, out = zero, Lout = L;
+        for (int it = 0; it < 8; ++it) {
+            const vf mid = 0.5f * (in + out);
+            const vf Lm = solve(y + mid, av, bv, 0.5f * (Ls + Lout), ms);
+            const vi f = ms & fits(), nf = ms & ~fits();
+            in = sel(f, mid, in), Ls = sel(f, Lm, Ls);
+            out = sel(nf, mid, out), Lout = sel(nf, Lm, Lout);
+        }
+        lab_lin(Ls, av, bv);
+        fr = sel(ms, r, fr), fg = sel(ms, gr, fg), fb = sel(ms, bl, fb);
+        fitted |= ms;
+    }
+    const vi todo = ~fitted;
+    if (any(todo)) {
+        // the chroma scale k by bisection (14 steps), L re-solved for each k from the bracket's interpolation
+        vf klo = zero, khi = one, Llo = Ly, Lhi = L, kx = zero - 1.0f, Lx = zero;
+        for (int it = 0; it < 14; ++it) {
+            const vf k = 0.5f * (klo + khi);
+            const vf d1 = (Lhi - Llo) / (khi - klo), d2 = (Lx - Lhi) / (kx - khi);
+            const vf Lp = 0.5f * (Llo + Lhi) + sel(kx >= 0.0f, (d2 - d1) / (kx - klo) * (k - klo) * (k - khi), zero);
+            const vf Lk = solve(y, av * k, bv * k, vmin(vmax(Lp, zero), zero + 100.0f), todo);
+            const vi f = fits();
+            kx = sel(f, klo, khi), Lx = sel(f, Llo, Lhi);
+            klo = sel(f, k, klo), Llo = sel(f, Lk, Llo);
+            khi = sel(f, khi, k), Lhi = sel(f, Lhi, Lk);
+        }
+        lab_lin(Llo, av * klo, bv * klo);
+        const vi pos = todo & (klo > 0.0f), neu = todo & ~(klo > 0.0f);
+        fr = sel(pos, r, sel(neu, neutral, fr));
+        fg = sel(pos, gr, sel(neu, neutral, fg));
+        fb = sel(pos, bl, sel(neu, neutral, fb));
+    }
+    auto enc8 = [&](vf v) CL_ALWAYS_INLINE {
+        const vf vc = vmin(vmax(v, zero), one);
+        return 255.0f * sel(vc > 0.0031308f, vec::srgb_pow(vmax(vc, zero + 0.0031308f)), vc * 12.92f);
+    };
+    const vf tr = enc8(fr), tg = enc8(fg), tb = enc8(fb);
+    std::memcpy(target, &tr, sizeof tr);
+    std::memcpy(target + W, &tg, sizeof tg);
+    std::memcpy(target + 2 * W, &tb, sizeof tb);
+}
+#endif  // HYPERCHROMA_COLOR_VECTORS
 }  // namespace color
 
 // gray (n,) uint8 and ab -> rgb (n,3) uint8 whose Pillow luma (Image.convert("L")) is exactly gray.
@@ -471,31 +779,81 @@ inline void compose_block(const Tables& t, const std::uint8_t* gray, const float
 // than its luma's neutral gray). Where that color is outside sRGB, its chroma is scaled down (hue kept, L'
 // re-solved) until it fits. The result is rounded to 8 bits with a +-1 correction so the integer luma lands
 // on gray; a color converted to (its luma, its ab) comes back to within rounding. Zero or non-finite ab gives
-// R = G = B = gray. Pixels go in fixed blocks of color::kBlock (the last one padded), so the result does not
-// depend on threads.
+// R = G = B = gray. Each pixel's result depends on that pixel only (not on the block of color::kBlock or the
+// queue of slow pixels it goes through), so not on threads either.
 inline void compose_luma(const std::uint8_t* gray, const float* ab, std::size_t n, bool planar, std::uint8_t* rgb,
                          int threads = 1) {
     const auto& t = color::tables();
     constexpr std::size_t B = color::kBlock;
     const std::size_t blocks = (n + B - 1) / B;
+#ifndef HYPERCHROMA_COLOR_VECTORS
     parallel_for(blocks, threads, 64, [&](std::size_t b0, std::size_t b1) {
-        std::uint8_t g[B], ok[B];
-        float a[B], bb[B], target[3 * B];
-        for (std::size_t blk = b0; blk < b1; ++blk) {
-            const std::size_t i0 = blk * B, m = std::min(B, n - i0);
-            for (std::size_t i = 0; i < B; ++i) {
-                const std::size_t src = i0 + std::min(i, m - 1);  // pad with the last pixel
-                g[i] = gray[src];
-                a[i] = planar ? ab[src] : ab[2 * src];
-                bb[i] = planar ? ab[n + src] : ab[2 * src + 1];
-            }
-            color::compose_block(t, g, a, bb, target, ok);
-            for (std::size_t i = 0; i < m; ++i) {
-                if (ok[i]) color::finish_pixel(g[i], target + 3 * i, rgb + 3 * (i0 + i));
-                else color::compose_luma_pixel(t, g[i], a[i], bb[i], rgb + 3 * (i0 + i));
-            }
+        for (std::size_t i = b0 * B; i < std::min(n, b1 * B); ++i) {
+            const float a = planar ? ab[i] : ab[2 * i], b = planar ? ab[n + i] : ab[2 * i + 1];
+            color::compose_luma_pixel(t, gray[i], a, b, t.lightness[gray[i]], rgb + 3 * i);
         }
     });
+#else
+    parallel_for(blocks, threads, 64, [&](std::size_t b0, std::size_t b1) {
+        std::uint8_t g[B], state[B], q[3 * B];
+        float a[B], bb[B], target[3 * B], Ls[B];
+        const float* lightness = t.lightness.data();
+        // the pixels compose_block could not finish, queued until there are W of them (a lane's result does not
+        // depend on the others it goes with)
+        constexpr std::size_t W = color::vec::kLanes;
+        std::uint8_t sg[W];
+        float sa[W], sb[W], sL[W], st[3 * W];
+        std::size_t sidx[W];
+        std::size_t ns = 0;
+        auto flush = [&]() {
+            if (ns == 0) return;
+            for (std::size_t k = ns; k < W; ++k) sg[k] = sg[0], sa[k] = sa[0], sb[k] = sb[0], sL[k] = sL[0];
+            color::compose_slow(lightness, t.to_linear.data(), sg, sa, sb, sL, st);
+            for (std::size_t k = 0; k < ns; ++k) {
+                float tg[3] = {st[k], st[W + k], st[2 * W + k]};
+                color::finish_pixel(sg[k], tg, rgb + 3 * sidx[k]);
+            }
+            ns = 0;
+        };
+        for (std::size_t blk = b0; blk < b1; ++blk) {
+            const std::size_t i0 = blk * B, m = std::min(B, n - i0);
+            if (m == B) {
+                std::copy(gray + i0, gray + i0 + B, g);
+                if (planar) {
+                    std::copy(ab + i0, ab + i0 + B, a);
+                    std::copy(ab + n + i0, ab + n + i0 + B, bb);
+                } else {
+                    for (std::size_t i = 0; i < B; ++i) a[i] = ab[2 * (i0 + i)], bb[i] = ab[2 * (i0 + i) + 1];
+                }
+            } else {
+                for (std::size_t i = 0; i < B; ++i) {
+                    const std::size_t src = i0 + std::min(i, m - 1);  // pad with the last pixel
+                    g[i] = gray[src];
+                    a[i] = planar ? ab[src] : ab[2 * src];
+                    bb[i] = planar ? ab[n + src] : ab[2 * src + 1];
+                }
+            }
+            color::compose_block(lightness, g, a, bb, target, Ls, q, state);
+            std::uint8_t* out = rgb + 3 * i0;
+            std::copy(q, q + 3 * m, out);  // the lanes done (state 2); the others are written below
+            for (std::size_t i = 0; i < m; ++i) {
+                if (state[i] == 2) {
+                    continue;
+                } else if (state[i] == 1) {
+                    float tg[3] = {target[i], target[B + i], target[2 * B + i]};
+                    color::finish_pixel(g[i], tg, out + 3 * i);
+                } else if (!std::isfinite(a[i]) || !std::isfinite(bb[i]) || (a[i] == 0.0f && bb[i] == 0.0f) ||
+                           g[i] == 0 || g[i] == 255) {
+                    out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = g[i];  // (as compose_luma_pixel)
+                } else {
+                    sg[ns] = g[i], sa[ns] = a[i], sb[ns] = bb[i], sL[ns] = Ls[i], sidx[ns] = i0 + i;
+                    if (++ns == W) flush();
+                }
+            }
+        }
+        flush();
+    });
+#endif
 }
 
 }  // namespace hyperchroma

@@ -307,3 +307,72 @@ def test_compose_luma_bad_arguments():
         core.compose_luma(g, np.zeros((5, 4, 2), np.float32))
     with pytest.raises(ValueError, match="threads"):
         core.compose_luma(g, ab, threads=-1)
+
+
+def smooth_gray_ab(rng, shape, chroma):
+    """Real-like input: a smooth gray ramp with a little noise and smooth ab fields (low-frequency waves) of the
+    given peak chroma, the kind the colorizer outputs."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    gray = np.clip(40 + 180 * xx + 25 * np.sin(7 * yy) + rng.normal(0, 3, shape), 0, 255).astype(np.uint8)
+    ph = rng.uniform(0, 2 * np.pi, 4)
+    a = np.sin(5 * xx + 3 * yy + ph[0]) * np.cos(4 * yy + ph[1])
+    b = np.cos(3 * xx - 6 * yy + ph[2]) * np.sin(2 * xx + ph[3])
+    return gray, (np.stack([a, b], -1) * chroma).astype(np.float32)
+
+
+@pytest.mark.parametrize("chroma", [8.0, 25.0, 60.0])
+def test_compose_luma_smooth_fields_match_reference(rng, chroma):
+    # the vectorized common case (Taylor start, Newton steps, direct rounding) against the float64 reference
+    gray, ab = smooth_gray_ab(rng, (48, 64), chroma)
+    got = core.compose_luma(gray, ab)
+    diff = np.abs(got.astype(int) - compose_luma_ref(gray, ab))
+    assert diff.max() <= 1
+    assert np.mean(np.all(diff == 0, -1)) >= 0.999
+    np.testing.assert_array_equal(pillow_luma(got), gray)
+
+
+def test_compose_luma_gamut_edges_match_reference(rng):
+    # very dark and very bright gray with high chroma: the band and the chroma reduction (the queued, vectorized
+    # slow path), and the lanes that need more Newton steps
+    n = 3000
+    gray = np.concatenate([rng.integers(1, 12, n), rng.integers(244, 255, n), rng.integers(1, 255, n)]).astype(np.uint8)
+    ang = rng.uniform(0, 2 * np.pi, 3 * n)
+    c = np.concatenate([rng.uniform(0, 40, n), rng.uniform(0, 40, n), rng.uniform(60, 140, n)])
+    ab = np.stack([c * np.cos(ang), c * np.sin(ang)], -1).astype(np.float32)
+    got = core.compose_luma(gray, ab)
+    diff = np.abs(got.astype(int) - compose_luma_ref(gray, ab))
+    assert diff.max() <= 1
+    assert np.mean(np.all(diff == 0, -1)) >= 0.999
+    np.testing.assert_array_equal(pillow_luma(got), gray)
+
+
+def test_compose_luma_is_per_pixel(rng):
+    # every pixel's result depends on that pixel only, not on the block or the queue of slow pixels it went with:
+    # shuffled, or one at a time, the same colors come out (threads cannot change them either)
+    gray, ab = random_gray_ab(rng, (4099,), 50.0)
+    g2, ab2 = smooth_gray_ab(rng, (31, 67), 40.0)
+    gray = np.concatenate([gray, g2.ravel()])
+    ab = np.concatenate([ab, ab2.reshape(-1, 2)])
+    want = core.compose_luma(gray, ab)
+    perm = rng.permutation(len(gray))
+    np.testing.assert_array_equal(core.compose_luma(gray[perm], ab[perm], threads=3), want[perm])
+    for i in rng.choice(len(gray), 200, replace=False):
+        np.testing.assert_array_equal(core.compose_luma(gray[i : i + 1], ab[i : i + 1])[0], want[i])
+
+
+def test_compose_luma_photo_like_contract(rng):
+    # a photo-like frame (smooth regions of any color, up to fully saturated, edges, noise), its gray and a
+    # smoothed, scaled version of its own ab, like model output: luma exact, and as the reference
+    cv2 = pytest.importorskip("cv2")
+    small = rng.integers(0, 256, (12, 16, 3)).astype(np.float32)
+    rgb = cv2.resize(small, (128, 96), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 4, (96, 128, 3))
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    gray = pillow_luma(rgb).astype(np.uint8)
+    _, ab = core.rgb_to_lab(rgb)
+    ab = (cv2.blur(ab, (5, 5)) * 0.8).astype(np.float32)
+    got = core.compose_luma(gray, ab, threads=2)
+    np.testing.assert_array_equal(pillow_luma(got), gray)
+    diff = np.abs(got.astype(int) - compose_luma_ref(gray, ab))
+    assert diff.max() <= 1
+    assert np.mean(np.all(diff == 0, -1)) >= 0.999

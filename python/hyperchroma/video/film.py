@@ -133,10 +133,13 @@ class FilmEngine:
     """
 
     def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,
-                 source: Optional[_TableSource] = None):
+                 source: Optional[_TableSource] = None, placements: Optional[Dict[int, int]] = None):
         self.opt = (options or FilmOptions()).check()
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
+        self._placements = None if placements is None else {int(f): int(k) for f, k in placements.items()}
+        if self._placements and not all(0 <= k < len(self._key_rgb) for k in self._placements.values()):
+            raise ValueError("placements name a keyframe that is not given")
         self._keys: List[_Key] = []
         self._flow = pp.Flow(self.opt.flow_preset)
         self._cuts = CutDetector(self.opt.cut_hist, self.opt.cut_follow)
@@ -176,6 +179,16 @@ class FilmEngine:
                 prev.flow_next = f_f
                 prev.rel_next = pp.reliability(prev.small, fr.small, f_f, f_b, self.opt.tolerance)
         self.shots += int(cut)
+        if self._placements is not None:  # keyframes located beforehand (whole-film pass)
+            if cut:
+                self._flush(len(self._buf))
+            self._buf.append(fr)
+            self._prev, self._prev_hist = fr, hist
+            if fr.index in self._placements:
+                self._place([(fr.index, self._placements[fr.index])])
+            elif len(self._buf) > self.opt.window:
+                self._flush(len(self._buf) - 1)
+            return
         placed = self._locator.feed(fr.index, kf.signature(fr.small), cut)
         if cut:
             self._place(placed)
@@ -189,12 +202,24 @@ class FilmEngine:
             self._flush(max(0, min(n, len(self._buf) - 1)))
 
     def finish(self) -> None:
-        self._place(self._locator.flush() if self._locator else [])
+        if self._placements is None:
+            self._place(self._locator.flush() if self._locator else [])
         self._flush(len(self._buf))
 
     def results(self) -> Iterator[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]:
         out, self._out = self._out, []
         return iter(out)
+
+    def set_placements(self, placements: Dict[int, int]) -> None:
+        """Use these {frame: keyframe} placements instead of locating on the fly (before the first frame)."""
+        if self._n:
+            raise RuntimeError("placements must be set before the first frame")
+        self._placements = {int(f): int(k) for f, k in placements.items()}
+
+    def signature_of(self, gray: np.ndarray) -> np.ndarray:
+        """The keyframe-matching signature of a full-resolution gray frame of this film."""
+        h, w = self.shape_small
+        return kf.signature(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
 
     def stats(self) -> Dict[str, Any]:
         placed = {}
@@ -205,12 +230,18 @@ class FilmEngine:
                 "keyframes_unmatched": [k for k in range(len(self._key_rgb)) if k not in placed]}
 
     # ------------------------------------------------------------------ internals
+    def start(self, shape: Tuple[int, int]) -> None:
+        """Fix the film's (H, W) before the first frame (the first frame does it otherwise)."""
+        if self.shape_full is None:
+            self._start(tuple(shape))
+
     def _start(self, shape: Tuple[int, int]) -> None:
         self.shape_full = shape
         self.shape_small = self.source.shape(*shape)
         self._keys = [_Key(k, shape, self.shape_small) for k in self._key_rgb]
         self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
                                            self.opt.lookahead)
+        self.key_sigs = np.stack([k.sig for k in self._keys]) if self._keys else None
 
     def _place(self, placed: List[Tuple[int, int]]) -> None:
         for frame, k in placed:
@@ -303,16 +334,19 @@ def compose(source: _TableSource, result: tuple) -> np.ndarray:
 
 
 def colorize_frames(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),
-                    stats: Optional[Dict[str, Any]] = None, **opts) -> Iterator[np.ndarray]:
+                    stats: Optional[Dict[str, Any]] = None, placements: Optional[Dict[int, int]] = None,
+                    **opts) -> Iterator[np.ndarray]:
     """Colorize a film given as an iterable of gray (H,W) or color (H,W,3) uint8 frames in display order.
 
     Yields one uint8 RGB (H,W,3) frame per input, in order, each with its input's luminance. ``keyframes``:
     the color keyframes (uint8 (H,W,3) RGB) the model was fit on; each is located in the film by its
     luminance. Memory is bounded by ``window`` held frames (see the module docstring), not the film's length.
     ``stats`` (a dict) is filled at the end with counts: frames, shots, table calls, keyframes placed.
-    ``opts``: fields of :class:`FilmOptions`.
+    ``placements``: {frame index: keyframe index} when known (e.g. from :func:`locate_keyframes`); else the
+    keyframes are located on the fly (one pass: a keyframe goes to the first clear match, and later only
+    to better ones). ``opts``: fields of :class:`FilmOptions`.
     """
-    eng = FilmEngine(model, keyframes, FilmOptions(**opts))
+    eng = FilmEngine(model, keyframes, FilmOptions(**opts), placements=placements)
     for r in engine_results(model, frames, engine=eng):
         yield compose(eng.source, r)
     if stats is not None:

@@ -83,7 +83,7 @@ def evaluate(name, outputs, rgbs, test, keyset, truth):
             "jump_other": max(ordinary) if ordinary else float("nan")}
 
 
-def quality(film, rgbs, first_half, methods):
+def quality(film, rgbs, first_half, methods, variants=("",)):
     n = len(rgbs)
     step = n // 8
     keys = list(range(step // 2, n, step))[:8]
@@ -103,14 +103,17 @@ def quality(film, rgbs, first_half, methods):
     if "flow" in methods:
         rows.append(evaluate("flow peer", flow_baseline(grays, dict(zip(keys, key_rgb))), rgbs, test, keyset,
                              truth))
-    stats = {}
-    t0 = time.perf_counter()
-    rows.append(evaluate("film engine", colorize_frames(m, grays, keyframes=key_rgb, stats=stats), rgbs, test,
-                         keyset, truth))
-    rows[-1]["s"] = time.perf_counter() - t0
-    placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
-    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}; placed {placed}; "
-          f"shots {stats['shots']}; table calls {stats['table_calls']}/{n}", flush=True)
+    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}")
+    for v in variants:
+        stats = {}
+        kw = eval(f"dict({v})")
+        t0 = time.perf_counter()
+        rows.append(evaluate(f"film engine {v}".strip(), colorize_frames(m, grays, keyframes=key_rgb, stats=stats,
+                                                                       **kw), rgbs, test, keyset, truth))
+        rows[-1]["s"] = time.perf_counter() - t0
+        placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
+        print(f"  {v or 'defaults'}: placed {placed}; shots {stats['shots']}; "
+              f"table calls {stats['table_calls']}/{n}", flush=True)
     return rows
 
 
@@ -152,14 +155,16 @@ def main():
     ap.add_argument("--methods", nargs="*", default=["table", "flow"])
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--no-half", action="store_true")
+    ap.add_argument("--variants", nargs="*", default=[""], help='engine options, e.g. "decay=0.99"')
     a = ap.parse_args()
     for film in a.films:
         rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
         for half in ([False] if a.no_half else [False, True]):
-            rows = quality(film, rgbs, half, a.methods)
+            rows = quality(film, rgbs, half, a.methods, a.variants)
             print_table(["method", "PSNR dB", "AuC", "warp err", "max jump at keys", "max jump elsewhere"],
                         [[r["method"], f"{r['psnr']:.2f}", f"{r['auc']:.4f}", f"{r['warp']:.2f}",
-                          f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows])
+                          f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows], )
+            sys.stdout.flush()
     if not a.no_speed:
         speed(os.path.join(DATA, "video", "vtest.avi"), "")
 

@@ -67,10 +67,10 @@ class _TableSource:
 class FilmOptions:
     """Knobs of the engine (defaults are the documented method; see the module docstring)."""
 
-    decay: float = 0.97          # confidence kept per frame of propagation
-    smooth: float = 0.7          # weight of the carried table colors against a new table look-up
+    decay: float = 0.99          # confidence kept per frame of propagation
+    smooth: float = 0.8          # weight of the carried table colors against a new table look-up
     table_share: float = 0.02    # consult the table when the mean table weight u of a frame exceeds this
-    table_every: int = 1         # ... and at most every this many frames (Q is carried in between)
+    table_every: int = 4         # ... and at most every this many frames (Q is carried in between)
     window: int = 200            # most frames held while waiting for the next keyframe
     flow_preset: str = "fast"    # OpenCV DIS preset
     tolerance: float = 24.0      # photometric check, gray levels
@@ -78,6 +78,8 @@ class FilmOptions:
     lookahead: int = 6
     cut_hist: float = 0.5
     cut_follow: float = 0.2
+    floor: float = 0.5           # least weight of carried keyframe colors in the blend
+    compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
         if not 0 < self.decay <= 1:
@@ -115,6 +117,12 @@ class _Key:
         self.ab_full = np.ascontiguousarray(ab, dtype=np.float32)
         self.ab_small = cv2.resize(self.ab_full, (w, h), interpolation=cv2.INTER_AREA)
         self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
+
+
+def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
+    """Confidence after one propagation step: carried confidence limited by this step's reliability."""
+    c = np.minimum(c, rel) if o.compound == "min" else c * rel
+    return c * np.float32(o.decay)
 
 
 def _to_gray(frame: np.ndarray) -> np.ndarray:
@@ -271,7 +279,7 @@ class FilmEngine:
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
                 K = pp.warp(K, fr.flow_next)
-                c = pp.warp(c, fr.flow_next, outside=0.0) * fr.rel_next * np.float32(o.decay)
+                c = _carry(pp.warp(c, fr.flow_next, outside=0.0), fr.rel_next, o)
                 back[t] = (K, c)
         for t, fr in enumerate(seg):
             self._emit(fr, back[t])
@@ -281,7 +289,7 @@ class FilmEngine:
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, True)
             self._out.append((fr.index, fr.gray, None, key.ab_full))
             return
         zeros = np.zeros(self.shape_small, np.float32)
@@ -289,9 +297,9 @@ class FilmEngine:
             K, c, Q, last_table = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9
             trust = zeros
         else:
-            K, c, Q, last_table = self._state
+            K, c, Q, last_table, _ = self._state
             K = pp.warp(K, fr.flow_prev)
-            c = pp.warp(c, fr.flow_prev, outside=0.0) * fr.rel_prev * np.float32(o.decay)
+            c = _carry(pp.warp(c, fr.flow_prev, outside=0.0), fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
         Kb, cb = back if back is not None else (None, zeros)
@@ -304,16 +312,23 @@ class FilmEngine:
             else:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
-        num = c[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
+        wf, wb = c, cb
+        if o.floor > 0:  # colors carried from a keyframe keep some say even where the flow was doubtful
+            if self._state is not None and not fr.shot_start and self._state[4]:
+                wf = np.maximum(c, np.float32(o.floor))
+            if Kb is not None:
+                wb = np.maximum(cb, np.float32(o.floor))
+        num = wf[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
         if Kb is not None:
-            num = num + cb[..., None] * Kb
-        den = (c + cb + u)[..., None] + np.float32(1e-6)
+            num = num + wb[..., None] * Kb
+        den = (wf + wb + u)[..., None] + np.float32(1e-6)
         if Q is None:  # no table yet and none needed: the carried colors stand in for it
             den = den - u[..., None]
         ab = (num / np.maximum(den, np.float32(1e-6))).astype(np.float32)
         if Q is None:
             Q = ab.copy()
-        self._state = (K, c, Q, last_table)
+        has_key = bool(self._state[4]) if (self._state is not None and not fr.shot_start) else False
+        self._state = (K, c, Q, last_table, has_key)
         self._out.append((fr.index, fr.gray, ab, None))
 
 

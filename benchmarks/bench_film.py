@@ -32,6 +32,7 @@ from hyperchroma import core
 from hyperchroma.images import model_shape
 from hyperchroma.metrics import auc, psnr
 from hyperchroma.video import colorize_frames, colorize_video
+from hyperchroma.video.film import locate_keyframes
 from hyperchroma.video import propagate as pp
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -103,13 +104,14 @@ def quality(film, rgbs, first_half, methods, variants=("",)):
     if "flow" in methods:
         rows.append(evaluate("flow peer", flow_baseline(grays, dict(zip(keys, key_rgb))), rgbs, test, keyset,
                              truth))
-    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}")
+    placements = locate_keyframes(m, grays, key_rgb)  # as colorize_video does (whole-film pass)
+    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}; located at {sorted(placements)}")
     for v in variants:
         stats = {}
         kw = eval(f"dict({v})")
         t0 = time.perf_counter()
         rows.append(evaluate(f"film engine {v}".strip(), colorize_frames(m, grays, keyframes=key_rgb, stats=stats,
-                                                                       **kw), rgbs, test, keyset, truth))
+                                                                       placements=placements, **kw), rgbs, test, keyset, truth))
         rows[-1]["s"] = time.perf_counter() - t0
         placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
         print(f"  {v or 'defaults'}: placed {placed}; shots {stats['shots']}; "

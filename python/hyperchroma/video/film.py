@@ -9,9 +9,12 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
   ``a = smooth * reliability`` (so a table color flickering from frame to frame is averaged along the motion
   track and newly uncovered pixels take the table's color at once).
 
-``ab = (c K + c' K' + u Q) / (c + c' + u)`` with ``u = 1 - max(c, c')``. The table is consulted only on
-frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in between
-``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors at full resolution.
+Confidence after a step is ``min(carried, reliability) * decay``.
+``ab = (w K + w' K' + u Q) / (w + w' + u)`` with ``u = 1 - max(c, c')`` and ``w = max(c, floor)`` (carried
+keyframe colors keep some say where the flow is doubtful; the table alone is noisier). The table is consulted
+only on frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in
+between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
+size like its neighbours, or at full resolution with ``key_full``).
 
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
 (then the oldest go out with forward propagation only) plus the keyframe locator's ``lookahead``. Each held
@@ -79,6 +82,7 @@ class FilmOptions:
     cut_hist: float = 0.5
     cut_follow: float = 0.2
     floor: float = 0.5           # least weight of carried keyframe colors in the blend
+    key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
@@ -290,7 +294,10 @@ class FilmEngine:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
             self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, True)
-            self._out.append((fr.index, fr.gray, None, key.ab_full))
+            if o.key_full:
+                self._out.append((fr.index, fr.gray, None, key.ab_full))
+            else:  # the same path as its neighbours: no pop of detail at the keyframe
+                self._out.append((fr.index, fr.gray, key.ab_small, None))
             return
         zeros = np.zeros(self.shape_small, np.float32)
         if fr.shot_start or self._state is None:
@@ -366,3 +373,20 @@ def colorize_frames(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.
         yield compose(eng.source, r)
     if stats is not None:
         stats.update(eng.stats())
+
+
+def locate_keyframes(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray],
+                     **opts) -> Dict[int, int]:
+    """{frame index: keyframe index} from a whole pass over ``frames`` (what colorize_video does first).
+
+    Pass the result as ``placements=`` to :func:`colorize_frames` when the frames can be read twice.
+    """
+    eng = FilmEngine(model, keyframes, FilmOptions(**opts))
+    rows = []
+    for f in frames:
+        g = _to_gray(f)
+        eng.start(g.shape)
+        rows.append(kf.scores(eng.key_sigs, eng.signature_of(g)))
+    if not rows or eng.key_sigs is None:
+        return {}
+    return kf.locate(np.stack(rows), eng.opt.match_threshold, eng.opt.lookahead)

@@ -119,19 +119,22 @@ def quality(film, rgbs, first_half, methods, variants=("",)):
     return rows
 
 
-def speed(path, seconds_note):
+def speed(path, presets, variants):
     rgb_frames = decode(path)
     n = len(rgb_frames)
     step = n // 8
     keys = [rgb_frames[k] for k in list(range(step // 2, n, step))[:8]]
     del rgb_frames
     m = hc.fit(keys)
-    with tempfile.TemporaryDirectory() as d:
+    rows = []
+    for preset in presets:
+      with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         with av.open(path) as src, av.open(os.path.join(d, "plain.mp4"), "w") as dst:
             vs = src.streams.video[0]
             vs.thread_type = "AUTO"
-            os_ = dst.add_stream("libx264", rate=vs.average_rate, options={"crf": "18"})
+            opts = {"crf": "18", **({"preset": preset} if preset else {})}
+            os_ = dst.add_stream("libx264", rate=vs.average_rate, options=opts)
             os_.width, os_.height, os_.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
             for f in src.decode(vs):
                 img = f.to_ndarray(format="rgb24")
@@ -140,15 +143,18 @@ def speed(path, seconds_note):
             for p in os_.encode():
                 dst.mux(p)
         plain = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stats = colorize_video(m, path, os.path.join(d, "film.mp4"), keyframes=keys, progress=False)
-        ours = time.perf_counter() - t0
+        name = preset or "medium"
+        rows.append([f"plain decode+encode (rgb24, x264 crf 18 {name})", n, f"{plain:.1f}", f"{n / plain:.1f}"])
+        for v in variants:
+            t0 = time.perf_counter()
+            stats = colorize_video(m, path, os.path.join(d, "film.mp4"), keyframes=keys, progress=False,
+                                   preset=preset, **eval(f"dict({v})"))
+            ours = time.perf_counter() - t0
+            rows.append([f"colorize_video {v} (x264 {name})".replace("  ", " "), stats["frames"], f"{ours:.1f}",
+                         f"{stats['frames'] / ours:.1f}  (table calls {stats['table_calls']})"])
     H, W = keys[0].shape[:2]
-    print_table(["path", "frames", "seconds", "frames/s"],
-                [["plain decode+encode (rgb24, x264 crf 18)", n, f"{plain:.1f}", f"{n / plain:.1f}"],
-                 ["colorize_video (decode+colorize+encode)", stats["frames"], f"{ours:.1f}",
-                  f"{stats['frames'] / ours:.1f}"]])
-    print(f"({W}x{H}, {os.cpu_count()} cores{seconds_note})")
+    print_table(["path", "frames", "seconds", "frames/s"], rows)
+    print(f"({W}x{H}, {os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f})")
 
 
 def main():
@@ -156,10 +162,12 @@ def main():
     ap.add_argument("--films", nargs="*", default=["vtest", "tree"])
     ap.add_argument("--methods", nargs="*", default=["table", "flow"])
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-half", action="store_true")
+    ap.add_argument("--presets", nargs="*", default=["", "veryfast"], help="x264 presets for the speed run")
     ap.add_argument("--variants", nargs="*", default=[""], help='engine options, e.g. "decay=0.99"')
     a = ap.parse_args()
-    for film in a.films:
+    for film in a.films if not a.speed_only else []:
         rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
         for half in ([False] if a.no_half else [False, True]):
             rows = quality(film, rgbs, half, a.methods, a.variants)
@@ -168,7 +176,8 @@ def main():
                           f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows], )
             sys.stdout.flush()
     if not a.no_speed:
-        speed(os.path.join(DATA, "video", "vtest.avi"), "")
+        print(f"\nspeed on vtest.avi (load average {os.getloadavg()[0]:.1f})")
+        speed(os.path.join(DATA, "video", "vtest.avi"), [p or None for p in a.presets], a.variants)
 
 
 if __name__ == "__main__":

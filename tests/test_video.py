@@ -268,3 +268,28 @@ def test_unwritable_output(tmp_path, model_and_keys):
     with pytest.raises(VideoError):
         colorize_video(m, src, str(tmp_path / "out.unknownext"), keyframes=keys, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+
+
+def test_rotation_metadata_kept(tmp_path, model_and_keys):
+    m, keys, frames = model_and_keys
+    src = str(tmp_path / "in.mp4")
+    with av.open(src, "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.set_display_rotation(90)
+        for i, f in enumerate(frames[:8]):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in v.encode(vf):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    with av.open(src) as c:
+        if next(c.decode(video=0)).rotation != 90:
+            pytest.skip("this FFmpeg build does not read back the display matrix")
+    dst = str(tmp_path / "out.mp4")
+    stats = colorize_video(m, src, dst, keyframes=keys, progress=False)
+    assert stats["rotation"] == 90
+    with av.open(dst) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (W, H)

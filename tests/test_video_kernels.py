@@ -171,3 +171,17 @@ def test_signature_ignores_level_and_contrast(rng):
     assert kf.scores(s1[None], s2)[0] < 0.02
     other = rng.integers(30, 200, size=(36, 48)).astype(np.uint8)
     assert kf.scores(s1[None], kf.signature(other))[0] > 0.5
+
+
+def test_fixed_point_maps_warp_like_float_maps(rng):
+    plane = rng.normal(size=(12, 16, 3)).astype(np.float32)
+    flow = rng.uniform(-4, 4, size=(12, 16, 2)).astype(np.float32)
+    # both quantize the sampling position to 1/32 pixel, rounding differently: at most one step apart
+    got = pp.warp(plane, pp.Maps(flow))
+    for r in range(12):
+        for c in range(16):
+            x, y = c + flow[r, c, 0], r + flow[r, c, 1]
+            assert np.all(np.abs(got[r, c] - bilinear(plane, x, y)) <= 0.2)
+    f_ba = -flow + rng.normal(scale=0.5, size=(12, 16, 2)).astype(np.float32)
+    same = pp.consistency(pp.Maps(flow), f_ba) == pp.consistency(flow, f_ba)
+    assert same.mean() > 0.95

@@ -101,9 +101,9 @@ class _Frame:
     gray: np.ndarray                      # full resolution uint8
     small: np.ndarray                     # model size uint8
     shot_start: bool = True
-    flow_prev: Optional[np.ndarray] = None  # this -> previous frame
+    flow_prev: Optional[pp.Maps] = None  # this -> previous frame
     rel_prev: Optional[np.ndarray] = None   # trust of colors carried from the previous frame
-    flow_next: Optional[np.ndarray] = None  # this -> next frame
+    flow_next: Optional[pp.Maps] = None  # this -> next frame
     rel_next: Optional[np.ndarray] = None
     key: Optional[int] = None
 
@@ -121,6 +121,13 @@ class _Key:
         self.ab_full = np.ascontiguousarray(ab, dtype=np.float32)
         self.ab_small = cv2.resize(self.ab_full, (w, h), interpolation=cv2.INTER_AREA)
         self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
+
+
+def _warp_track(K: np.ndarray, c: np.ndarray, maps: pp.Maps) -> Tuple[np.ndarray, np.ndarray]:
+    """Colors and confidence carried along one flow in one 3-channel warp (border: nearest; the step's
+    reliability is 0 where the flow leaves the frame, so the confidence there is cut by _carry)."""
+    kc = pp.warp(np.dstack([K, c]), maps)
+    return kc[..., :2], kc[..., 2]
 
 
 def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
@@ -183,13 +190,14 @@ class FilmEngine:
         if prev is not None:
             f_b = self._flow(fr.small, prev.small)
             f_f = self._flow(prev.small, fr.small)
-            rel_b = pp.reliability(fr.small, prev.small, f_b, f_f, self.opt.tolerance)
+            m_b = pp.Maps(f_b)
+            rel_b = pp.reliability(fr.small, prev.small, m_b, f_f, self.opt.tolerance)
             cut = self._cuts.is_cut(self._prev_hist, hist, float(rel_b.mean()))
             if not cut:
                 fr.shot_start = False
-                fr.flow_prev, fr.rel_prev = f_b, rel_b
-                prev.flow_next = f_f
-                prev.rel_next = pp.reliability(prev.small, fr.small, f_f, f_b, self.opt.tolerance)
+                fr.flow_prev, fr.rel_prev = m_b, rel_b
+                prev.flow_next = pp.Maps(f_f)
+                prev.rel_next = pp.reliability(prev.small, fr.small, prev.flow_next, f_b, self.opt.tolerance)
         self.shots += int(cut)
         if self._placements is not None:  # keyframes located beforehand (whole-film pass)
             if cut:
@@ -282,8 +290,8 @@ class FilmEngine:
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                K = pp.warp(K, fr.flow_next)
-                c = _carry(pp.warp(c, fr.flow_next, outside=0.0), fr.rel_next, o)
+                K, c = _warp_track(K, c, fr.flow_next)
+                c = _carry(c, fr.rel_next, o)
                 back[t] = (K, c)
         for t, fr in enumerate(seg):
             self._emit(fr, back[t])
@@ -305,8 +313,8 @@ class FilmEngine:
             trust = zeros
         else:
             K, c, Q, last_table, _ = self._state
-            K = pp.warp(K, fr.flow_prev)
-            c = _carry(pp.warp(c, fr.flow_prev, outside=0.0), fr.rel_prev, o)
+            K, c = _warp_track(K, c, fr.flow_prev)
+            c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
         Kb, cb = back if back is not None else (None, zeros)

@@ -17,9 +17,10 @@ between ``Q`` is only carried along the flow). A keyframe's own frame takes the 
 size like its neighbours, or at full resolution with ``key_full``).
 
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
-(then the oldest go out with forward propagation only) plus the keyframe locator's ``lookahead``. Each held
-frame costs its full-resolution gray (H*W bytes) plus about 1 MB at model size (two flows, two
-reliabilities, its gray); nothing else grows with the film's length.
+(then the oldest go out with forward propagation only) plus the one-pass keyframe locator's ``lookahead``.
+Each held frame costs its full-resolution gray (H*W bytes) plus about 50 bytes per model-size pixel (two
+flows with their sampling maps, two reliabilities, its gray, the backward track): about 2 MB at 224x168, so
+the default window of 200 holds about 400 MB + 200*H*W bytes at most; nothing grows with the film's length.
 """
 
 from __future__ import annotations

@@ -293,3 +293,20 @@ def test_rotation_metadata_kept(tmp_path, model_and_keys):
     with av.open(dst) as c:
         f = next(c.decode(video=0))
         assert f.rotation == 90 and (f.width, f.height) == (W, H)
+
+
+@pytest.mark.parametrize("placed", [False, True])
+def test_memory_bounded_by_the_window(placed):
+    frames = film()
+    eng = FilmEngine(None, [frames[25]], FilmOptions(window=5, lookahead=3), source=FlatTable(),
+                     placements={25: 0} if placed else None)
+    held, out = 0, []
+    for f in frames:
+        eng.push(f)
+        held = max(held, len(eng._buf))
+        out += [r[0] for r in eng.results()]
+    eng.finish()
+    out += [r[0] for r in eng.results()]
+    assert out == list(range(N))
+    assert held <= 5 + 3 + 1
+    assert eng.stats()["keyframes_placed"] == {0: [25]}

@@ -213,7 +213,8 @@ def test_still_film_blend_reference():
     for t in range(1, 11):
         c, cb = 0.9 ** t, 0.9 ** (11 - t)
         u = 1 - max(c, cb)
-        w, wb = max(c, 0.5), max(cb, 0.5)  # the floor weight of carried keyframe colors
+        # the floor weight of carried keyframe colors, then the linear temporal blend between the two
+        w, wb = max(c, 0.5) * (11 - t) / 11, max(cb, 0.5) * t / 11
         # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0
         want = (w * a1 + wb * a2 + u * a1) / (w + wb + u)
         np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)

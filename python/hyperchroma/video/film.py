@@ -11,7 +11,8 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
 
 Confidence after a step is ``min(carried, reliability) * decay``.
 ``ab = (w K + w' K' + u Q) / (w + w' + u)`` with ``u = 1 - max(c, c')`` and ``w = max(c, floor)`` (carried
-keyframe colors keep some say where the flow is doubtful; the table alone is noisier). The table is consulted
+keyframe colors keep some say where the flow is doubtful; the table alone is noisier); between two keyframes
+``w`` and ``w'`` are also scaled linearly by temporal distance (the nearer keyframe leads: no jump at either). The table is consulted
 only on frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in
 between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
 size like its neighbours, or at full resolution with ``key_full``).
@@ -166,7 +167,7 @@ class FilmEngine:
         self._buf: List[_Frame] = []
         self._prev: Optional[_Frame] = None
         self._prev_hist = None
-        self._state = None  # forward tracks after the last output frame: (K, c, Q)
+        self._state = None  # forward tracks after the last output frame: (K, c, Q, last table, key frame)
         self._locator: Optional[kf.KeyframeLocator] = None
         self._n = 0
         self.shape_full: Optional[Tuple[int, int]] = None
@@ -294,15 +295,16 @@ class FilmEngine:
                 K, c = _warp_track(K, c, fr.flow_next)
                 c = _carry(c, fr.rel_next, o)
                 back[t] = (K, c)
+        right_at = seg[right].index if right is not None else None
         for t, fr in enumerate(seg):
-            self._emit(fr, back[t])
+            self._emit(fr, back[t], right_at)
 
-    def _emit(self, fr: _Frame, back) -> None:
+    def _emit(self, fr: _Frame, back, right_at: Optional[int] = None) -> None:
         o = self.opt
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, True)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index)
             if o.key_full:
                 self._out.append((fr.index, fr.gray, None, key.ab_full))
             else:  # the same path as its neighbours: no pop of detail at the keyframe
@@ -328,12 +330,18 @@ class FilmEngine:
             else:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
+        key_at = self._state[4] if (self._state is not None and not fr.shot_start) else None
         wf, wb = c, cb
         if o.floor > 0:  # colors carried from a keyframe keep some say even where the flow was doubtful
-            if self._state is not None and not fr.shot_start and self._state[4]:
+            if key_at is not None:
                 wf = np.maximum(c, np.float32(o.floor))
             if Kb is not None:
                 wb = np.maximum(cb, np.float32(o.floor))
+        if key_at is not None and Kb is not None and right_at is not None:
+            # between two keyframes: the nearer one leads (linear in time), so there is no jump at either
+            span = float(right_at - key_at)
+            wf = wf * np.float32((right_at - fr.index) / span)
+            wb = wb * np.float32((fr.index - key_at) / span)
         num = wf[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
         if Kb is not None:
             num = num + wb[..., None] * Kb
@@ -343,8 +351,7 @@ class FilmEngine:
         ab = (num / np.maximum(den, np.float32(1e-6))).astype(np.float32)
         if Q is None:
             Q = ab.copy()
-        has_key = bool(self._state[4]) if (self._state is not None and not fr.shot_start) else False
-        self._state = (K, c, Q, last_table, has_key)
+        self._state = (K, c, Q, last_table, key_at)
         self._out.append((fr.index, fr.gray, ab, None))
 
 

@@ -5,6 +5,9 @@ HYPERCHROMA_DATA):
 
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py            # quality on both films + speed
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films tree --no-speed
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films vtest tree --no-speed --methods  # engine only
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --speed-only --presets "" veryfast
+    ... --variants "" "table_every=8"   # engine options side by side (quality and speed)
 
 Protocol (../shared/data/README.md): 8 keyframes evenly spread (``step = n // 8; key = range(step//2, n,
 step)[:8]``), color frames of the video itself; every other non-key frame tests; the gray input is

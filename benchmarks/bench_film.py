@@ -5,6 +5,9 @@ HYPERCHROMA_DATA):
 
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py            # quality on both films + speed
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films tree --no-speed
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films vtest tree --no-speed --methods  # engine only
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --speed-only --presets "" veryfast
+    ... --variants "" "table_every=8"   # engine options side by side (quality and speed)
 
 Protocol (../shared/data/README.md): 8 keyframes evenly spread (``step = n // 8; key = range(step//2, n,
 step)[:8]``), color frames of the video itself; every other non-key frame tests; the gray input is
@@ -32,6 +35,7 @@ from hyperchroma import core
 from hyperchroma.images import model_shape
 from hyperchroma.metrics import auc, psnr
 from hyperchroma.video import colorize_frames, colorize_video
+from hyperchroma.video.film import locate_keyframes
 from hyperchroma.video import propagate as pp
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -83,7 +87,7 @@ def evaluate(name, outputs, rgbs, test, keyset, truth):
             "jump_other": max(ordinary) if ordinary else float("nan")}
 
 
-def quality(film, rgbs, first_half, methods):
+def quality(film, rgbs, first_half, methods, variants=("",)):
     n = len(rgbs)
     step = n // 8
     keys = list(range(step // 2, n, step))[:8]
@@ -103,30 +107,37 @@ def quality(film, rgbs, first_half, methods):
     if "flow" in methods:
         rows.append(evaluate("flow peer", flow_baseline(grays, dict(zip(keys, key_rgb))), rgbs, test, keyset,
                              truth))
-    stats = {}
-    t0 = time.perf_counter()
-    rows.append(evaluate("film engine", colorize_frames(m, grays, keyframes=key_rgb, stats=stats), rgbs, test,
-                         keyset, truth))
-    rows[-1]["s"] = time.perf_counter() - t0
-    placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
-    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}; placed {placed}; "
-          f"shots {stats['shots']}; table calls {stats['table_calls']}/{n}", flush=True)
+    placements = locate_keyframes(m, grays, key_rgb)  # as colorize_video does (whole-film pass)
+    print(f"\n{film} {'first half' if first_half else 'all'}: keys {keys}; located at {sorted(placements)}")
+    for v in variants:
+        stats = {}
+        kw = eval(f"dict({v})")
+        t0 = time.perf_counter()
+        rows.append(evaluate(f"film engine {v}".strip(), colorize_frames(m, grays, keyframes=key_rgb, stats=stats,
+                                                                       placements=placements, **kw), rgbs, test, keyset, truth))
+        rows[-1]["s"] = time.perf_counter() - t0
+        placed = sorted(f for fs in stats["keyframes_placed"].values() for f in fs)
+        print(f"  {v or 'defaults'}: placed {placed}; shots {stats['shots']}; "
+              f"table calls {stats['table_calls']}/{n}", flush=True)
     return rows
 
 
-def speed(path, seconds_note):
+def speed(path, presets, variants):
     rgb_frames = decode(path)
     n = len(rgb_frames)
     step = n // 8
     keys = [rgb_frames[k] for k in list(range(step // 2, n, step))[:8]]
     del rgb_frames
     m = hc.fit(keys)
-    with tempfile.TemporaryDirectory() as d:
+    rows = []
+    for preset in presets:
+      with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         with av.open(path) as src, av.open(os.path.join(d, "plain.mp4"), "w") as dst:
             vs = src.streams.video[0]
             vs.thread_type = "AUTO"
-            os_ = dst.add_stream("libx264", rate=vs.average_rate, options={"crf": "18"})
+            opts = {"crf": "18", **({"preset": preset} if preset else {})}
+            os_ = dst.add_stream("libx264", rate=vs.average_rate, options=opts)
             os_.width, os_.height, os_.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
             for f in src.decode(vs):
                 img = f.to_ndarray(format="rgb24")
@@ -135,15 +146,18 @@ def speed(path, seconds_note):
             for p in os_.encode():
                 dst.mux(p)
         plain = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        stats = colorize_video(m, path, os.path.join(d, "film.mp4"), keyframes=keys, progress=False)
-        ours = time.perf_counter() - t0
+        name = preset or "medium"
+        rows.append([f"plain decode+encode (rgb24, x264 crf 18 {name})", n, f"{plain:.1f}", f"{n / plain:.1f}"])
+        for v in variants:
+            t0 = time.perf_counter()
+            stats = colorize_video(m, path, os.path.join(d, "film.mp4"), keyframes=keys, progress=False,
+                                   preset=preset, **eval(f"dict({v})"))
+            ours = time.perf_counter() - t0
+            rows.append([f"colorize_video {v} (x264 {name})".replace("  ", " "), stats["frames"], f"{ours:.1f}",
+                         f"{stats['frames'] / ours:.1f}  (table calls {stats['table_calls']})"])
     H, W = keys[0].shape[:2]
-    print_table(["path", "frames", "seconds", "frames/s"],
-                [["plain decode+encode (rgb24, x264 crf 18)", n, f"{plain:.1f}", f"{n / plain:.1f}"],
-                 ["colorize_video (decode+colorize+encode)", stats["frames"], f"{ours:.1f}",
-                  f"{stats['frames'] / ours:.1f}"]])
-    print(f"({W}x{H}, {os.cpu_count()} cores{seconds_note})")
+    print_table(["path", "frames", "seconds", "frames/s"], rows)
+    print(f"({W}x{H}, {os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f})")
 
 
 def main():
@@ -151,17 +165,22 @@ def main():
     ap.add_argument("--films", nargs="*", default=["vtest", "tree"])
     ap.add_argument("--methods", nargs="*", default=["table", "flow"])
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true")
     ap.add_argument("--no-half", action="store_true")
+    ap.add_argument("--presets", nargs="*", default=["", "veryfast"], help="x264 presets for the speed run")
+    ap.add_argument("--variants", nargs="*", default=[""], help='engine options, e.g. "decay=0.99"')
     a = ap.parse_args()
-    for film in a.films:
+    for film in a.films if not a.speed_only else []:
         rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
         for half in ([False] if a.no_half else [False, True]):
-            rows = quality(film, rgbs, half, a.methods)
+            rows = quality(film, rgbs, half, a.methods, a.variants)
             print_table(["method", "PSNR dB", "AuC", "warp err", "max jump at keys", "max jump elsewhere"],
                         [[r["method"], f"{r['psnr']:.2f}", f"{r['auc']:.4f}", f"{r['warp']:.2f}",
-                          f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows])
+                          f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"] for r in rows], )
+            sys.stdout.flush()
     if not a.no_speed:
-        speed(os.path.join(DATA, "video", "vtest.avi"), "")
+        print(f"\nspeed on vtest.avi (load average {os.getloadavg()[0]:.1f})")
+        speed(os.path.join(DATA, "video", "vtest.avi"), [p or None for p in a.presets], a.variants)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ def test_still_film_blend_reference():
     k1[...] = (150, 100, 100)
     k2 = np.zeros((H, W, 3), np.uint8)
     k2[...] = (100, 100, 150)
-    eng = FilmEngine(None, [k1, k2], FilmOptions(decay=0.9), source=FlatTable())
+    eng = FilmEngine(None, [k1, k2], FilmOptions(decay=0.9, floor=0.5), source=FlatTable())
     eng._start((H, W))
     # place them by hand (a still film cannot tell its frames apart): keyframe 0 at frame 0, 1 at frame 11
     eng._locator.feed = lambda i, s, c: [(0, 0)] if i == 1 else []
@@ -213,8 +213,10 @@ def test_still_film_blend_reference():
     for t in range(1, 11):
         c, cb = 0.9 ** t, 0.9 ** (11 - t)
         u = 1 - max(c, cb)
+        # the floor weight of carried keyframe colors, then the linear temporal blend between the two
+        w, wb = max(c, 0.5) * (11 - t) / 11, max(cb, 0.5) * t / 11
         # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0
-        want = (c * a1 + cb * a2 + u * a1) / (c + cb + u)
+        want = (w * a1 + wb * a2 + u * a1) / (w + wb + u)
         np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
 
 
@@ -267,3 +269,45 @@ def test_unwritable_output(tmp_path, model_and_keys):
     with pytest.raises(VideoError):
         colorize_video(m, src, str(tmp_path / "out.unknownext"), keyframes=keys, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["in.mp4"]
+
+
+def test_rotation_metadata_kept(tmp_path, model_and_keys):
+    m, keys, frames = model_and_keys
+    src = str(tmp_path / "in.mp4")
+    with av.open(src, "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.set_display_rotation(90)
+        for i, f in enumerate(frames[:8]):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts = i
+            for p in v.encode(vf):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    with av.open(src) as c:
+        if next(c.decode(video=0)).rotation != 90:
+            pytest.skip("this FFmpeg build does not read back the display matrix")
+    dst = str(tmp_path / "out.mp4")
+    stats = colorize_video(m, src, dst, keyframes=keys, progress=False)
+    assert stats["rotation"] == 90
+    with av.open(dst) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (W, H)
+
+
+@pytest.mark.parametrize("placed", [False, True])
+def test_memory_bounded_by_the_window(placed):
+    frames = film()
+    eng = FilmEngine(None, [frames[25]], FilmOptions(window=5, lookahead=3), source=FlatTable(),
+                     placements={25: 0} if placed else None)
+    held, out = 0, []
+    for f in frames:
+        eng.push(f)
+        held = max(held, len(eng._buf))
+        out += [r[0] for r in eng.results()]
+    eng.finish()
+    out += [r[0] for r in eng.results()]
+    assert out == list(range(N))
+    assert held <= 5 + 3 + 1
+    assert eng.stats()["keyframes_placed"] == {0: [25]}

@@ -101,6 +101,7 @@ def offline_placements(S, lookahead, threshold, ratio, identical):
     """The locator's rule applied to a whole score matrix S (frames x keys) with plain loops."""
     n, k = S.shape
     closed = [False] * k
+    best = [np.inf] * k
     out = []
     for c in range(n):
         found = []
@@ -110,7 +111,9 @@ def offline_placements(S, lookahead, threshold, ratio, identical):
                 closed[j] = False
                 continue
             lo, hi = max(0, c - lookahead), min(n - 1, c + lookahead)
-            if closed[j] or any(S[f, j] <= sc for f in range(lo, c)) or any(S[f, j] < sc for f in range(c + 1, hi + 1)):
+            if closed[j] and not sc < 0.8 * best[j] - 0.005:
+                continue
+            if any(S[f, j] <= sc for f in range(lo, c)) or any(S[f, j] < sc for f in range(c + 1, hi + 1)):
                 continue
             ctx = [S[f, j] for f in range(lo, hi + 1) if abs(f - c) > 1]
             if sc < identical or (ctx and sc < ratio * np.median(ctx)):
@@ -118,7 +121,9 @@ def offline_placements(S, lookahead, threshold, ratio, identical):
         if found:
             for _, j in found:
                 closed[j] = True
-            out.append((c, min(found)[1]))
+            sc, j = min(found)
+            best[j] = min(best[j], sc)
+            out.append((c, j))
     return out
 
 
@@ -130,6 +135,8 @@ def test_locator_matches_offline_rule(rng):
     S[25, 1] = 0.02
     S[25, 2] = 0.03  # two keys on one frame: the better wins
     S[50:, 2] = 0.005  # a still stretch: placed once, at its first frame
+    S[15:18, 1] = 0.15  # a weak first match of key 1 at 16, then its true frame at 25: both placed
+    S[16, 1] = 0.04
     # drive the locator with signatures whose scores are S: keys are unit images, frames constant offsets
     loc = kf.KeyframeLocator([np.zeros((36, 48), np.float32)] * k, threshold=0.2, lookahead=6)
     loc.keys = np.zeros((k, 1, 1), np.float32)
@@ -144,7 +151,17 @@ def test_locator_matches_offline_rule(rng):
         kf.scores = orig
     want = offline_placements(S, 6, 0.2, 0.6, 0.01)
     assert got == want
-    assert (10, 0) in got and (25, 1) in got and (50, 2) in got
+    assert (10, 0) in got and (16, 1) in got and (25, 1) in got and (50, 2) in got
+    assert not [c for c, j in got if j == 2 and c > 50]
+
+
+def test_locate_whole_film_prefers_the_best_match():
+    S = np.full((40, 2), 0.3)
+    S[5, 0] = 0.05   # a near-repeat of keyframe 0
+    S[30, 0] = 0.0   # its own frame
+    S[12, 1] = 0.02  # keyframe 1 and a real repeat of its shot
+    S[33, 1] = 0.021
+    assert kf.locate(S, lookahead=6) == {12: 1, 30: 0, 33: 1}
 
 
 def test_signature_ignores_level_and_contrast(rng):
@@ -154,3 +171,17 @@ def test_signature_ignores_level_and_contrast(rng):
     assert kf.scores(s1[None], s2)[0] < 0.02
     other = rng.integers(30, 200, size=(36, 48)).astype(np.uint8)
     assert kf.scores(s1[None], kf.signature(other))[0] > 0.5
+
+
+def test_fixed_point_maps_warp_like_float_maps(rng):
+    plane = rng.normal(size=(12, 16, 3)).astype(np.float32)
+    flow = rng.uniform(-4, 4, size=(12, 16, 2)).astype(np.float32)
+    # both quantize the sampling position to 1/32 pixel, rounding differently: at most one step apart
+    got = pp.warp(plane, pp.Maps(flow))
+    for r in range(12):
+        for c in range(16):
+            x, y = c + flow[r, c, 0], r + flow[r, c, 1]
+            assert np.all(np.abs(got[r, c] - bilinear(plane, x, y)) <= 0.2)
+    f_ba = -flow + rng.normal(scale=0.5, size=(12, 16, 2)).astype(np.float32)
+    same = pp.consistency(pp.Maps(flow), f_ba) == pp.consistency(flow, f_ba)
+    assert same.mean() > 0.95

@@ -9,14 +9,19 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
   ``a = smooth * reliability`` (so a table color flickering from frame to frame is averaged along the motion
   track and newly uncovered pixels take the table's color at once).
 
-``ab = (c K + c' K' + u Q) / (c + c' + u)`` with ``u = 1 - max(c, c')``. The table is consulted only on
-frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in between
-``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors at full resolution.
+Confidence after a step is ``min(carried, reliability) * decay``.
+``ab = (w K + w' K' + u Q) / (w + w' + u)`` with ``u = 1 - max(c, c')`` and ``w = max(c, floor)`` (carried
+keyframe colors keep some say where the flow is doubtful; the table alone is noisier); between two keyframes
+``w`` and ``w'`` are also scaled linearly by temporal distance (the nearer keyframe leads: no jump at either). The table is consulted
+only on frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in
+between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
+size like its neighbours, or at full resolution with ``key_full``).
 
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
-(then the oldest go out with forward propagation only) plus the keyframe locator's ``lookahead``. Each held
-frame costs its full-resolution gray (H*W bytes) plus about 1 MB at model size (two flows, two
-reliabilities, its gray); nothing else grows with the film's length.
+(then the oldest go out with forward propagation only) plus the one-pass keyframe locator's ``lookahead``.
+Each held frame costs its full-resolution gray (H*W bytes) plus about 50 bytes per model-size pixel (two
+flows with their sampling maps, two reliabilities, its gray, the backward track): about 2 MB at 224x168, so
+the default window of 200 holds about 400 MB + 200*H*W bytes at most; nothing grows with the film's length.
 """
 
 from __future__ import annotations
@@ -69,10 +74,10 @@ class _TableSource:
 class FilmOptions:
     """Knobs of the engine (defaults are the documented method; see the module docstring)."""
 
-    decay: float = 0.97          # confidence kept per frame of propagation
-    smooth: float = 0.7          # weight of the carried table colors against a new table look-up
+    decay: float = 0.99          # confidence kept per frame of propagation
+    smooth: float = 0.8          # weight of the carried table colors against a new table look-up
     table_share: float = 0.02    # consult the table when the mean table weight u of a frame exceeds this
-    table_every: int = 1         # ... and at most every this many frames (Q is carried in between)
+    table_every: int = 4         # ... and at most every this many frames (Q is carried in between)
     window: int = 200            # most frames held while waiting for the next keyframe
     flow_preset: str = "fast"    # OpenCV DIS preset
     tolerance: float = 24.0      # photometric check, gray levels
@@ -80,6 +85,9 @@ class FilmOptions:
     lookahead: int = 6
     cut_hist: float = 0.5
     cut_follow: float = 0.2
+    floor: float = 0.5           # least weight of carried keyframe colors in the blend
+    key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
+    compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
         if not 0 < self.decay <= 1:
@@ -97,9 +105,9 @@ class _Frame:
     gray: np.ndarray                      # full resolution uint8
     small: np.ndarray                     # model size uint8
     shot_start: bool = True
-    flow_prev: Optional[np.ndarray] = None  # this -> previous frame
+    flow_prev: Optional[pp.Maps] = None  # this -> previous frame
     rel_prev: Optional[np.ndarray] = None   # trust of colors carried from the previous frame
-    flow_next: Optional[np.ndarray] = None  # this -> next frame
+    flow_next: Optional[pp.Maps] = None  # this -> next frame
     rel_next: Optional[np.ndarray] = None
     key: Optional[int] = None
 
@@ -119,6 +127,19 @@ class _Key:
         self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
 
 
+def _warp_track(K: np.ndarray, c: np.ndarray, maps: pp.Maps) -> Tuple[np.ndarray, np.ndarray]:
+    """Colors and confidence carried along one flow in one 3-channel warp (border: nearest; the step's
+    reliability is 0 where the flow leaves the frame, so the confidence there is cut by _carry)."""
+    kc = pp.warp(np.dstack([K, c]), maps)
+    return kc[..., :2], kc[..., 2]
+
+
+def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
+    """Confidence after one propagation step: carried confidence limited by this step's reliability."""
+    c = np.minimum(c, rel) if o.compound == "min" else c * rel
+    return c * np.float32(o.decay)
+
+
 def _to_gray(frame: np.ndarray) -> np.ndarray:
     a = np.asarray(frame)
     if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3))):
@@ -135,17 +156,20 @@ class FilmEngine:
     """
 
     def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,
-                 source: Optional[_TableSource] = None):
+                 source: Optional[_TableSource] = None, placements: Optional[Dict[int, int]] = None):
         self.opt = (options or FilmOptions()).check()
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
+        self._placements = None if placements is None else {int(f): int(k) for f, k in placements.items()}
+        if self._placements and not all(0 <= k < len(self._key_rgb) for k in self._placements.values()):
+            raise ValueError("placements name a keyframe that is not given")
         self._keys: List[_Key] = []
         self._flow = pp.Flow(self.opt.flow_preset)
         self._cuts = CutDetector(self.opt.cut_hist, self.opt.cut_follow)
         self._buf: List[_Frame] = []
         self._prev: Optional[_Frame] = None
         self._prev_hist = None
-        self._state = None  # forward tracks after the last output frame: (K, c, Q)
+        self._state = None  # forward tracks after the last output frame: (K, c, Q, last table, key frame)
         self._locator: Optional[kf.KeyframeLocator] = None
         self._n = 0
         self.shape_full: Optional[Tuple[int, int]] = None
@@ -170,14 +194,25 @@ class FilmEngine:
         if prev is not None:
             f_b = self._flow(fr.small, prev.small)
             f_f = self._flow(prev.small, fr.small)
-            rel_b = pp.reliability(fr.small, prev.small, f_b, f_f, self.opt.tolerance)
+            m_b = pp.Maps(f_b)
+            rel_b = pp.reliability(fr.small, prev.small, m_b, f_f, self.opt.tolerance)
             cut = self._cuts.is_cut(self._prev_hist, hist, float(rel_b.mean()))
             if not cut:
                 fr.shot_start = False
-                fr.flow_prev, fr.rel_prev = f_b, rel_b
-                prev.flow_next = f_f
-                prev.rel_next = pp.reliability(prev.small, fr.small, f_f, f_b, self.opt.tolerance)
+                fr.flow_prev, fr.rel_prev = m_b, rel_b
+                prev.flow_next = pp.Maps(f_f)
+                prev.rel_next = pp.reliability(prev.small, fr.small, prev.flow_next, f_b, self.opt.tolerance)
         self.shots += int(cut)
+        if self._placements is not None:  # keyframes located beforehand (whole-film pass)
+            if cut:
+                self._flush(len(self._buf))
+            self._buf.append(fr)
+            self._prev, self._prev_hist = fr, hist
+            if fr.index in self._placements:
+                self._place([(fr.index, self._placements[fr.index])])
+            elif len(self._buf) > self.opt.window:
+                self._flush(len(self._buf) - 1)
+            return
         placed = self._locator.feed(fr.index, kf.signature(fr.small), cut)
         if cut:
             self._place(placed)
@@ -191,12 +226,24 @@ class FilmEngine:
             self._flush(max(0, min(n, len(self._buf) - 1)))
 
     def finish(self) -> None:
-        self._place(self._locator.flush() if self._locator else [])
+        if self._placements is None:
+            self._place(self._locator.flush() if self._locator else [])
         self._flush(len(self._buf))
 
     def results(self) -> Iterator[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]:
         out, self._out = self._out, []
         return iter(out)
+
+    def set_placements(self, placements: Dict[int, int]) -> None:
+        """Use these {frame: keyframe} placements instead of locating on the fly (before the first frame)."""
+        if self._n:
+            raise RuntimeError("placements must be set before the first frame")
+        self._placements = {int(f): int(k) for f, k in placements.items()}
+
+    def signature_of(self, gray: np.ndarray) -> np.ndarray:
+        """The keyframe-matching signature of a full-resolution gray frame of this film."""
+        h, w = self.shape_small
+        return kf.signature(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
 
     def stats(self) -> Dict[str, Any]:
         placed = {}
@@ -207,12 +254,18 @@ class FilmEngine:
                 "keyframes_unmatched": [k for k in range(len(self._key_rgb)) if k not in placed]}
 
     # ------------------------------------------------------------------ internals
+    def start(self, shape: Tuple[int, int]) -> None:
+        """Fix the film's (H, W) before the first frame (the first frame does it otherwise)."""
+        if self.shape_full is None:
+            self._start(tuple(shape))
+
     def _start(self, shape: Tuple[int, int]) -> None:
         self.shape_full = shape
         self.shape_small = self.source.shape(*shape)
         self._keys = [_Key(k, shape, self.shape_small) for k in self._key_rgb]
         self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
                                            self.opt.lookahead)
+        self.key_sigs = np.stack([k.sig for k in self._keys]) if self._keys else None
 
     def _place(self, placed: List[Tuple[int, int]]) -> None:
         for frame, k in placed:
@@ -241,28 +294,32 @@ class FilmEngine:
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                K = pp.warp(K, fr.flow_next)
-                c = pp.warp(c, fr.flow_next, outside=0.0) * fr.rel_next * np.float32(o.decay)
+                K, c = _warp_track(K, c, fr.flow_next)
+                c = _carry(c, fr.rel_next, o)
                 back[t] = (K, c)
+        right_at = seg[right].index if right is not None else None
         for t, fr in enumerate(seg):
-            self._emit(fr, back[t])
+            self._emit(fr, back[t], right_at)
 
-    def _emit(self, fr: _Frame, back) -> None:
+    def _emit(self, fr: _Frame, back, right_at: Optional[int] = None) -> None:
         o = self.opt
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index)
-            self._out.append((fr.index, fr.gray, None, key.ab_full))
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index)
+            if o.key_full:
+                self._out.append((fr.index, fr.gray, None, key.ab_full))
+            else:  # the same path as its neighbours: no pop of detail at the keyframe
+                self._out.append((fr.index, fr.gray, key.ab_small, None))
             return
         zeros = np.zeros(self.shape_small, np.float32)
         if fr.shot_start or self._state is None:
             K, c, Q, last_table = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9
             trust = zeros
         else:
-            K, c, Q, last_table = self._state
-            K = pp.warp(K, fr.flow_prev)
-            c = pp.warp(c, fr.flow_prev, outside=0.0) * fr.rel_prev * np.float32(o.decay)
+            K, c, Q, last_table, _ = self._state
+            K, c = _warp_track(K, c, fr.flow_prev)
+            c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
         Kb, cb = back if back is not None else (None, zeros)
@@ -275,16 +332,28 @@ class FilmEngine:
             else:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
-        num = c[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
+        key_at = self._state[4] if (self._state is not None and not fr.shot_start) else None
+        wf, wb = c, cb
+        if o.floor > 0:  # colors carried from a keyframe keep some say even where the flow was doubtful
+            if key_at is not None:
+                wf = np.maximum(c, np.float32(o.floor))
+            if Kb is not None:
+                wb = np.maximum(cb, np.float32(o.floor))
+        if key_at is not None and Kb is not None and right_at is not None:
+            # between two keyframes: the nearer one leads (linear in time), so there is no jump at either
+            span = float(right_at - key_at)
+            wf = wf * np.float32((right_at - fr.index) / span)
+            wb = wb * np.float32((fr.index - key_at) / span)
+        num = wf[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
         if Kb is not None:
-            num = num + cb[..., None] * Kb
-        den = (c + cb + u)[..., None] + np.float32(1e-6)
+            num = num + wb[..., None] * Kb
+        den = (wf + wb + u)[..., None] + np.float32(1e-6)
         if Q is None:  # no table yet and none needed: the carried colors stand in for it
             den = den - u[..., None]
         ab = (num / np.maximum(den, np.float32(1e-6))).astype(np.float32)
         if Q is None:
             Q = ab.copy()
-        self._state = (K, c, Q, last_table)
+        self._state = (K, c, Q, last_table, key_at)
         self._out.append((fr.index, fr.gray, ab, None))
 
 
@@ -305,17 +374,37 @@ def compose(source: _TableSource, result: tuple) -> np.ndarray:
 
 
 def colorize_frames(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),
-                    stats: Optional[Dict[str, Any]] = None, **opts) -> Iterator[np.ndarray]:
+                    stats: Optional[Dict[str, Any]] = None, placements: Optional[Dict[int, int]] = None,
+                    **opts) -> Iterator[np.ndarray]:
     """Colorize a film given as an iterable of gray (H,W) or color (H,W,3) uint8 frames in display order.
 
     Yields one uint8 RGB (H,W,3) frame per input, in order, each with its input's luminance. ``keyframes``:
     the color keyframes (uint8 (H,W,3) RGB) the model was fit on; each is located in the film by its
     luminance. Memory is bounded by ``window`` held frames (see the module docstring), not the film's length.
     ``stats`` (a dict) is filled at the end with counts: frames, shots, table calls, keyframes placed.
-    ``opts``: fields of :class:`FilmOptions`.
+    ``placements``: {frame index: keyframe index} when known (e.g. from :func:`locate_keyframes`); else the
+    keyframes are located on the fly (one pass: a keyframe goes to the first clear match, and later only
+    to better ones). ``opts``: fields of :class:`FilmOptions`.
     """
-    eng = FilmEngine(model, keyframes, FilmOptions(**opts))
+    eng = FilmEngine(model, keyframes, FilmOptions(**opts), placements=placements)
     for r in engine_results(model, frames, engine=eng):
         yield compose(eng.source, r)
     if stats is not None:
         stats.update(eng.stats())
+
+
+def locate_keyframes(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray],
+                     **opts) -> Dict[int, int]:
+    """{frame index: keyframe index} from a whole pass over ``frames`` (what colorize_video does first).
+
+    Pass the result as ``placements=`` to :func:`colorize_frames` when the frames can be read twice.
+    """
+    eng = FilmEngine(model, keyframes, FilmOptions(**opts))
+    rows = []
+    for f in frames:
+        g = _to_gray(f)
+        eng.start(g.shape)
+        rows.append(kf.scores(eng.key_sigs, eng.signature_of(g)))
+    if not rows or eng.key_sigs is None:
+        return {}
+    return kf.locate(np.stack(rows), eng.opt.match_threshold, eng.opt.lookahead)

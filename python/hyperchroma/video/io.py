@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence
 import av
 import numpy as np
 
+from . import keyframes as kf
 from .film import FilmEngine, FilmOptions, compose
 
 _END = object()
@@ -118,16 +119,36 @@ class _Audio:
         return out + list(self.dst.encode(None))
 
 
+def _locate(src, engine: FilmEngine) -> Dict[int, int]:
+    """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream."""
+    inp, vs = open_input(src)
+    vs.thread_type = "AUTO"
+    rows = []
+    try:
+        for frame in inp.decode(vs):
+            rows.append(kf.scores(engine.key_sigs, engine.signature_of(frame.to_ndarray(format="gray"))))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
+    finally:
+        inp.close()
+    if not rows:
+        return {}
+    o = engine.opt
+    return kf.locate(np.stack(rows), o.match_threshold, o.lookahead)
+
+
 def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec: str = "libx264", crf: int = 18,
                    container: Optional[str] = None, progress: bool = True, preset: Optional[str] = None,
-                   pix_fmt: Optional[str] = None, **opts) -> Dict[str, Any]:
+                   pix_fmt: Optional[str] = None, locate: bool = True, **opts) -> Dict[str, Any]:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
     AAC, said once on stderr); the frame count, timestamps, frame rate, size and rotation are kept.
     ``container``: output format name (default: from dst's extension). ``preset``: the encoder's speed preset
     (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
-    (default yuv420p, yuv444p for odd sizes). ``opts``: :class:`FilmOptions` fields.
+    (default yuv420p, yuv444p for odd sizes). ``locate``: find the keyframes in a first, decode-only pass over
+    the whole file (each goes to its best match; no waiting for look-ahead), else on the fly in one pass.
+    ``opts``: :class:`FilmOptions` fields.
     Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
     """
     options = FilmOptions(**opts).check()
@@ -140,7 +161,8 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
         except (av.FFmpegError, OSError, ValueError) as e:
             raise VideoError(f"{dst}: cannot write this container ({e})") from None
         try:
-            stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src)
+            stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src,
+                         locate)
         except BaseException:
             try:
                 out.close()
@@ -160,7 +182,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             os.remove(tmp)
 
 
-def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src) -> Dict[str, Any]:
+def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src, locate) -> Dict[str, Any]:
     cc = vs.codec_context
     W, H = cc.width, cc.height
     if not W or not H:
@@ -183,6 +205,11 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     by_index = {a.src.index: a for a in audios}
     lock = threading.Lock()
     engine = FilmEngine(model, keyframes, options)
+    t0 = time.perf_counter()
+    if locate and len(keyframes):
+        engine.start((H, W))
+        engine.set_placements(_locate(src, engine))
+    locate_s = time.perf_counter() - t0
     q_in: "queue.Queue" = queue.Queue(_QUEUE)
     q_out: "queue.Queue" = queue.Queue(_QUEUE)
     errors: list = []
@@ -257,7 +284,6 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
             while q_out.get() is not _END:  # drain so the engine never blocks
                 pass
 
-    t0 = time.perf_counter()
     first = True
     threads = [threading.Thread(target=decoder, daemon=True), threading.Thread(target=encoder, daemon=True)]
     for t in threads:
@@ -296,7 +322,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     if engine._n == 0:
         raise VideoError(f"{src}: the video stream has no frames")
     stats = engine.stats()
-    stats.update({"seconds": time.perf_counter() - t0, "width": W, "height": H, "rate": float(rate),
+    stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H, "rate": float(rate),
                   "rotation": info["rotation"], "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name,
                                                             "mode": a.mode} for a in audios]})
     return stats

@@ -45,15 +45,18 @@ class KeyframeLocator:
     score is the lowest (ties: the first), it is under ``threshold``, and it is a clear dip: under ``ratio``
     times the median score of that neighbourhood (frames c-1, c, c+1 left out), or under ``identical`` (a
     still shot, where every frame is the keyframe). A placed keyframe is placed again only after its score
-    has risen over the threshold (the shot moved on) or after a cut. Decisions come ``lookahead`` frames late.
+    has risen over the threshold (the shot moved on), after a cut, or at a clearly better match (under
+    ``better`` times its best placed score, less 0.005): one pass cannot know that a near-repeat early in the
+    film is not the keyframe's own frame. Decisions come ``lookahead`` frames late.
     """
 
     def __init__(self, key_sigs: Sequence[np.ndarray], threshold: float = 0.2, lookahead: int = 6,
-                 ratio: float = 0.6, identical: float = 0.01):
+                 ratio: float = 0.6, identical: float = 0.01, better: float = 0.8):
         k = len(key_sigs)
         self.keys = np.stack(key_sigs).astype(np.float32) if k else np.zeros((0, THUMB[1], THUMB[0]), np.float32)
         self.threshold, self.lookahead = float(threshold), int(lookahead)
-        self.ratio, self.identical = float(ratio), float(identical)
+        self.ratio, self.identical, self.better = float(ratio), float(identical), float(better)
+        self._best_placed = np.full(k, np.inf)
         self._hist: List[Tuple[int, np.ndarray]] = []  # (frame, scores) of the current shot, last 2L+1
         self._next = 0  # next candidate frame to decide
         self._closed = np.zeros(k, bool)
@@ -100,7 +103,9 @@ class KeyframeLocator:
             if sc >= self.threshold:
                 self._closed[k] = False
                 continue
-            if self._closed[k] or (col[:pos] <= sc).any() or (col[pos + 1:] < sc).any():
+            if self._closed[k] and not sc < self.better * self._best_placed[k] - 0.005:
+                continue
+            if (col[:pos] <= sc).any() or (col[pos + 1:] < sc).any():
                 continue
             ctx = col[np.abs(frames - c) > 1]
             if sc < self.identical or (ctx.size and sc < self.ratio * float(np.median(ctx))):
@@ -110,5 +115,39 @@ class KeyframeLocator:
         c_, k, sc = min(found, key=lambda x: x[2])  # one keyframe per frame: the best
         for _, kk, _ in found:
             self._closed[kk] = True
+        self._best_placed[k] = min(self._best_placed[k], sc)
         self.placed.append((c_, k, sc))
         return [(c_, k)]
+
+
+def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: float = 0.6,
+           identical: float = 0.01, repeat: Tuple[float, float] = (1.25, 0.005)) -> dict:
+    """Whole-film placement from the score matrix S (frames x keyframes): {frame: keyframe}.
+
+    The candidates are the clear dips of :class:`KeyframeLocator`'s rule (no refractory period). A keyframe
+    goes to its best candidate, and to every other candidate scoring within ``repeat`` (factor, margin) of
+    that best (a shot that returns); so a near-repeat elsewhere in the film no longer steals it. Where two
+    keyframes land on one frame, the better score wins.
+    """
+    S = np.asarray(S, np.float64)
+    n, k = S.shape
+    cands: List[Tuple[float, int, int]] = []
+    for j in range(k):
+        col = S[:, j]
+        for c in np.flatnonzero(col < threshold):
+            lo, hi = max(0, c - lookahead), min(n, c + lookahead + 1)
+            sc = col[c]
+            if (col[lo:c] <= sc).any() or (col[c + 1:hi] < sc).any():
+                continue
+            idx = np.arange(lo, hi)
+            ctx = col[lo:hi][np.abs(idx - c) > 1]
+            if sc < identical or (ctx.size and sc < ratio * float(np.median(ctx))):
+                cands.append((float(sc), int(c), j))
+    best = {}
+    for sc, c, j in cands:
+        best[j] = min(best.get(j, np.inf), sc)
+    out: dict = {}
+    for sc, c, j in sorted(cands):
+        if sc <= repeat[0] * best[j] + repeat[1] and c not in out:
+            out[c] = j
+    return dict(sorted(out.items()))

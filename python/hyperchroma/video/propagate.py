@@ -43,28 +43,46 @@ def _grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
     return g
 
 
-def warp(plane: np.ndarray, flow: np.ndarray, outside: Optional[float] = None) -> np.ndarray:
-    """plane (h,w) or (h,w,c) float32 sampled bilinearly at x + flow(x).
+class Maps:
+    """A flow's sampling maps in OpenCV's fixed-point form, converted once and reused by every warp along it
+    (the same 1/32-pixel interpolation OpenCV applies to float maps, without converting them each time)."""
+
+    __slots__ = ("flow", "m1", "m2")
+
+    def __init__(self, flow: np.ndarray):
+        h, w = flow.shape[:2]
+        xs, ys = _grid(h, w)
+        self.flow = flow
+        self.m1, self.m2 = cv2.convertMaps(xs + flow[..., 0], ys + flow[..., 1], cv2.CV_16SC2)
+
+
+def warp(plane: np.ndarray, flow, outside: Optional[float] = None) -> np.ndarray:
+    """plane (h,w) or (h,w,c) float32 sampled bilinearly at x + flow(x); ``flow``: (h,w,2) or :class:`Maps`.
 
     Samples outside the image take the nearest border value, or ``outside`` when given.
     """
-    h, w = flow.shape[:2]
-    xs, ys = _grid(h, w)
-    mx = xs + flow[..., 0]
-    my = ys + flow[..., 1]
+    if isinstance(flow, Maps):
+        mx, my = flow.m1, flow.m2
+    else:
+        h, w = flow.shape[:2]
+        xs, ys = _grid(h, w)
+        mx = xs + flow[..., 0]
+        my = ys + flow[..., 1]
     if outside is None:
         return cv2.remap(plane, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.remap(plane, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
 
 
-def consistency(f_ab: np.ndarray, f_ba: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
+def consistency(f_ab, f_ba: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
     """Forward-backward check on frame a's pixels: 1.0 where following f_ab then f_ba comes back, else 0.0.
 
     Sundaram et al. 2010: |f_ab(x) + f_ba(x + f_ab(x))|^2 <= alpha (|f_ab|^2 + |f_ba(..)|^2) + beta.
     A pixel whose target lies outside frame b fails.
     """
+    maps = f_ab if isinstance(f_ab, Maps) else None
+    f_ab = f_ab.flow if maps is not None else f_ab
     h, w = f_ab.shape[:2]
-    back = warp(f_ba, f_ab)
+    back = warp(f_ba, maps if maps is not None else f_ab)
     s = f_ab + back
     err = s[..., 0] ** 2 + s[..., 1] ** 2
     mag = (f_ab ** 2).sum(-1) + (back ** 2).sum(-1)
@@ -76,18 +94,19 @@ def consistency(f_ab: np.ndarray, f_ba: np.ndarray, alpha: float = 0.01, beta: f
     return ok.astype(np.float32)
 
 
-def photometric(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, tolerance: float = 24.0) -> np.ndarray:
+def photometric(gray_a: np.ndarray, gray_b: np.ndarray, f_ab, tolerance: float = 24.0) -> np.ndarray:
     """1.0 where frame b sampled along the flow matches frame a within ``tolerance`` gray levels, else 0.0."""
     wb = warp(gray_b.astype(np.float32), f_ab)
     return (np.abs(wb - gray_a.astype(np.float32)) <= tolerance).astype(np.float32)
 
 
-def reliability(gray_a: np.ndarray, gray_b: np.ndarray, f_ab: np.ndarray, f_ba: np.ndarray,
+def reliability(gray_a: np.ndarray, gray_b: np.ndarray, f_ab, f_ba: np.ndarray,
                 tolerance: float = 24.0) -> np.ndarray:
     """Per-pixel trust (h,w) float32 in [0,1] of carrying frame b's colors to frame a along f_ab.
 
     Forward-backward consistency times photometric agreement, softened by a 3x3 minimum (occlusion edges)
     and a 3x3 box blur so the switch to the table's colors has no hard seam.
+    ``f_ab`` may be given as :class:`Maps`.
     """
     r = consistency(f_ab, f_ba) * photometric(gray_a, gray_b, f_ab, tolerance)
     r = cv2.erode(r, np.ones((3, 3), np.uint8))

@@ -672,12 +672,16 @@ private:
         }
     }
 
-    // ---- one-step kernel. Probes of a key, grouped by the word they change: wv = that word's new value,
-    // hv = the probe key's hash. Stage A (key i): values, hashes, prefetch of the filter words; stage B
-    // (key i - 1): filter test, then find() for the survivors.
+    // ---- one-step kernel, a pipeline over keys. Stage A (key i): the probes' changed word values wv
+    // (grouped by the word they change) and hashes hv, prefetch of their filter words. Stage B (key i - 1):
+    // filter test; survivors (hash, word index, value) are kept and their slots prefetched. Stage C (key
+    // i - 2): find() for the survivors, sum the usable entries' colors.
     struct OneStepBuf {
         std::vector<std::uint64_t> wv, hv;
         std::vector<int> seg;  // probes of word w are [seg[w], seg[w + 1])
+        std::vector<std::uint64_t> sh, sv;  // survivors: hash, new word value
+        std::vector<int> sw;                // survivors: word index
+        std::size_t ns = 0;
     };
     void one_step_hash(const std::uint64_t* key, OneStepBuf& q) const {
         const KeyLayout& L = layout_;
@@ -685,11 +689,11 @@ private:
         const std::uint64_t lv = static_cast<std::uint64_t>(L.levels);
         std::size_t np = 0;
         std::uint64_t pre = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(words_);
+        std::uint64_t* out = q.wv.data();
         for (int w = 0, c0 = 0; w < words_; ++w, c0 += L.fields_per_word) {
             q.seg[w] = static_cast<int>(np);
             const std::uint64_t word = key[w];
             const int fields = std::min(L.fields_per_word, L.channels - c0);
-            std::uint64_t* out = q.wv.data();
             for (int f = 0, sh = 0; f < fields; ++f, sh += L.bits) {
                 const std::uint64_t level = (word >> sh) & fmask;
                 const std::uint64_t cleared = word & ~(fmask << sh);
@@ -700,34 +704,46 @@ private:
                 np += level + 1 < lv;
             }
             const std::size_t b = static_cast<std::size_t>(q.seg[w]);
-            hash_one_word_variants(pre, q.wv.data() + b, np - b, key + w + 1, words_ - w - 1, q.hv.data() + b);
+            hash_one_word_variants(pre, out + b, np - b, key + w + 1, words_ - w - 1, q.hv.data() + b);
             pre = mix64(pre ^ word) + 0x9e3779b97f4a7c15ULL;
         }
         q.seg[words_] = static_cast<int>(np);
         for (std::size_t j = 0; j < np; ++j) HYPERCHROMA_PREFETCH(&filter_[filter_word(q.hv[j])]);
     }
-    void one_step_probe(const std::uint64_t* key, OneStepBuf& q, std::uint64_t* probe, float* ab,
-                        std::uint8_t* hits) const {
-        std::int64_t sa = 0, sb = 0;
-        int found = 0;
-        std::copy(key, key + words_, probe);
+    void one_step_filter(OneStepBuf& q) const {
+        std::size_t ns = 0;
         for (int w = 0; w < words_; ++w) {
             for (int j = q.seg[w]; j < q.seg[w + 1]; ++j) {
                 const std::uint64_t h = q.hv[j];
                 const std::uint64_t m = filter_mask(h);
                 if ((filter_[filter_word(h)] & m) != m) continue;
-                probe[w] = q.wv[j];
-                const std::uint32_t idx = find(probe, h, nullptr);
-                if (idx != kEmpty) {
-                    const std::uint64_t meta = row(idx)[words_];
-                    if (!meta_conflict(meta)) {
-                        sa += meta_a(meta);
-                        sb += meta_b(meta);
-                        ++found;
-                    }
+                HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
+                q.sh[ns] = h;
+                q.sv[ns] = q.wv[j];
+                q.sw[ns] = w;
+                ++ns;
+            }
+        }
+        q.ns = ns;
+    }
+    void one_step_probe(const std::uint64_t* key, const OneStepBuf& q, std::uint64_t* probe, float* ab,
+                        std::uint8_t* hits) const {
+        std::int64_t sa = 0, sb = 0;
+        int found = 0;
+        std::copy(key, key + words_, probe);
+        for (std::size_t j = 0; j < q.ns; ++j) {
+            const int w = q.sw[j];
+            probe[w] = q.sv[j];
+            const std::uint32_t idx = find(probe, q.sh[j], nullptr);
+            probe[w] = key[w];
+            if (idx != kEmpty) {
+                const std::uint64_t meta = row(idx)[words_];
+                if (!meta_conflict(meta)) {
+                    sa += meta_a(meta);
+                    sb += meta_b(meta);
+                    ++found;
                 }
             }
-            probe[w] = key[w];
         }
         *hits = static_cast<std::uint8_t>(std::min(found, 255));
         ab[0] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
@@ -736,18 +752,23 @@ private:
     void one_step_range(const std::uint64_t* keys, std::size_t b, std::size_t e, float* ab,
                         std::uint8_t* hits) const {
         const std::size_t maxp = 2 * static_cast<std::size_t>(layout_.channels);
-        OneStepBuf q[2];
+        constexpr std::size_t R = 4;  // buffers in flight (>= 3 stages)
+        OneStepBuf q[R];
         for (auto& x : q) {
             x.wv.resize(maxp + 1);  // + 1: the branch-free compaction writes one past the last probe
             x.hv.resize(maxp + 1);
             x.seg.resize(static_cast<std::size_t>(words_) + 1);
+            x.sh.resize(maxp);
+            x.sv.resize(maxp);
+            x.sw.resize(maxp);
         }
         std::vector<std::uint64_t> probe(words_);
-        for (std::size_t i = b; i <= e; ++i) {
-            if (i < e) one_step_hash(keys + i * words_, q[i & 1]);
-            if (i > b) {
-                const std::size_t j = i - 1;
-                one_step_probe(keys + j * words_, q[j & 1], probe.data(), ab + 2 * j, hits + j);
+        for (std::size_t i = b; i < e + 2; ++i) {
+            if (i < e) one_step_hash(keys + i * words_, q[i % R]);
+            if (i >= b + 1 && i - 1 < e) one_step_filter(q[(i - 1) % R]);
+            if (i >= b + 2) {
+                const std::size_t j = i - 2;
+                one_step_probe(keys + j * words_, q[j % R], probe.data(), ab + 2 * j, hits + j);
             }
         }
     }

@@ -675,12 +675,14 @@ private:
     // ---- one-step kernel, a pipeline over keys. Stage A (key i): the probes' changed word values wv
     // (grouped by the word they change) and hashes hv, prefetch of their filter words. Stage B (key i - 1):
     // filter test; survivors (hash, word index, value) are kept and their slots prefetched. Stage C (key
-    // i - 2): find() for the survivors, sum the usable entries' colors.
+    // i - 2): the survivors' first tag-matching entries, rows prefetched. Stage D (key i - 3): key compare, sum
+    // the usable entries' colors.
     struct OneStepBuf {
         std::vector<std::uint64_t> wv, hv;
         std::vector<int> seg;  // probes of word w are [seg[w], seg[w + 1])
         std::vector<std::uint64_t> sh, sv;  // survivors: hash, new word value
         std::vector<int> sw;                // survivors: word index
+        std::vector<std::uint32_t> si;      // survivors: first tag-matching entry (stage C), or kEmpty
         std::size_t ns = 0;
     };
     void one_step_hash(const std::uint64_t* key, OneStepBuf& q) const {
@@ -726,15 +728,39 @@ private:
         }
         q.ns = ns;
     }
+    // Stage C: the first entry whose tag matches before an empty slot (kEmpty: the key is absent); its
+    // row is prefetched.
+    void one_step_slots(OneStepBuf& q) const {
+        for (std::size_t j = 0; j < q.ns; ++j) {
+            const std::uint64_t h = q.sh[j];
+            std::uint64_t pos = bucket(h);
+            const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
+            std::uint32_t idx = kEmpty;
+            for (;;) {
+                const std::uint32_t s = slots_[pos];
+                if (s == kEmpty) break;
+                if ((s & tag_mask_) == tag) {
+                    idx = s & idx_mask_;
+                    HYPERCHROMA_PREFETCH(row(idx));
+                    break;
+                }
+                if (++pos == cap_) pos = 0;
+            }
+            q.si[j] = idx;
+        }
+    }
+    // Stage D: compare keys (find() again in the rare case of a tag match on another key), sum the colors.
     void one_step_probe(const std::uint64_t* key, const OneStepBuf& q, std::uint64_t* probe, float* ab,
                         std::uint8_t* hits) const {
         std::int64_t sa = 0, sb = 0;
         int found = 0;
         std::copy(key, key + words_, probe);
         for (std::size_t j = 0; j < q.ns; ++j) {
+            std::uint32_t idx = q.si[j];
+            if (idx == kEmpty) continue;
             const int w = q.sw[j];
             probe[w] = q.sv[j];
-            const std::uint32_t idx = find(probe, q.sh[j], nullptr);
+            if (!keys_equal(row(idx), probe, words_)) idx = find(probe, q.sh[j], nullptr);
             probe[w] = key[w];
             if (idx != kEmpty) {
                 const std::uint64_t meta = row(idx)[words_];
@@ -752,7 +778,7 @@ private:
     void one_step_range(const std::uint64_t* keys, std::size_t b, std::size_t e, float* ab,
                         std::uint8_t* hits) const {
         const std::size_t maxp = 2 * static_cast<std::size_t>(layout_.channels);
-        constexpr std::size_t R = 4;  // buffers in flight (>= 3 stages)
+        constexpr std::size_t R = 4;  // buffers in flight (>= 4 stages)
         OneStepBuf q[R];
         for (auto& x : q) {
             x.wv.resize(maxp + 1);  // + 1: the branch-free compaction writes one past the last probe
@@ -761,13 +787,15 @@ private:
             x.sh.resize(maxp);
             x.sv.resize(maxp);
             x.sw.resize(maxp);
+            x.si.resize(maxp);
         }
         std::vector<std::uint64_t> probe(words_);
-        for (std::size_t i = b; i < e + 2; ++i) {
+        for (std::size_t i = b; i < e + 3; ++i) {
             if (i < e) one_step_hash(keys + i * words_, q[i % R]);
             if (i >= b + 1 && i - 1 < e) one_step_filter(q[(i - 1) % R]);
-            if (i >= b + 2) {
-                const std::size_t j = i - 2;
+            if (i >= b + 2 && i - 2 < e) one_step_slots(q[(i - 2) % R]);
+            if (i >= b + 3) {
+                const std::size_t j = i - 3;
                 one_step_probe(keys + j * words_, q[j % R], probe.data(), ab + 2 * j, hits + j);
             }
         }

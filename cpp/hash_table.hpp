@@ -697,12 +697,12 @@ private:
             const std::uint64_t word = key[w];
             const int fields = std::min(L.fields_per_word, L.channels - c0);
             for (int f = 0, sh = 0; f < fields; ++f, sh += L.bits) {
-                const std::uint64_t level = (word >> sh) & fmask;
-                const std::uint64_t cleared = word & ~(fmask << sh);
-                // level - 1 when level >= 1 (and level - 1 < levels), level + 1 when level + 1 < levels
-                out[np] = cleared | ((level - 1) << sh);
+                const std::uint64_t level = (word >> sh) & fmask, one = std::uint64_t{1} << sh;
+                // level - 1 when level >= 1 (and level - 1 < levels), level + 1 when level + 1 < levels: then
+                // no borrow or carry leaves the field
+                out[np] = word - one;
                 np += (level >= 1) & (level - 1 < lv);
-                out[np] = cleared | ((level + 1) << sh);
+                out[np] = word + one;
                 np += level + 1 < lv;
             }
             const std::size_t b = static_cast<std::size_t>(q.seg[w]);

@@ -155,9 +155,11 @@ public:
 
     // For each of n keys, the usable entries one quantization step away (one channel's level +-1, L2
     // distance 1: the nearest a missing key can have): ab = their mean color, hits = how many (<= 255).
-    // Per key: all probe hashes at once (only the changed word and those behind it are rehashed), then a
-    // presence filter (filter_) rejects most probes before the slot array is touched; the filter words of
-    // the next key are prefetched while the current key's survivors are probed.
+    // The key itself is not probed. Per key: all probe hashes at once (only the changed word and the words
+    // behind it are rehashed), then the presence filter (filter_) rejects most probes before the slot array
+    // is touched; keys go through a 4-stage pipeline (one_step_range) so filter words, slots and rows are
+    // prefetched a key or two before they are read. The sums are exact integers, so the result does not
+    // depend on the probe order or on threads.
     void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits,
                          int threads) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -473,9 +475,11 @@ private:
         return kEmpty;
     }
     // ---- presence filter: one uint64 per 2^kFilterShift slots, indexed by the key's home bucket; a key sets
-    // 3 bits of its word chosen by hash bits the bucket and the tag hardly use. Every stored key's bits are
-    // set (insert_one, from_entries, rebuilt by rehash), bits are never cleared (entries are never removed),
-    // so a key whose bits are not all set is absent. About 10 bits per entry at load 0.8, ~4% false positives.
+    // 3 bits of its word chosen by the low 18 hash bits (the bucket comes from the high 32). Every stored
+    // key's bits are set (insert_one, from_entries; rebuilt by rehash, so also after growth, reserve and
+    // shrink_to_fit), bits are never cleared (entries are never removed), so a key whose bits are not all set
+    // is absent. Written only under the exclusive lock, read under the shared one. About 10 bits per entry at
+    // load 0.8, ~2-3% false positives.
     static constexpr int kFilterShift = 3;
     static std::size_t filter_words_for(std::uint64_t cap) {
         return static_cast<std::size_t>((cap >> kFilterShift) + 1);

@@ -13,13 +13,28 @@ timed separately) and does the same running-mean update in a Python loop.
 
 Rates are wall-clock. Single-threaded calls run on the calling thread, so the "CPU" column also gives the
 rate from that thread's CPU time, which is steadier on a shared, busy machine.
+
+Section "lookup_one_step" (only this section runs with --one-step):
+
+  PYTHONPATH=python python benchmarks/bench_table.py --one-step [--baseline DIR] [--entries 100000]
+
+A table of ~--entries clustered 56-channel / 3-level keys (base keys with a few channels mutated, like a
+film's hypercolumns) and 10k missing queries near them. Reports ns per query of Table.lookup_one_step as the
+minimum over repeats of process CPU time (all threads' work; threads=1 and 2) and of wall time
+(threads=2: noisy on a shared machine), and the mean hits.
+With --baseline DIR (a folder holding another build's `hyperchroma` package, e.g. a copy of python/ from an
+older commit) the same measurement runs on identical inputs in a subprocess importing that build, its
+output is checked to be bit-for-bit equal, and the old/new ratio is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -56,12 +71,86 @@ def dict_lookup(d, kb):
     return [get(k) for k in kb]
 
 
+def one_step_inputs(entries, queries=10_000, channels=56, levels=3, seed=5):
+    """Clustered stored keys and missing queries one or two steps from them (packed), plus ab."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, levels, size=(max(entries // 20, 1), channels), dtype=np.uint8)
+
+    def near(n, changes):
+        k = base[rng.integers(0, len(base), n)].copy()
+        rows = np.arange(n)
+        for _ in range(changes):
+            ch = rng.integers(0, channels, n)
+            k[rows, ch] = np.clip(k[rows, ch].astype(np.int16) + rng.choice([-1, 1], n), 0, levels - 1)
+        return k
+
+    stored = np.unique(near(entries + entries // 4, 3), axis=0)
+    rng.shuffle(stored)
+    stored = stored[:entries]
+    keys = core.pack_keys(stored, levels)
+    ab = rng.uniform(-100, 100, size=(len(keys), 2)).astype(np.float32)
+    q = core.pack_keys(near(3 * queries, 2), levels)
+    return keys, ab, q
+
+
+def one_step_measure(entries, repeats):
+    """{'ns1', 'ns2', 'hits', 'ab' (hex of the bytes), ...} for this process's `core`."""
+    keys, ab, q = one_step_inputs(entries)
+    t = core.Table(56, 3, "mean")
+    t.insert(keys, ab)
+    t.shrink_to_fit()
+    q = q[t.lookup(q)[1] == core.STATUS_MISS][:10_000]
+    res = {"entries": len(t), "queries": len(q), "module": core.__file__}
+    for th in (1, 2):
+        cpu = wall = float("inf")
+        for _ in range(repeats):
+            c0, w0 = time.process_time(), time.perf_counter()
+            out_ab, hits = t.lookup_one_step(q, threads=th)
+            cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+        res[f"ns{th}"] = cpu / len(q) * 1e9  # process CPU time: all threads' work
+        res[f"wall{th}"] = wall / len(q) * 1e9
+    res["hits"] = float(hits.mean())
+    res["digest"] = __import__("hashlib").sha256(out_ab.tobytes() + hits.tobytes()).hexdigest()
+    return res
+
+
+def one_step_main(args):
+    new = one_step_measure(args.entries, args.repeats)
+    print(f"lookup_one_step: {new['entries']:,} clustered entries (56 ch x 3 levels, 'mean'), "
+          f"{new['queries']:,} missing queries, mean {new['hits']:.2f} hits; min of {args.repeats} runs")
+    print(f"{'build':10s} {'thr=1 CPU':>10s} {'thr=2 CPU':>10s} {'thr=2 wall':>11s}   (ns per query)")
+    rows = [("this", new)]
+    if args.baseline:
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline))
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one-step-json",
+                              "--entries", str(args.entries), "--repeats", str(args.repeats)],
+                             env=env, capture_output=True, text=True, check=True, cwd="/")
+        old = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.insert(0, ("baseline", old))
+    for name, r in rows:
+        print(f"{name:10s} {r['ns1']:10.0f} {r['ns2']:10.0f} {r['wall2']:11.0f}   {r['module']}")
+    if args.baseline:
+        same = old["digest"] == new["digest"]
+        print(f"speedup (CPU): {old['ns1'] / new['ns1']:.2f}x threads=1, {old['ns2'] / new['ns2']:.2f}x threads=2; "
+              f"output {'bit-for-bit equal' if same else 'DIFFERENT'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dict-repeats", type=int, default=3)
+    ap.add_argument("--one-step", action="store_true", help="run only the lookup_one_step section")
+    ap.add_argument("--one-step-json", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--entries", type=int, default=100_000, help="table size for --one-step")
+    ap.add_argument("--baseline", help="folder with another build's hyperchroma package (--one-step)")
     args = ap.parse_args()
+    if args.one_step_json:
+        print(json.dumps(one_step_measure(args.entries, args.repeats)))
+        return
+    if args.one_step:
+        one_step_main(args)
+        return
     n, rep, drep = args.n, args.repeats, args.dict_repeats
 
     rng = np.random.default_rng(0)

@@ -436,3 +436,164 @@ def test_lookup_one_step_matches_reference(channels, levels):
     assert np.all(empty_hits == 0) and np.all(empty_ab == 0)
     with pytest.raises(ValueError, match="row 0"):
         t.lookup_one_step(np.full((1, t.words), np.iinfo(np.uint64).max, np.uint64))
+
+
+# ------------------------------------------------------------------------ lookup_one_step, randomized
+def one_step_ref(table, queries):
+    """Slow reference from the table's own entries: (ab float32 (n, 2), hits uint8 (n,)), bit for bit."""
+    e = table.entries()
+    levels, channels = table.levels, table.channels
+    usable = {}
+    for k, a, c in zip(core.unpack_keys(e["keys"], channels, levels), e["ab"], e["conflicting"]):
+        if not c:
+            usable[k.tobytes()] = (round(float(a[0]) * SCALE), round(float(a[1]) * SCALE))  # exact
+    ab = np.zeros((len(queries), 2), np.float32)
+    hits = np.zeros(len(queries), np.uint8)
+    for i, k in enumerate(core.unpack_keys(queries, channels, levels)):
+        sa = sb = found = 0
+        for c in range(channels):
+            for to in (int(k[c]) - 1, int(k[c]) + 1):
+                if 0 <= to < levels:
+                    n = k.copy()
+                    n[c] = to
+                    v = usable.get(n.tobytes())
+                    if v is not None:
+                        sa, sb, found = sa + v[0], sb + v[1], found + 1
+        hits[i] = min(found, 255)
+        if found:  # the core's arithmetic: int sums, double division, then float32
+            ab[i] = (sa / found / SCALE, sb / found / SCALE)
+    return ab, hits
+
+
+def clustered_keys(rng, n, channels, levels, nbase=40, changes=3):
+    """Unpacked keys near a few base keys: a few channels of each moved by +-1 (one-step neighbors abound)."""
+    base = rng.integers(0, levels, size=(nbase, channels), dtype=np.uint8)
+    k = base[rng.integers(0, nbase, n)].astype(np.int16)
+    rows = np.arange(n)
+    for _ in range(changes):
+        ch = rng.integers(0, channels, n)
+        k[rows, ch] = np.clip(k[rows, ch] + rng.choice([-1, 1], n), 0, levels - 1)
+    return k.astype(np.uint8)
+
+
+def check_one_step(t, queries):
+    """lookup_one_step == one_step_ref bit for bit, for threads 1, 2 and all; returns the hits."""
+    want_ab, want_hits = one_step_ref(t, queries)
+    for th in (1, 2, 0):
+        got_ab, got_hits = t.lookup_one_step(queries, threads=th)
+        np.testing.assert_array_equal(got_hits, want_hits)
+        np.testing.assert_array_equal(got_ab.view(np.uint32), want_ab.view(np.uint32))
+    return want_hits
+
+
+# levels 2, 3, 4 (and 5: 3-bit fields, a spare bit per word); channel counts at and across word borders
+ONE_STEP_LAYOUTS = [(1, 2), (63, 2), (64, 2), (65, 2), (130, 2), (31, 3), (32, 3), (33, 3), (56, 3),
+                    (70, 3), (33, 4), (100, 4), (22, 5)]
+
+
+@pytest.mark.parametrize("channels,levels", ONE_STEP_LAYOUTS)
+def test_lookup_one_step_randomized(channels, levels):
+    rng = np.random.default_rng(channels * 10 + levels)
+    stored = np.unique(clustered_keys(rng, 3000, channels, levels), axis=0)
+    rng.shuffle(stored)
+    keys = core.pack_keys(stored, levels)
+    m = len(keys)
+    ab = rng.uniform(-120, 120, size=(m, 2)).astype(np.float32)
+    queries = core.pack_keys(np.concatenate([clustered_keys(rng, 150, channels, levels), stored[:20]]), levels)
+    # 'mark' with conflicts, grown batch by batch from capacity 0 (rehash growth), checked while growing
+    t = core.Table(channels, levels, "mark", 5.0)
+    for part in np.array_split(np.arange(m), 4):
+        t.insert(keys[part], ab[part])
+        re = part[::4]
+        t.insert(keys[re], ab[re] + rng.uniform(-30, 30, size=(len(re), 2)).astype(np.float32))
+        check_one_step(t, queries)
+    assert m < 8 or t.entries()["conflicting"].any()
+    assert m < 8 or check_one_step(t, queries).max() > 1
+    t.shrink_to_fit()
+    check_one_step(t, queries)
+    # 'mean' in a table reserved far larger than its content
+    big = core.Table(channels, levels, "mean", capacity=20 * m)
+    big.insert(keys[: m // 2], ab[: m // 2])
+    check_one_step(big, queries)
+    # 'vote', finalized, then reseeded by more inserts
+    v = core.Table(channels, levels, "vote", vote_bin=4.0)
+    v.insert(keys, ab)
+    v.insert(keys[::3], -ab[::3])
+    v.finalize()
+    check_one_step(v, queries)
+    v.insert(keys[1::3], -ab[1::3])
+    v.shrink_to_fit()
+    check_one_step(v, queries)
+    # from_entries with random conflicting flags
+    e = t.entries()
+    flags = rng.random(m) < 0.3
+    r = core.Table.from_entries(channels, levels, "mark", 5.0, e["keys"], e["ab"], e["counts"], flags)
+    assert (r.entries()["conflicting"] == flags).all()
+    check_one_step(r, queries)
+    r.shrink_to_fit()
+    check_one_step(r, queries)
+    r.insert(keys[:5], ab[:5])  # inserts after from_entries
+    check_one_step(r, queries)
+    # empty tables
+    empty = core.Table(channels, levels)
+    empty.shrink_to_fit()
+    assert not check_one_step(empty, queries).any()
+    z = core.Table.from_entries(channels, levels, "mean", 12.0, e["keys"][:0], e["ab"][:0], e["counts"][:0],
+                                flags[:0])
+    assert not check_one_step(z, queries).any()
+
+
+def test_lookup_one_step_many_hits_and_edges():
+    # every one-step neighbor of a key stored: hits = 2 * channels clipped to 255, the mean over all of them
+    channels, levels = 140, 3
+    q = np.ones((1, channels), np.uint8)  # level 1 everywhere: both neighbors exist in every channel
+    nb = np.repeat(q, 2 * channels, axis=0)
+    nb[np.arange(channels), np.arange(channels)] = 0
+    nb[channels + np.arange(channels), np.arange(channels)] = 2
+    t = core.Table(channels, levels, "mean")
+    ab = np.random.default_rng(3).uniform(-127, 127, size=(len(nb), 2)).astype(np.float32)
+    t.insert(core.pack_keys(nb, levels), ab)
+    hits = check_one_step(t, core.pack_keys(np.concatenate([q, nb[:3]]), levels))
+    assert hits.tolist() == [255, 0, 0, 0]  # 280 found, clipped; the mean is over all 280
+
+
+def test_lookup_one_step_concurrent_with_inserts():
+    channels, levels = 56, 3
+    rng = np.random.default_rng(21)
+    pool = clustered_keys(rng, 72_000, channels, levels, nbase=300)
+    stored = pool[:30_000].copy()
+    stored[:, 0] = rng.integers(0, 2, len(stored))  # channel 0 in {0, 1}
+    stored = np.unique(stored, axis=0)
+    queries = pool[30_000:32_000].copy()
+    queries[:, 0] = 0  # its neighbors have channel 0 in {0, 1}: never one of the keys inserted meanwhile
+    later = pool[32_000:].copy()
+    later[:, 0] = 2
+    t = core.Table(channels, levels, "mark", 5.0)
+    t.insert(core.pack_keys(stored, levels), rng.uniform(-100, 100, size=(len(stored), 2)).astype(np.float32))
+    qk = core.pack_keys(queries, levels)
+    serial = t.lookup_one_step(qk)
+    assert serial[1].max() > 1
+    results, errors = [None] * 4, []
+
+    def worker(i):
+        try:
+            results[i] = [t.lookup_one_step(qk, threads=1 + i % 2) for _ in range(5)]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    lk = core.pack_keys(later, levels)  # these inserts grow the table (rehash) while the lookups run
+    for chunk in np.array_split(np.arange(len(lk)), 40):
+        t.insert(lk[chunk], rng.uniform(-100, 100, size=(len(chunk), 2)).astype(np.float32))
+    for th in threads:
+        th.join()
+    assert not errors
+    for rs in results:
+        for r in rs:
+            for a, b in zip(serial, r):
+                np.testing.assert_array_equal(a, b)
+    check_one_step(t, qk)
+    for a, b in zip(serial, t.lookup_one_step(qk)):
+        np.testing.assert_array_equal(a, b)

@@ -52,17 +52,41 @@ def test_sigterm_during_a_write_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_sigterm_handler_is_restored_after_a_write(tmp_path):
-    before = signal.getsignal(signal.SIGTERM)
-    with _fs.atomic_write(tmp_path / "a.bin") as f:
-        assert signal.getsignal(signal.SIGTERM) is _fs._on_sigterm
-        f.write(b"1")
-    assert signal.getsignal(signal.SIGTERM) is before
-    with pytest.raises(RuntimeError):
-        with _fs.atomic_write(tmp_path / "b.bin"):
-            raise RuntimeError("boom")
-    assert signal.getsignal(signal.SIGTERM) is before
-    assert sorted(os.listdir(tmp_path)) == ["a.bin"]
+def test_sigterm_handler_is_installed_only_while_writing(tmp_path):
+    before = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with _fs.atomic_write(tmp_path / "a.bin") as f:
+            assert signal.getsignal(signal.SIGTERM) is _fs._on_sigterm
+            with _fs.atomic_write(tmp_path / "c.bin") as g:  # nested: still ours, restored once at the end
+                g.write(b"2")
+            assert signal.getsignal(signal.SIGTERM) is _fs._on_sigterm
+            f.write(b"1")
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        with pytest.raises(RuntimeError):
+            with _fs.atomic_write(tmp_path / "b.bin"):
+                raise RuntimeError("boom")
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert sorted(os.listdir(tmp_path)) == ["a.bin", "c.bin"]
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_a_programs_own_sigterm_handler_is_kept_and_its_exit_cleans_up(tmp_path):
+    def handler(signum, frame):
+        raise SystemExit(3)
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(SystemExit):
+            with _fs.atomic_write(tmp_path / "a.bin") as f:
+                assert signal.getsignal(signal.SIGTERM) is handler
+                f.write(b"1")
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler runs (and raises) before this ends
+        assert os.listdir(tmp_path) == []
+        assert signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):

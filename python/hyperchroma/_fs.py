@@ -81,53 +81,49 @@ def remove_stale_temps(folder: str, now: float | None = None) -> List[str]:
     return removed
 
 
-# Temporary files being written by this process's main thread, removed by the SIGTERM handler.
+# Temporary files this process is writing (any thread), removed by the SIGTERM handler.
 _active: List[str] = []
-_previous_handler: Any = None
+_main_depth = 0  # atomic writes open in the main thread
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM with the default action pending: remove our temporary files, then die by the signal as the
+    process would have without us (exit status -SIGTERM / 143)."""
     for tmp in list(_active):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-    _active.clear()
-    previous = _previous_handler
-    signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:  # SIG_DFL (or set outside Python): die by the signal as we would have
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def _cleanup_on_sigterm(tmp: str) -> Iterator[None]:
-    """While the body runs, a SIGTERM removes ``tmp`` (main thread only: signal handlers live there)."""
-    global _previous_handler
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    outer = not _active
-    if outer:
-        try:
-            previous = signal.getsignal(signal.SIGTERM)
-        except (ValueError, OSError):
-            yield
-            return
-        if previous == signal.SIG_IGN:  # the process chose to ignore SIGTERM: it cannot interrupt the write
-            yield
-            return
-        _previous_handler = previous
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    """While the body runs, a SIGTERM removes ``tmp``.
+
+    The handler is installed by the main thread's outermost write (signal handlers live there), only over
+    the default action, and the default is restored when that write ends. A program's own SIGTERM handler
+    is left alone: if it raises (SystemExit), the exception unwinds through :func:`atomic_write`, which
+    removes the file; if it exits outright (``os._exit``), the next write into the folder removes it."""
+    global _main_depth
+    main = threading.current_thread() is threading.main_thread()
+    installed = False
+    if main and _main_depth == 0:
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                installed = True
+    if main:
+        _main_depth += 1
     _active.append(tmp)
     try:
         yield
     finally:
-        if tmp in _active:
+        with contextlib.suppress(ValueError):
             _active.remove(tmp)
-        if outer and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, _previous_handler if _previous_handler is not None else signal.SIG_DFL)
-            _previous_handler = None
+        if main:
+            _main_depth -= 1
+        if installed and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

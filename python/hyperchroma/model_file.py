@@ -9,7 +9,7 @@ Layout (little-endian)::
           24   CRC-32 of bytes [32, file length)       uint32
           28   reserved (0)                            uint32
           32   header JSON: {"meta": {...}, "arrays": {name: {dtype, shape, offset, nbytes}}}
-               arrays, each at a 64-byte aligned offset
+               arrays, each at a 64-byte aligned offset (load refuses any other offset)
 
 Writing goes to a temporary file in the target folder, then an atomic rename: a crash never leaves a half
 file under the target name. Reading checks magic, version, length and checksum before trusting any size,

@@ -67,7 +67,7 @@ def load_image(image: ImageLike) -> np.ndarray:
                 raise ImageError(f"cannot read image '{path}': corrupt or truncated file ({e})") from None
             # the system refused (permission denied, an I/O error, ...): say so, it is not the file's fault
             raise ImageError(f"cannot read image '{path}': {(e.strerror or str(e)).lower()}") from None
-        except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        except (SyntaxError, ValueError) as e:  # truncated or corrupt data
             raise ImageError(f"cannot read image '{path}': corrupt or truncated file ({e})") from None
     elif isinstance(image, Image.Image):
         try:

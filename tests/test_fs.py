@@ -138,3 +138,11 @@ def test_unwritable_folder_message_names_the_folder_not_the_temp_file(tmp_path, 
     msg = str(e.value)
     assert str(tmp_path) in msg and "permission denied" in msg
     assert ".hyperchroma-" not in msg and "Errno" not in msg
+
+
+def test_a_folder_is_swept_once_not_before_every_write(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(_fs, "remove_stale_temps", lambda folder, now=None: calls.append(folder) or [])
+    for i in range(20):
+        _fs.write_bytes(tmp_path / f"{i}.bin", b"x")
+    assert calls == [os.path.abspath(tmp_path)]

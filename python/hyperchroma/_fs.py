@@ -5,8 +5,9 @@ over the target, so a crash or an error never leaves a partial file under the ta
 
 Temporary files are named ``.hyperchroma-<pid>-<random><suffix>``. A SIGTERM during a write (in the main
 thread) removes them before the process dies the way it would have; a process killed outright (SIGKILL, power
-loss) leaves its temporary file behind, and the next write into that folder removes it: ours only (our prefix),
-once its writer's pid is dead or it is older than :data:`STALE_SECONDS`.
+loss) leaves its temporary file behind, and the next write into that folder removes it (a process looks at a
+folder at most every ``STALE_SECONDS / 2``): ours only (our prefix), once its writer's pid is dead or it is
+older than :data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import stat
 import tempfile
 import threading
 import time
-from typing import IO, Any, Iterator, List, Union
+from typing import IO, Any, Dict, Iterator, List, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -79,6 +80,22 @@ def remove_stale_temps(folder: str, now: float | None = None) -> List[str]:
         except OSError:
             pass
     return removed
+
+
+_swept: Dict[str, float] = {}  # folder -> when this process last removed stale temporary files there
+
+
+def _sweep(folder: str) -> None:
+    """remove_stale_temps(folder), at most once per STALE_SECONDS / 2 per folder: a batch writing thousands
+    of files into one folder must not list it before every file."""
+    now = time.monotonic()
+    last = _swept.get(folder)
+    if last is not None and now - last < STALE_SECONDS / 2:
+        return
+    if len(_swept) > 1024:
+        _swept.clear()
+    _swept[folder] = now
+    remove_stale_temps(folder)
 
 
 # Temporary files this process is writing (any thread), removed by the SIGTERM handler.
@@ -142,7 +159,7 @@ def atomic_write(path: PathLike, *, make_parents: bool = False, suffix: str = ".
         os.makedirs(folder, exist_ok=True)
     elif not os.path.isdir(folder):
         raise ValueError(f"cannot write '{path}': folder '{folder}' does not exist")
-    remove_stale_temps(folder)
+    _sweep(folder)
     fd, tmp = _mkstemp(folder, suffix)
     try:
         with _cleanup_on_sigterm(tmp):

@@ -26,8 +26,19 @@ using namespace hyperchroma;
 
 namespace {
 
+// Inputs the core reads through T* must be C-contiguous and aligned for T: a numpy view such as
+// np.frombuffer(buf, np.float32, offset=1) is not, and reading it as float* is undefined behaviour (UBSan
+// "misaligned address"). NPY_ARRAY_ALIGNED makes numpy copy such arrays, in the argument casters and in
+// every carray<T>::ensure of the conversion helpers below.
 template <class T>
-using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast | py::detail::npy_api::NPY_ARRAY_ALIGNED_>;
+
+// A numpy bool is a byte that may hold any value (np.frombuffer(b"\x02", bool)); a C++ bool must be 0 or 1,
+// so bool arrays are normalized (bytes != 0) before the core sees them. Other dtypes cast to 0/1 by numpy.
+carray<bool> as_bool01(const py::array& arr) {
+    if (arr.dtype().kind() != 'b') return carray<bool>::ensure(arr);
+    return carray<bool>::ensure(arr.attr("view")(py::dtype::of<std::uint8_t>()).attr("__ne__")(0));
+}
 
 std::string shape_str(const py::array& a) {
     std::ostringstream s;
@@ -415,7 +426,7 @@ void bind_table(py::module_& m) {
         if (arr.ndim() != 1 || arr.shape(0) != n)
             throw std::invalid_argument("conflicting: expected (" + std::to_string(n) + ",) bool, got shape " +
                                         shape_str(arr));
-        return carray<bool>::ensure(arr);
+        return as_bool01(arr);
     };
 
     py::class_<HashTable> cls(m, "Table", R"doc(

@@ -1,6 +1,8 @@
 """The `hyperchroma` command line: the four colorizer commands, exit codes, one-line errors, no partial files."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -180,3 +182,118 @@ def test_fit_and_colorize_settings_from_the_cli(tmp_path, capsys):
                  "--no-one-step", "--min-confidence", "0.5", "-q"]) == 0
     assert main(["colorize", str(test[0]), "-m", str(out), "-o", str(tmp_path / "o"), "--median", "4", "-q"]) == 1
     assert "median_size" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- messages: one line that says what and why
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0] and "Errno" not in err[0]
+    return err[0]
+
+
+def _gray(path, size=(20, 30)):
+    Image.fromarray(np.full(size, 120, np.uint8)).save(path)
+    return path
+
+
+def test_unreadable_image_says_permission_denied(model_path, tmp_path, capsys, monkeypatch):
+    """A permission error used to be reported as 'corrupt or truncated file'."""
+    import PIL.Image
+
+    img = _gray(tmp_path / "locked.png")
+    real_open = PIL.Image.open
+
+    def open_(fp, *a, **k):
+        if str(fp) == str(img):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *a, **k)
+
+    monkeypatch.setattr(PIL.Image, "open", open_)
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(tmp_path / "out"), "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert "locked.png" in line and "permission denied" in line and "corrupt" not in line
+
+
+def test_unwritable_output_folder_names_it_without_the_temp_file(model_path, tmp_path, capsys, monkeypatch):
+    """It used to print '[Errno 13] Permission denied: '.../.hyperchroma-xxxx.tmp''."""
+    from hyperchroma import _fs
+
+    img = _gray(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def denied(*a, dir=None, **k):
+        raise PermissionError(13, "Permission denied", os.path.join(dir, ".hyperchroma-1-abcdefgh.tmp"))
+
+    monkeypatch.setattr(_fs.tempfile, "mkstemp", denied)
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(out), "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert str(out) in line and "permission denied" in line and ".hyperchroma-" not in line
+
+
+def test_output_folder_that_cannot_be_created(model_path, tmp_path, capsys):
+    img = _gray(tmp_path / "a.png")
+    (tmp_path / "file").write_bytes(b"")
+    out = tmp_path / "file" / "out"
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(out), "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert f"cannot create output folder '{out}'" in line and "not a directory" in line
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(tmp_path / "file"), "-q"]) == 1
+    assert "is not a folder" in _one_error_line(capsys)
+
+
+def test_output_named_like_an_image_is_refused_unless_a_folder(model_path, tmp_path, capsys):
+    """`-o result.png` used to create a directory named result.png silently."""
+    img = _gray(tmp_path / "a.png")
+    target = tmp_path / "result.png"
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(target), "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert "result.png" in line and "folder" in line
+    assert not target.exists()
+    target.mkdir()  # an existing folder of that name is fine
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(target), "-q"]) == 0
+    assert os.listdir(target) == ["a.png"]
+
+
+def test_oversized_header_length_in_the_cli(tmp_path, capsys):
+    import struct
+    import zlib
+
+    from hyperchroma import model_file
+
+    p = tmp_path / "m.hyc"
+    model_file.save(p, {}, {"a": np.zeros(3, np.float32)})
+    data = bytearray(p.read_bytes())
+    struct.pack_into("<I", data, 12, 4_000_000_000)
+    struct.pack_into("<I", data, 24, zlib.crc32(bytes(data[32:])))
+    p.write_bytes(bytes(data))
+    img = _gray(tmp_path / "a.png")
+    assert main(["colorize", str(img), "-m", str(p), "-o", str(tmp_path / "out"), "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert "header length (4000000000 bytes) is too large" in line and "header says" not in line
+
+
+def test_errors_are_not_glued_to_the_progress_bar(model_path, tmp_path, capsys):
+    good = _gray(tmp_path / "good.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert main(["colorize", str(bad), str(good), "-m", str(model_path), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    pieces = [s.strip() for s in re.split(r"[\r\n]", err) if s.strip()]
+    errors = [s for s in pieces if "error:" in s]
+    assert errors and all(s.startswith("hyperchroma colorize: error:") for s in errors), err
+
+
+def test_decompression_bomb_warning_is_one_line(model_path, tmp_path, capsys, monkeypatch):
+    """Pillow's DecompressionBombWarning used to print as Python's two-line warning (file:line + source)."""
+    import PIL.Image
+
+    img = _gray(tmp_path / "big.png")  # 600 pixels
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 400)  # warn above 400, refuse above 800
+    assert main(["colorize", str(img), "-m", str(model_path), "-o", str(tmp_path / "out"), "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hyperchroma colorize: warning: ") and "600 pixels" in err[0], err
+    assert (tmp_path / "out" / "big.png").exists()

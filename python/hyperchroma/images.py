@@ -62,7 +62,12 @@ def load_image(image: ImageLike) -> np.ndarray:
                 arr = _from_pil(img)
         except (UnidentifiedImageError, Image.DecompressionBombError) as e:
             raise ImageError(f"cannot read image '{path}': {e}") from None
-        except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        except OSError as e:
+            if e.errno is None:  # Pillow's own errors ("image file is truncated") carry no errno
+                raise ImageError(f"cannot read image '{path}': corrupt or truncated file ({e})") from None
+            # the system refused (permission denied, an I/O error, ...): say so, it is not the file's fault
+            raise ImageError(f"cannot read image '{path}': {(e.strerror or str(e)).lower()}") from None
+        except (SyntaxError, ValueError) as e:  # truncated or corrupt data
             raise ImageError(f"cannot read image '{path}': corrupt or truncated file ({e})") from None
     elif isinstance(image, Image.Image):
         try:

@@ -9,7 +9,7 @@ Layout (little-endian)::
           24   CRC-32 of bytes [32, file length)       uint32
           28   reserved (0)                            uint32
           32   header JSON: {"meta": {...}, "arrays": {name: {dtype, shape, offset, nbytes}}}
-               arrays, each at a 64-byte aligned offset
+               arrays, each at a 64-byte aligned offset (load refuses any other offset)
 
 Writing goes to a temporary file in the target folder, then an atomic rename: a crash never leaves a half
 file under the target name. Reading checks magic, version, length and checksum before trusting any size,
@@ -135,8 +135,11 @@ def load(path: str | os.PathLike, mmap: bool = False) -> Tuple[dict, Dict[str, n
         raise ModelFileError(
             f"'{path}' is model format {major}.{minor}; this hyperchroma reads format {FORMAT_MAJOR}.x"
         )
-    if file_len != size or _FIXED.size + header_len > size:
+    if file_len != size:
         raise ModelFileError(f"'{path}' is truncated or padded: header says {file_len} bytes, file has {size}")
+    if _FIXED.size + header_len > size:
+        raise ModelFileError(f"'{path}' is corrupt: its header length ({header_len} bytes) is too large for a "
+                             f"file of {size} bytes")
     if zlib.crc32(memoryview(buf)[_FIXED.size:]) != crc:
         raise ModelFileError(f"'{path}' is corrupt (checksum mismatch)")
     try:
@@ -156,6 +159,8 @@ def load(path: str | os.PathLike, mmap: bool = False) -> Tuple[dict, Dict[str, n
             off = int(s["offset"])
             if n * dt.itemsize != int(s["nbytes"]) or off < _FIXED.size + header_len or off + s["nbytes"] > size:
                 raise ValueError(f"array '{name}' lies outside the file")
+            if off % _ALIGN:  # save() aligns every array; a misaligned one would be read through a bad pointer
+                raise ValueError(f"array '{name}' is not {_ALIGN}-byte aligned (offset {off})")
             arrays[name] = np.frombuffer(buf, dtype=dt, count=n, offset=off).reshape(shape)
     except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError, MemoryError) as e:
         # UnicodeDecodeError and json's JSONDecodeError are ValueErrors

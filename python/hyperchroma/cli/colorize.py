@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .common import say
+from .common import error_line, say
 
 
 def add_parser(sub: Any) -> None:
@@ -39,6 +38,29 @@ def add_parser(sub: Any) -> None:
 
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv")
+
+
+def _make_output_folder(folder: str) -> None:
+    """Create the output folder, or say in one line why not. A name that looks like an image or video file
+    (``-o result.png``) is refused unless it already is a folder: -o names a folder, not the output file."""
+    import os
+
+    from ..images import IMAGE_SUFFIXES
+
+    if os.path.isdir(folder):
+        return
+    if os.path.exists(folder):
+        raise ValueError(f"output folder '{folder}' exists and is not a folder")
+    suffix = os.path.splitext(folder.rstrip("/" + os.sep))[1].lower()
+    if suffix in IMAGE_SUFFIXES or suffix in VIDEO_SUFFIXES:
+        raise ValueError(f"-o takes an output folder, and '{folder}' looks like a file name; outputs keep "
+                         f"their input's name inside the folder (e.g. -o out/), or create '{folder}' as a folder "
+                         "first")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        why = (e.strerror or str(e)).lower()
+        raise ValueError(f"cannot create output folder '{folder}': {why}") from None
 
 
 
@@ -84,7 +106,7 @@ def run(args) -> int:
         if p.stem in stems:
             raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
         stems[p.stem] = p
-    os.makedirs(args.output, exist_ok=True)
+    _make_output_folder(args.output)
     failed = 0
     for p in videos:  # counted in failed like images; the image summary below counts images only
         try:
@@ -92,7 +114,7 @@ def run(args) -> int:
                                          container=None, progress=not args.quiet)
         except ValueError as e:  # VideoError: one line, the other inputs still go
             failed += 1
-            print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
+            error_line(f"hyperchroma colorize: error: {e}")
             continue
         say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
     video_failed = failed
@@ -108,12 +130,12 @@ def run(args) -> int:
                 rgb = model.colorize(p)
         except ImageError as e:
             failed += 1
-            print(f"hyperchroma colorize: error: {e}", file=sys.stderr)
+            error_line(f"hyperchroma colorize: error: {e}")
             continue
         except MemoryError:
             failed += 1
-            print(f"hyperchroma colorize: error: '{p}': out of memory (too large for this machine's memory "
-                  "limit); skipped", file=sys.stderr)
+            error_line(f"hyperchroma colorize: error: '{p}': out of memory (too large for this machine's memory "
+                       "limit); skipped")
             continue
         save_png_atomic(Image.fromarray(rgb), os.path.join(args.output, p.stem + ".png"))
         if detail is not None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import bench, colorize, demo, evaluate, fit, info, train
+from .common import describe_os_error, end_progress_bars, one_line_warnings
 
 # Commands in --help order. A new command is a module with add_parser(sub) and run(args) -> int, listed here.
 _PARSERS: list[Callable[[Any], None]] = [
@@ -44,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else []
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings(args.command):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        end_progress_bars()
         print(f"hyperchroma {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `hyperchroma info | head`: the reader left, nothing to report
@@ -56,11 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 141
     except MemoryError:
+        end_progress_bars()
         print(f"hyperchroma {args.command}: error: out of memory (the input is too large for this machine's "
               "memory limit)", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, ImportError) as e:
-        print(f"hyperchroma {args.command}: error: {e}", file=sys.stderr)
+        end_progress_bars()  # a bar an error interrupted ends its line first: the error is a line of its own
+        text = describe_os_error(e) if isinstance(e, OSError) else str(e)
+        print(f"hyperchroma {args.command}: error: {text}", file=sys.stderr)
         return 1
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import platform
+import sys
 import time
 
 import cv2
@@ -44,18 +44,10 @@ import numpy as np
 
 from hyperchroma import core
 
-VTEST = "/work/shared/data/film-vtest"
+sys.path.insert(0, os.path.dirname(__file__))
+from common import cpu_name  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+VTEST = os.path.join(os.environ.get("HYPERCHROMA_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")), "film-vtest")
 
 
 def timed(fns: dict, repeats: int) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 import cv2
@@ -22,16 +22,8 @@ import scipy.ndimage as ndi
 
 from hyperchroma import core
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+sys.path.insert(0, os.path.dirname(__file__))
+from common import cpu_name  # noqa: E402
 
 
 def timed(fns: dict, repeats: dict) -> dict:

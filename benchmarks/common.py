@@ -1,7 +1,20 @@
-"""Shared helpers for the benchmark scripts: timing by medians of repeats and a plain table printer."""
+"""Shared helpers for the benchmark scripts: timing by medians of repeats, a plain table printer, the CPU name."""
 
+import platform
 import statistics
 import time
+
+
+def cpu_name() -> str:
+    """The CPU model, for the benchmark's header line."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def median_time(fn, repeats=7, warmup=1):

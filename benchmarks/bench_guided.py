@@ -227,9 +227,8 @@ def compose_speed(args) -> None:
 
 def pipeline(args) -> None:
     """The colorizer end to end on a development protocol: ab at model size (table + median, as the
-    model does it), then optionally the guided filter, then upsampling and either composition. Uses the model's
-    private Model._ab_small and images.model_gray as of this commit (the Python layer is being refactored:
-    adapt these two calls if they move)."""
+    model does it, through hyperchroma.pipeline with the model's own guided filter off), then optionally the
+    guided filter, then upsampling and either composition."""
     import sys
 
     from PIL import Image
@@ -238,12 +237,12 @@ def pipeline(args) -> None:
     from protocols import PROTOCOLS
 
     import hyperchroma as hc
-    from hyperchroma import metrics
-    from hyperchroma.images import model_gray, model_shape
+    from hyperchroma import metrics, pipeline
 
     train, test = PROTOCOLS[args.pipeline_protocol]()
     test = test[: args.pipeline_frames]
     model = hc.fit(train, seed=0)
+    plain = model.colorize_settings.replace(guided_radius=0, use_confidence=False)
     # (where, r, eps): "small" filters the model-size ab (guide: model-size gray) before upsampling, "full" the
     # upsampled ab (guide: the full-resolution gray), i.e. guided upsampling
     # (a wider grid on 6 frames: r 1..4 at model size and 2..16 at full size, eps 1..400, all below "nothing"
@@ -259,9 +258,10 @@ def pipeline(args) -> None:
         truth = np.asarray(Image.open(f).convert("RGB"))
         gray = np.asarray(Image.fromarray(truth).convert("L"))
         L, ab_true = core.rgb_to_lab(truth)
-        shape = model_shape(truth.shape[0], truth.shape[1], model.settings.size)
-        ab_small, _, _ = model._ab_small(truth, shape, L)
-        guide = model_gray(truth, shape, L) * np.float32(255)
+        prepared = pipeline.prepare(truth, model.fit_settings.size)
+        ab_small, _ = pipeline.model_colors(model.classifier, model.quantizer, model.color_table, prepared, plain,
+                                            model.threads)
+        guide = prepared.gray * np.float32(255)
         up = np.moveaxis(core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(ab_small, -1, 0)),
                                                 truth.shape[0], truth.shape[1]), 0, -1)
         for g in grid:

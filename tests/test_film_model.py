@@ -44,6 +44,7 @@ def test_keyframes_travel_in_the_model_file(film, tmp_path):
     loaded = hc.load(tmp_path / "m.hyc")
     assert all(np.array_equal(a, b) for a, b in zip(loaded.keyframes, keys))
     assert len(m.with_settings(median_size=5).keyframes) == 3
+    assert hc.fit(keys, keep_keyframes=False).keyframes == []
 
 
 def test_frames_stream_in_order_and_keep_their_tones(film):

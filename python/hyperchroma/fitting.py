@@ -34,7 +34,7 @@ ClassifierArg = Union[None, str, "os.PathLike[str]", Classifier]
 #: Bytes of classifier outputs kept between phases 1 and 3 so phase 3 need not run the classifier again.
 MAP_CACHE_BYTES = 1 << 30
 #: Bytes of color training images a model keeps as film keyframes (the film path propagates their colors).
-KEYFRAME_BYTES = 256 << 20
+KEYFRAME_BYTES = 64 << 20
 
 
 def as_classifier(classifier: ClassifierArg) -> Classifier:
@@ -98,7 +98,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     for i, im in enumerate(tqdm(images, desc="fit: features", unit="img", disable=not progress)):
         rgb = load_image(im)
         t = training_image(rgb, settings.size, _name(im, i))
-        if rgb.nbytes <= key_budget:
+        if settings.keep_keyframes and rgb.nbytes <= key_budget:
             key_budget -= rgb.nbytes
             keyframes.append(rgb)
         maps = classifier.run(t.gray, threads=threads)

@@ -96,6 +96,7 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
+    keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
 
     def checked(self) -> "FitSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -109,7 +110,8 @@ class FitSettings:
             samples_per_image=_integer("samples_per_image", self.samples_per_image, 1, MAX_SAMPLES_PER_IMAGE),
             seed=_integer("seed", self.seed, 0, 2**63 - 1),
             calibration_folds=_calibration_folds(self.calibration_folds),
-            key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS))
+            key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS),
+            keep_keyframes=_flag("keep_keyframes", self.keep_keyframes))
 
     @property
     def bin_width(self) -> float:

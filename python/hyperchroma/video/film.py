@@ -53,12 +53,16 @@ class _TableSource:
         return model_shape(height, width, self.size)
 
     def table_ab(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, and where it knows."""
+        """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, and where it knows;
+        scaled by the model's confidence in the frame, like a single image's colors."""
         self.calls += 1
         m = self.model
+        s = m.colorize_settings
         prepared = pipeline.prepare(gray, self.size)
-        ab, found = pipeline.model_colors(m.classifier, m.quantizer, m.color_table, prepared, m.colorize_settings,
-                                          self.threads)
+        ab, found = pipeline.model_colors(m.classifier, m.quantizer, m.color_table, prepared, s, self.threads)
+        conf, _ = pipeline.confidence(m.calibration, found, prepared.shape, s)
+        if conf is not None and s.use_confidence and conf < 1.0:
+            ab = ab * np.float32(conf)
         return np.ascontiguousarray(ab, dtype=np.float32), (found.status != Status.GRAY).reshape(prepared.shape)
 
     def compose(self, gray: np.ndarray, ab_small: np.ndarray) -> np.ndarray:

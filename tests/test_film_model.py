@@ -91,3 +91,26 @@ def test_evaluate_a_color_video(film, capsys):
     assert m["warp"] >= 0 and m["warp_true"] >= 0
     assert main(["evaluate", str(tmp / "film.avi"), "--keyframes", "40", "-q"]) == 1
     assert "keyframes" in capsys.readouterr().err
+
+
+def test_a_film_unlike_the_keyframes_comes_back_nearly_gray():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_calibration import gradient, stripes
+
+    m = hc.fit([stripes(s) for s in range(6)])
+    film = [gradient(7 + i // 5) for i in range(10)]  # two "shots" of smooth gradients, no keyframe in them
+    stats = {}
+    out = list(m.colorize_frames(iter(film), stats=stats))
+    assert len(out) == 10 and stats["keyframes_placed"] == {}
+
+    def chroma(rgb):
+        return float(np.hypot(*hc.core.rgb_to_lab(rgb)[1].reshape(-1, 2).T).mean())
+
+    # where no keyframe reaches, the film path colors no more than the model's confidence lets one image be
+    # colored, and an image it does not know at all (gradient 7: confidence about 0) stays gray
+    for frame, o in zip(film, out):
+        assert chroma(o) <= 1.1 * chroma(m.colorize(frame)) + 0.5
+    assert max(chroma(o) for o in out[:5]) < 1.0

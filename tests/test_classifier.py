@@ -429,3 +429,13 @@ def test_pooled_gates_are_not_tapped_by_default() -> None:
     assert len(c.run(np.zeros((20, 30), np.float32))) == len(c.taps)
     named = Classifier.from_bytes(data, taps=["se"])  # still tappable by name
     assert [t.stride for t in named.taps] == [224]
+
+
+def test_onnx_runtime_refusals_read_as_one_clear_reason() -> None:
+    model = _se_cnn()
+    model.ir_version = 99  # newer than any onnxruntime reads
+    with pytest.raises(ValueError) as e:
+        Classifier.from_bytes(model.SerializeToString())
+    msg = str(e.value)
+    assert "ONNX Runtime cannot load the model" in msg and "onnxruntime_src" not in msg and "\n" not in msg
+    assert "ir_version" in msg  # says how to fix it

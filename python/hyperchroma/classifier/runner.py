@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -20,6 +21,17 @@ from .providers import CUDA, ProviderArg, load_ort, quiet_ort, resolve_providers
 
 PathLike = Union[str, "os.PathLike[str]"]
 PROBE_SIZE = 224
+
+
+def _ort_reason(e: BaseException) -> str:
+    """ONNX Runtime's error without its source location and C++ signature, with a hint where one helps."""
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", str(e).strip())
+    text = re.sub(r"/onnxruntime_src/\S+:\d+ \S+?\(.*?\) ", "", text)
+    m = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+    if m:
+        text += (f"; re-save it for this onnxruntime: m = onnx.load(path); m.ir_version = {m.group(2)}; "
+                 "onnx.save(m, path)")
+    return text[:800]
 
 
 class Classifier:
@@ -147,7 +159,7 @@ class Classifier:
                     return rt.InferenceSession(data, so, providers=providers)
             return rt.InferenceSession(data, so, providers=providers)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ValueError(f"{self._origin}: ONNX Runtime cannot load the model: {str(e).strip()[:800]}") from None
+            raise ValueError(f"{self._origin}: ONNX Runtime cannot load the model: {_ort_reason(e)}") from None
 
     def _session_for(self, threads: int | None) -> Any:
         """The session whose intra-op pool has ``threads`` threads (None: the classifier's own setting)."""

@@ -517,6 +517,14 @@ CL_ALWAYS_INLINE inline vf srgb_pow(vf v) {
     q = q * f + 1.055f;
     return from_bits(bits(q) + (n << 23)) - 0.055f;
 }
+
+// The float constants of the Lab <-> XYZ <-> luma conversions the vector kernels share.
+namespace lab {
+constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
+constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
+constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
+constexpr float i116 = 1.0f / 116.0f;  // (constant reciprocals: the compiler may not turn x / 116 into one)
+}  // namespace lab
 }  // namespace vec
 HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
                                              const std::uint8_t* __restrict gray, const float* __restrict a,
@@ -526,10 +534,7 @@ HYPERCHROMA_CLONES inline void compose_block(const float* __restrict lightness,
     using vec::vf;
     using vec::vi;
     constexpr int W = vec::kLanes;
-    constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
-    constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
-    constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
-    constexpr float i116 = 1.0f / 116.0f;  // (constant reciprocals: the compiler may not turn x / 116 into one)
+    using namespace vec::lab;
     const vf zero = vf{} + 0.0f, one = zero + 1.0f;
     const LumaTaylor& tay = luma_taylor();
     auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo
@@ -643,10 +648,8 @@ HYPERCHROMA_CLONES inline void compose_slow(const float* __restrict lightness, c
     using vec::vf;
     using vec::vi;
     constexpr int W = vec::kLanes;
-    constexpr float d = static_cast<float>(kDelta), k3 = static_cast<float>(3 * kDelta * kDelta), o = 4.0f / 29.0f;
-    constexpr float xn = static_cast<float>(kXn), zn = static_cast<float>(kZn);
-    constexpr float w0 = kLumaR / 65536.0f, w1 = kLumaG / 65536.0f, w2 = kLumaB / 65536.0f;
-    constexpr float i116 = 1.0f / 116.0f, eps = 1e-4f;
+    using namespace vec::lab;
+    constexpr float eps = 1e-4f;
     const vf zero = vf{} + 0.0f, one = zero + 1.0f;
     const vi all = vi{} - 1;
     auto vmax = [](vf x, vf lo) CL_ALWAYS_INLINE { return lo < x ? x : lo; };  // NaN -> lo

@@ -100,6 +100,22 @@ class RefTable:
 
 
 # ----------------------------------------------------------------------------------------- helpers
+def start_lookups(query, workers=4, rounds=5):
+    """Start ``workers`` threads each calling ``query(i)`` ``rounds`` times; (threads, results, errors) to join."""
+    results, errors = [None] * workers, []
+
+    def worker(i):
+        try:
+            results[i] = [query(i) for _ in range(rounds)]
+        except Exception as e:  # pragma: no cover - reported by the caller's assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    for th in threads:
+        th.start()
+    return threads, results, errors
+
+
 def random_keys(rng, n, channels, levels):
     return core.pack_keys(rng.integers(0, levels, size=(n, channels), dtype=np.uint8), levels)
 
@@ -372,17 +388,7 @@ def test_threads_and_concurrency(policy):
     for th in (0, 3):  # split over worker threads inside one call
         for a, b in zip(serial, t.lookup(probe, threads=th)):
             np.testing.assert_array_equal(a, b)
-    results, errors = [None] * 4, []
-
-    def worker(i):
-        try:
-            results[i] = [t.lookup(probe, threads=1 + i % 2) for _ in range(5)]
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for th in threads:
-        th.start()
+    threads, results, errors = start_lookups(lambda i: t.lookup(probe, threads=1 + i % 2))
     # Meanwhile insert keys disjoint from the probe: lookups of the probe must not change.
     for chunk in np.array_split(np.arange(40_000, 50_000), 20):
         t.insert(keys[chunk], ab[chunk])
@@ -573,17 +579,7 @@ def test_lookup_one_step_concurrent_with_inserts():
     qk = core.pack_keys(queries, levels)
     serial = t.lookup_one_step(qk)
     assert serial[1].max() > 1
-    results, errors = [None] * 4, []
-
-    def worker(i):
-        try:
-            results[i] = [t.lookup_one_step(qk, threads=1 + i % 2) for _ in range(5)]
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for th in threads:
-        th.start()
+    threads, results, errors = start_lookups(lambda i: t.lookup_one_step(qk, threads=1 + i % 2))
     lk = core.pack_keys(later, levels)  # these inserts grow the table (rehash) while the lookups run
     for chunk in np.array_split(np.arange(len(lk)), 40):
         t.insert(lk[chunk], rng.uniform(-100, 100, size=(len(chunk), 2)).astype(np.float32))

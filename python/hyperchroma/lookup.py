@@ -52,9 +52,10 @@ def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings
     if n != h * w:
         raise ValueError(f"keys: expected {h * w} keys for a {h}x{w} image, got {n}")
     ab, hit = table.lookup(keys, threads=threads)
-    found = (hit == core.STATUS_HIT).view(np.uint8)
-    status = np.where(found.astype(bool), np.uint8(Status.EXACT), np.uint8(Status.GRAY)).astype(np.uint8)
-    distance = np.where(found.astype(bool), np.float32(0), np.float32(np.inf)).astype(np.float32)
+    exact = hit == core.STATUS_HIT
+    found = exact.view(np.uint8)  # the seeds kernel's 0/1 mask
+    status = np.where(exact, np.uint8(Status.EXACT), np.uint8(Status.GRAY))
+    distance = np.where(exact, np.float32(0), np.float32(np.inf))
     miss = np.flatnonzero(found == 0)
     ab[miss] = 0
     if miss.size and settings.one_step and settings.max_distance >= 1:

@@ -7,6 +7,7 @@ file with :class:`ModelFileError` naming it, never with another exception.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from typing import Any, Dict, Optional, Tuple, Union
@@ -31,8 +32,8 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
     clf = model.classifier
     meta = {
         "hyperchroma": __version__,
-        "fit_settings": _plain(model.fit_settings),
-        "colorize_settings": _plain(model.colorize_settings),
+        "fit_settings": dataclasses.asdict(model.fit_settings),
+        "colorize_settings": dataclasses.asdict(model.colorize_settings),
         "classifier": {"identity": clf.identity,
                        "taps": [[t.name, int(t.channels), int(t.stride)] for t in clf.taps]},
         "entries": len(model.color_table),
@@ -59,12 +60,6 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
         arrays["calibration_m"] = model.calibration.m
         arrays["calibration_s"] = model.calibration.s
     model_file.save(path, meta, arrays)
-
-
-def _plain(settings: Any) -> Dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(settings)
 
 
 def _settings(meta: Dict[str, Any]) -> Tuple[FitSettings, ColorizeSettings]:

@@ -107,17 +107,16 @@ def run(args) -> int:
             raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
         stems[p.stem] = p
     _make_output_folder(args.output)
-    failed = 0
-    for p in videos:  # counted in failed like images; the image summary below counts images only
+    video_failed = image_failed = 0
+    for p in videos:
         try:
             stats = model.colorize_video(p, os.path.join(args.output, p.stem + ext), codec=args.codec, crf=args.crf,
                                          container=None, progress=not args.quiet)
         except ValueError as e:  # VideoError: one line, the other inputs still go
-            failed += 1
+            video_failed += 1
             error_line(f"hyperchroma colorize: error: {e}")
             continue
         say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
-    video_failed = failed
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:
             detail = None
@@ -129,11 +128,11 @@ def run(args) -> int:
             else:
                 rgb = model.colorize(p)
         except ImageError as e:
-            failed += 1
+            image_failed += 1
             error_line(f"hyperchroma colorize: error: {e}")
             continue
         except MemoryError:
-            failed += 1
+            image_failed += 1
             error_line(f"hyperchroma colorize: error: '{p}': out of memory (too large for this machine's memory "
                        "limit); skipped")
             continue
@@ -145,5 +144,5 @@ def run(args) -> int:
             say(args, f"{p.name}: confidence "
                       f"{'n/a (uncalibrated model)' if detail.image_confidence is None else f'{detail.image_confidence:.2f}'}")
     if paths:
-        say(args, f"wrote {len(paths) - (failed - video_failed)} of {len(paths)} images to {args.output}")
-    return 1 if failed else 0
+        say(args, f"wrote {len(paths) - image_failed} of {len(paths)} images to {args.output}")
+    return 1 if video_failed or image_failed else 0

@@ -197,9 +197,25 @@ class Quantizer:
     def levels(self) -> int:
         return int(self.thresholds.shape[1]) + 1
 
-    def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
-        """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel)."""
-        if self.projection is not None:
+    def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1,
+             frame: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel).
+
+        ``frame``: the (H, W) the maps cover when it is larger than the image (``classifier.frame(h, w)``, a
+        reflect-padded input): the maps are upsampled to the frame and cropped to its top-left ``shape``, so
+        keys stay aligned with their pixels."""
+        if frame is not None and tuple(frame) != tuple(shape):
+            H, W = int(frame[0]), int(frame[1])
+            h, w = shape
+            if H < h or W < w:
+                raise ValueError(f"frame: {H}x{W} is smaller than the image's {h}x{w}")
+            if self.projection is not None:
+                full = self.projection.apply(maps, (H, W), threads)
+            else:
+                full = np.concatenate([core.upsample_bilinear(np.ascontiguousarray(m, dtype=np.float32), H, W,
+                                                              threads=threads) for m in maps])
+            maps = [np.ascontiguousarray(full[:, :h, :w])]
+        elif self.projection is not None:
             maps = [self.projection.apply(maps, shape, threads)]
         keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], self.thresholds, self.weights, threads=threads)
         return keys

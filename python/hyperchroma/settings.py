@@ -30,6 +30,10 @@ MAX_SEED_RADIUS = 8  # image-neighbour radius for the nearest-key seeds
 MAX_SAMPLES_PER_IMAGE = 1 << 20
 MAX_GUIDED_RADIUS = 16  # guided filter radius at model size
 MAX_KEY_CHANNELS = 1024  # channels of a learned key projection
+#: Default cap on the channels a foreign classifier's default taps total (before the key projection): more only
+#: makes sampling and the projection's PCA slow (its covariance is channels squared).
+DEFAULT_TAP_CHANNELS = 1024
+MAX_TAP_CHANNELS = 16384  # the cap's upper bound (a 16384-channel PCA covariance is 2 GiB)
 
 
 def _integer(name: str, v: Any, lo: int, hi: int) -> int:

@@ -101,10 +101,11 @@ class Geometry:
         return g
 
 
-def probe_geometry(fails: Callable[..., str | None], static: tuple[int, int] | None,
+def probe_geometry(fails: Callable[..., str | None], static: tuple[int | None, int | None] | None,
                    origin: str) -> Geometry:
     """The :class:`Geometry` of a model, from runs on a few sizes; ``fails(h, w, n=1)`` runs it on n (h, w)
-    images and returns the error's text, or None when it ran; ``static`` is the input size it declares."""
+    images and returns the error's text, or None when it ran; ``static`` is the input size it declares
+    (either side may be None: symbolic)."""
     g = _sizes(fails, static, origin)
     H, W = g.input_shape(PROBE_SIZE, PROBE_SIZE)
     if fails(H, W, 2) is not None:
@@ -112,7 +113,7 @@ def probe_geometry(fails: Callable[..., str | None], static: tuple[int, int] | N
     return g
 
 
-def _sizes(fails: Callable[..., str | None], static: tuple[int, int] | None, origin: str) -> Geometry:
+def _sizes(fails: Callable[..., str | None], static: tuple[int | None, int | None] | None, origin: str) -> Geometry:
     first = fails(PROBE_SIZE, PROBE_SIZE)
     if first is None:
         a, b = ODD_SIZE
@@ -121,9 +122,10 @@ def _sizes(fails: Callable[..., str | None], static: tuple[int, int] | None, ori
         for m in MULTIPLES:
             if fails(_up(a, m), _up(b, m)) is None and fails(_up(b, m), _up(a, m)) is None:
                 return Geometry(multiple=m)
-    if static is not None and static != (PROBE_SIZE, PROBE_SIZE) and fails(*static) is None:
-        return Geometry(fixed=static)
+    size = None if static is None else (static[0] or PROBE_SIZE, static[1] or PROBE_SIZE)
+    if size is not None and size != (PROBE_SIZE, PROBE_SIZE) and fails(*size) is None:
+        return Geometry(fixed=size)  # a declared side (e.g. a text model's height 64) fixed, the other probed
     if first is None:  # runs only at the probe size
         return Geometry(fixed=(PROBE_SIZE, PROBE_SIZE))
-    where = f" (it declares {static[0]}x{static[1]}, which fails too)" if static else ""
+    where = f" (nor at its declared {size[0]}x{size[1]})" if size else ""
     raise ValueError(f"{origin}: the model fails on a {PROBE_SIZE}x{PROBE_SIZE} input{where}: {first}")

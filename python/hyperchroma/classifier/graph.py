@@ -26,7 +26,11 @@ from .metadata import IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, read_me
 
 #: Conv-like ops whose output is a feature map to tap (``FusedConv``: ONNX Runtime's Conv + activation, in
 #: models saved after its graph optimizations).
-CONV_OPS = {"Conv", "FusedConv"}
+CONV_OPS = {"Conv", "FusedConv", "ConvInteger", "QLinearConv"}
+#: A quantized conv's (ConvInteger's int32, QLinearConv's uint8) output is tapped after the dequantization that
+#: follows it alone: these ops, up to DEQUANT_STEPS of them.
+DEQUANT_OPS = {"Cast", "Mul", "Add", "DequantizeLinear"}
+DEQUANT_STEPS = 4
 FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # TensorProto elem types cast to float32
 ACTIVATIONS = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Elu", "Selu", "HardSigmoid",
                 "HardSwish", "Softplus", "Mish", "Gelu", "Celu", "ThresholdedRelu"}
@@ -106,7 +110,7 @@ class InputSpec:
     channels: int
     layout: str
     elem_type: int
-    static: tuple[int, int] | None
+    static: tuple[int | None, int | None] | None  #: declared (height, width), either may be None (symbolic)
 
 
 def _dim(d: Any) -> int | None:
@@ -145,13 +149,13 @@ def _image_input(graph: Any, origin: str) -> InputSpec:
         raise ValueError(f"{origin}: expected 1 (gray) or 3 (RGB) input channels in an NCHW (N, C, H, W) or NHWC "
                          f"(N, H, W, C) layout, the input {inp.name!r} is {shown}")
     assert channels is not None
-    static = (hw[0], hw[1]) if hw[0] and hw[1] else None
+    static = (hw[0], hw[1]) if hw[0] or hw[1] else None
     return InputSpec(inp.name, channels, layout, int(tt.elem_type), static)
 
 
 def _conv_taps(graph: Any) -> list[tuple[Any, str]]:
     """(Conv node, tensor to tap) for every Conv: its output, followed through a BatchNormalization and/or an
-    activation that is its only consumer."""
+    activation that is its only consumer (a quantized conv's first through its dequantization)."""
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
@@ -162,6 +166,12 @@ def _conv_taps(graph: Any) -> list[tuple[Any, str]]:
         if node.op_type not in CONV_OPS:
             continue
         t = node.output[0]
+        if node.op_type in ("ConvInteger", "QLinearConv"):
+            for _ in range(DEQUANT_STEPS):
+                users = consumers.get(t, [])
+                if len(users) != 1 or users[0].op_type not in DEQUANT_OPS or t in outputs:
+                    break
+                t = users[0].output[0]
         for follow in ({"BatchNormalization"}, ACTIVATIONS):
             users = consumers.get(t, [])
             if len(users) == 1 and users[0].op_type in follow and t not in outputs:

@@ -213,7 +213,7 @@ class Classifier:
                 session = self._sessions.setdefault(threads, session)
         return session
 
-    def _probe(self, session: Any, static: tuple[int, int] | None
+    def _probe(self, session: Any, static: tuple[int | None, int | None] | None
                ) -> tuple[Geometry, list[TapInfo], list[np.ndarray]]:
         """A foreign model's input :class:`Geometry`, its taps' channels and strides, and their maps on the probe
         image (for :func:`.choice.choose_taps`)."""

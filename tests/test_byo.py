@@ -349,3 +349,26 @@ def test_huge_fit_allocation_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     images = [rng.integers(0, 255, (40, 40, 3), np.uint8) for _ in range(3)]
     with pytest.raises(ValueError, match="samples_per_image"):
         hc.fit(images, calibration_folds=0)
+
+
+def test_balanced_projection_is_pca_of_taps_scaled_to_equal_variance() -> None:
+    from hyperchroma.quantizer import Projection
+
+    rng = np.random.default_rng(12)
+    # a wide, loud tap (40 channels, large values) and a narrow quiet one (6 channels)
+    x = np.concatenate([rng.standard_normal((800, 40)) * 10.0, rng.standard_normal((800, 6)) @ rng.random((6, 6))],
+                       axis=1).astype(np.float32)
+    p = Projection.learn(x, [40, 6], 5, balance=True)
+    xc = x.astype(np.float64) - x.mean(axis=0)
+    scale = np.concatenate([np.full(40, 1 / np.sqrt(xc[:, :40].var(axis=0).sum())),
+                            np.full(6, 1 / np.sqrt(xc[:, 40:].var(axis=0).sum()))])
+    vals, vecs = np.linalg.eigh((xc * scale).T @ (xc * scale))
+    ref = (xc * scale) @ vecs[:, ::-1][:, :5]
+    got = p.project_samples(x)
+    for k in range(5):  # each component up to its sign
+        a, b = got[:, k], ref[:, k]
+        assert min(np.abs(a - b).max(), np.abs(a + b).max()) < 1e-3 * np.abs(b).max()
+    # the quiet tap gets a share of the components; unbalanced, the loud one takes them all
+    assert np.abs(p.matrices[1]).sum() > 0.1 * np.abs(p.matrices[0]).sum()
+    plain = Projection.learn(x, [40, 6], 5)
+    assert np.abs(plain.matrices[1]).max() < 0.05

@@ -143,12 +143,14 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps])
 
 
-def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0) -> Quantizer:
+def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
+                    balance: bool = True) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
-    projection to ``key_channels`` when the taps have more channels than that."""
+    projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
+    variance with ``balance``)."""
     if isinstance(sample, HypercolumnSample):
-        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels)
-    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels)
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -214,7 +216,7 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
         raise ValueError("fit needs at least one color training image")
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
     try:
-        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels)
+        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps)
     except MemoryError:
         raise ValueError(f"out of memory learning the quantizer from {sample.hypercolumns.shape[0]} hypercolumns of "
                          f"{sample.hypercolumns.shape[1]} channels; lower samples_per_image or tap fewer channels "

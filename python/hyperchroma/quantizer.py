@@ -70,13 +70,24 @@ class Projection:
         return int(self.mean.size)
 
     @classmethod
-    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int) -> "Projection":
-        """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap."""
+    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False) -> "Projection":
+        """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap.
+
+        ``balance``: first scale every tap to the same total variance, so that the components are not all
+        drawn from the widest (deepest, coarsest) taps; the scale is folded into the matrices."""
         x = samples.astype(np.float64)
         mu = x.mean(axis=0)
         xc = x - mu
+        scale = np.ones(x.shape[1])
+        if balance:
+            start = 0
+            for c in tap_channels:
+                var = float(xc[:, start:start + c].var(axis=0).sum())
+                scale[start:start + c] = 1.0 / np.sqrt(var) if var > 0 else 1.0
+                start += c
+            xc = xc * scale
         vals, vecs = np.linalg.eigh(xc.T @ xc)
-        p = vecs[:, ::-1][:, :k]  # (C, k), largest components first
+        p = vecs[:, ::-1][:, :k] * scale[:, None]  # (C, k), largest components first, tap scales folded in
         mats, start = [], 0
         for c in tap_channels:
             mats.append(p[start:start + c])
@@ -177,14 +188,15 @@ class Quantizer:
 
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
-              key_channels: int = 0) -> "Quantizer":
+              key_channels: int = 0, balance: bool = True) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
-        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many."""
+        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many (of the
+        taps scaled to equal variance with ``balance``, see :meth:`Projection.learn`)."""
         if samples.ndim != 2 or samples.shape[0] < 1:
             raise ValueError(f"samples: expected (N >= 1, channels) hypercolumns, got shape {samples.shape}")
         projection = None
         if key_channels and samples.shape[1] > key_channels:
-            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels)
+            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels, balance)
             samples = projection.project_samples(samples)
         thresholds = learn_thresholds(samples, levels)
         return cls(thresholds, projection_weights(quantize(samples, thresholds)), projection)

@@ -100,6 +100,7 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
+    balance_taps: bool = True  #: that PCA sees every tap scaled to the same variance (not only the widest taps)
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
 
     def checked(self) -> "FitSettings":
@@ -115,6 +116,7 @@ class FitSettings:
             seed=_integer("seed", self.seed, 0, 2**63 - 1),
             calibration_folds=_calibration_folds(self.calibration_folds),
             key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS),
+            balance_taps=_flag("balance_taps", self.balance_taps),
             keep_keyframes=_flag("keep_keyframes", self.keep_keyframes))
 
     @property

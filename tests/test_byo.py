@@ -372,3 +372,19 @@ def test_balanced_projection_is_pca_of_taps_scaled_to_equal_variance() -> None:
     assert np.abs(p.matrices[1]).sum() > 0.1 * np.abs(p.matrices[0]).sum()
     plain = Projection.learn(x, [40, 6], 5)
     assert np.abs(plain.matrices[1]).max() < 0.05
+
+
+def test_quantized_convs_are_tapped_after_dequantization() -> None:
+    rng = np.random.default_rng(13)
+    wq = numpy_helper.from_array(rng.integers(-20, 20, (4, 1, 3, 3)).astype(np.int8), "wq")
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("ConvInteger", ["xq", "wq", "xz"], ["ci"], name="qconv", pads=[1] * 4),
+             helper.make_node("Cast", ["ci"], ["cf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["cf", "xs"], ["deq"]),
+             helper.make_node("Relu", ["deq"], ["r"])]
+    model = _model(nodes, [wq], helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64, "W"]))
+    clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu")
+    assert [t.name for t in clf.taps] == ["r"]  # not the int32 ConvInteger output
+    g = np.random.default_rng(14).random((64, 41), dtype=np.float32)
+    np.testing.assert_allclose(clf.run(g)[0], _session(model, ["r"]).run(None, {"x": g[None, None]})[0][0],
+                               rtol=1e-5, atol=1e-5)

@@ -144,7 +144,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
 
 
 def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
-                    balance: bool = True) -> Quantizer:
+                    balance: bool = False) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
     projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
     variance with ``balance``)."""

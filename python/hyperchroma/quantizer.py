@@ -188,7 +188,7 @@ class Quantizer:
 
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
-              key_channels: int = 0, balance: bool = True) -> "Quantizer":
+              key_channels: int = 0, balance: bool = False) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
         ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many (of the
         taps scaled to equal variance with ``balance``, see :meth:`Projection.learn`)."""

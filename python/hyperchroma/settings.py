@@ -100,7 +100,7 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
-    balance_taps: bool = True  #: that PCA sees every tap scaled to the same variance (not only the widest taps)
+    balance_taps: bool = False  #: that PCA sees every tap scaled to the same variance (helps resnet18, hurts mobilenet)
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
 
     def checked(self) -> "FitSettings":

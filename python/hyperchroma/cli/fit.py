@@ -39,6 +39,9 @@ def add_parser(sub: Any) -> None:
                    help="hypercolumns sampled per image to learn the quantization (default 4096)")
     p.add_argument("--key-channels", type=int, default=56,
                    help="taps with more channels than this are projected to this many by PCA (0: never; default 56)")
+    p.add_argument("--balance-taps", action="store_true",
+                   help="the key projection's PCA sees every tap scaled to the same variance (see README: helps "
+                        "some backbones, hurts others)")
     p.add_argument("--calibration-folds", type=int, default=4,
                    help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
@@ -60,7 +63,7 @@ def run(args) -> int:
     model = fit(paths, classifier=clf, size=args.size, levels=args.levels, policy=args.policy,
                 tolerance=args.tolerance, median_size=args.median, max_distance=args.max_distance,
                 key_channels=args.key_channels, calibration_folds=args.calibration_folds,
-                samples_per_image=args.samples_per_image, progress=not args.quiet)
+                samples_per_image=args.samples_per_image, balance_taps=args.balance_taps, progress=not args.quiet)
     model.save(args.output)
     say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
                f"{model.table.memory_bytes() / 2**20:.1f} MiB table")

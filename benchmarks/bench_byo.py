@@ -28,18 +28,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import cpu_name, median_time, print_table  # noqa: E402
-from protocols import PROTOCOLS  # noqa: E402
-
-import hyperchroma as hc  # noqa: E402
-from hyperchroma.images import load_image  # noqa: E402
-from hyperchroma.pipeline import prepare  # noqa: E402
+import hyperchroma as hc
+from common import cpu_name, median_time, print_table
+from hyperchroma.images import load_image
+from hyperchroma.pipeline import prepare
+from protocols import PROTOCOLS
 
 TORCHVISION = ("resnet18", "vgg11", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "squeezenet1_1")
 
 
 def _torchvision():
-    import torch.library as library
+    from torch import library
 
     register_fake = library.register_fake
     library.register_fake = lambda *a, **k: (lambda f: f)  # the wheel's fake ops need its C++ ops: skip them

@@ -362,7 +362,7 @@ def test_balanced_projection_is_pca_of_taps_scaled_to_equal_variance() -> None:
     xc = x.astype(np.float64) - x.mean(axis=0)
     scale = np.concatenate([np.full(40, 1 / np.sqrt(xc[:, :40].var(axis=0).sum())),
                             np.full(6, 1 / np.sqrt(xc[:, 40:].var(axis=0).sum()))])
-    vals, vecs = np.linalg.eigh((xc * scale).T @ (xc * scale))
+    _, vecs = np.linalg.eigh((xc * scale).T @ (xc * scale))
     ref = (xc * scale) @ vecs[:, ::-1][:, :5]
     got = p.project_samples(x)
     for k in range(5):  # each component up to its sign

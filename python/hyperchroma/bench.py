@@ -56,7 +56,8 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         model.colorize(g)  # warm up: sessions, buffers, page faults
     prepared = pipeline.prepare(frame, model.fit_settings.size)
     maps = model.classifier.run_reusing(prepared.gray, threads=t)
-    keys = model.quantizer.keys(maps, prepared.shape, t)
+    tap_frame = model.classifier.frame(*prepared.shape)
+    keys = model.quantizer.keys(maps, prepared.shape, t, tap_frame)
     found = lookup(model.color_table, keys, prepared.shape, s, t)
     h, w = prepared.shape
     ab = pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t)
@@ -66,7 +67,7 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         "decode": _times(lambda: load_image(paths[0]), repeats),
         "prepare": _times(lambda: pipeline.prepare(frame, model.fit_settings.size), repeats),
         "classifier": _times(lambda: model.classifier.run_reusing(prepared.gray, threads=t), repeats),
-        "keys": _times(lambda: model.quantizer.keys(maps, prepared.shape, t), repeats),
+        "keys": _times(lambda: model.quantizer.keys(maps, prepared.shape, t, tap_frame), repeats),
         "lookup": exact,
         "fallback": np.maximum(lookup_all - np.median(exact), 0),
         "smoothing": _times(lambda: pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t), repeats),

@@ -85,10 +85,40 @@ class HypercolumnSample:
     tap_channels: List[int] = field(default_factory=list)
 
 
+def available_memory() -> Optional[int]:
+    """Bytes of memory available here (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_sample_memory(n_images: int, channels: int, settings: FitSettings) -> None:
+    """Refuse, with the numbers and the fix, a fit whose sampled hypercolumns (and their PCA, for a wide
+    classifier) would not fit in the memory available: better than a raw MemoryError minutes in."""
+    per_image = min(settings.samples_per_image, settings.size * settings.size)
+    need = 2 * n_images * per_image * channels * 4  # the samples, and their concatenation
+    if settings.key_channels and channels > settings.key_channels:
+        need += 3 * channels * channels * 8  # the covariance and its eigenvectors (float64)
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"fit would need about {need / 2**30:.1f} GiB for the sampled hypercolumns ({n_images} images x "
+            f"{per_image} samples x {channels} channels), more than the {have / 2**30:.1f} GiB available; lower "
+            "samples_per_image (--samples-per-image), fit on fewer images, or tap fewer channels "
+            "(Classifier(max_channels=...), --max-tap-channels)")
+
+
 def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
                         threads: int = 1, progress: bool = False) -> HypercolumnSample:
     """Phase 1: ``settings.samples_per_image`` random hypercolumns of every image (seeded by ``settings.seed``)."""
     from tqdm import tqdm
+
+    check_sample_memory(len(images), classifier.channels, settings)
 
     rng = np.random.default_rng(settings.seed)
     budget = MAP_CACHE_BYTES
@@ -104,7 +134,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
         maps = classifier.run(t.gray, threads=threads)
         h, w = t.shape
         take = rng.choice(h * w, size=min(settings.samples_per_image, h * w), replace=False)
-        samples.append(sample_taps(maps, t.shape, take // w, take % w))
+        samples.append(sample_taps(maps, classifier.frame(h, w), take // w, take % w))
         nbytes = sum(m.nbytes for m in maps)
         keep = budget >= nbytes + t.gray.nbytes + t.ab.nbytes
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
@@ -113,12 +143,14 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps])
 
 
-def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0) -> Quantizer:
+def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
+                    balance: bool = False) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
-    projection to ``key_channels`` when the taps have more channels than that."""
+    projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
+    variance with ``balance``)."""
     if isinstance(sample, HypercolumnSample):
-        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels)
-    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels)
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -136,7 +168,7 @@ def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Q
         t, maps = cache[i] if cache and i in cache else (training_image(im, settings.size, _name(im, i)), None)
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
-        table.insert(quantizer.keys(maps, t.shape, threads), t.ab)
+        table.insert(quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape)), t.ab)
     return table
 
 
@@ -155,7 +187,7 @@ def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quant
                                                          None)
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
-        data.append((t, quantizer.keys(maps, t.shape, threads)))
+        data.append((t, quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape))))
 
     def make_colorizer(train: List[int]) -> Any:
         table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)
@@ -183,7 +215,12 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     if not images:
         raise ValueError("fit needs at least one color training image")
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
-    quantizer = learn_quantizer(sample, settings.levels, settings.key_channels)
+    try:
+        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps)
+    except MemoryError:
+        raise ValueError(f"out of memory learning the quantizer from {sample.hypercolumns.shape[0]} hypercolumns of "
+                         f"{sample.hypercolumns.shape[1]} channels; lower samples_per_image or tap fewer channels "
+                         "(Classifier(max_channels=...))") from None
     table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
                        progress=progress)
     table.finalize()

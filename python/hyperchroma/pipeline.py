@@ -70,7 +70,7 @@ def prepare(image: np.ndarray, size: int) -> Prepared:
 def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1) -> np.ndarray:
     """Stage 2: the classifier's taps (into this thread's reused buffers) -> packed keys (h*w, words)."""
     maps = classifier.run_reusing(prepared.gray, threads=threads)
-    return quantizer.keys(maps, prepared.shape, threads)
+    return quantizer.keys(maps, prepared.shape, threads, classifier.frame(*prepared.shape))
 
 
 def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "color.hpp"
+#include "compose_grid.hpp"
 #include "guided_filter.hpp"
 #include "hash_table.hpp"
 #include "hypercolumns.hpp"
@@ -125,6 +126,67 @@ void check_size(long H, long W) {
     constexpr long kMax = (1L << 31) - 1;
     if (H > kMax || W > kMax || H > kMax / W * 64)
         throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
+}
+
+// ---------------------------------------------------------------- grid composition (compose_grid.hpp)
+void bind_compose_grid(py::module_& m) {
+    m.attr("COMPOSE_GRID_STEP") = grid::kStep;
+    m.attr("COMPOSE_GRID_LIMIT") = grid::kHalf * grid::kStep;
+    m.def(
+        "compose_luma_grid",
+        [](const py::handle& gray_obj, const py::handle& ab_obj, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            const auto ab = as_real_f32(ab_obj, "ab");
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            std::vector<py::ssize_t> gshape(gray.shape(), gray.shape() + gray.ndim()), want = gshape;
+            want.insert(want.begin(), 2);
+            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
+                throw std::invalid_argument("ab: expected (2, ...) float32 matching gray's shape " + shape_str(gray) +
+                                            ", got " + shape_str(ab));
+            auto rgbshape = gshape;
+            rgbshape.push_back(3);
+            py::array_t<std::uint8_t> rgb(rgbshape);
+            std::uint8_t* rp = rgb.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(gray.size());
+            {
+                py::gil_scoped_release release;
+                compose_luma_grid(gray.data(), ab.data(), n, rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("gray"), py::arg("ab"), py::arg("threads") = 1,
+        "compose_luma(gray, ab rounded to the grid, planar=True): ab (2, ...) float32 rounded half up to the nearest\n"
+        "multiple of COMPOSE_GRID_STEP (values outside +-COMPOSE_GRID_LIMIT or non-finite kept as they are), answered\n"
+        "from a per-process table filled by compose_luma as cells are met. Converts back to exactly gray, like\n"
+        "compose_luma. The result does not depend on threads.");
+    m.def(
+        "upsample_compose",
+        [](const py::handle& gray_obj, const py::handle& ab_obj, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            const auto ab = as_real_f32(ab_obj, "ab");
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            if (gray.ndim() != 2)
+                throw std::invalid_argument("gray: expected (H, W) uint8, got shape " + shape_str(gray));
+            if (ab.ndim() != 3 || ab.shape(0) != 2 || ab.shape(1) < 1 || ab.shape(2) < 1)
+                throw std::invalid_argument("ab: expected (2, h, w) float32 (planar model-size ab), got shape " +
+                                            shape_str(ab));
+            const long H = static_cast<long>(gray.shape(0)), W = static_cast<long>(gray.shape(1));
+            check_size(H, W);
+            py::array_t<std::uint8_t> rgb({static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W),
+                                           static_cast<py::ssize_t>(3)});
+            std::uint8_t* rp = rgb.mutable_data();
+            {
+                py::gil_scoped_release release;
+                upsample_compose_grid(gray.data(), static_cast<int>(H), static_cast<int>(W), ab.data(),
+                                      static_cast<int>(ab.shape(1)), static_cast<int>(ab.shape(2)), rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("gray"), py::arg("ab"), py::arg("threads") = 1,
+        "compose_luma_grid(gray, upsample_bilinear(ab, H, W)) in one pass without the full-size ab: gray (H, W)\n"
+        "uint8, ab (2, h, w) float32 at model size -> rgb (H, W, 3) uint8 whose convert(\"L\") is gray exactly.");
 }
 
 // ---------------------------------------------------------------- hypercolumn kernels (hypercolumns.hpp)
@@ -951,6 +1013,7 @@ PYBIND11_MODULE(_core, m) {
     });
     bind_hypercolumns(m);
     bind_color(m);
+    bind_compose_grid(m);
     bind_table(m);
     bind_index(m);
     bind_seeds(m);

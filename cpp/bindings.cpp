@@ -21,6 +21,7 @@
 #include "median_filter.hpp"
 #include "neighbor_seeds.hpp"
 #include "sorted_index.hpp"
+#include "unique_keys.hpp"
 
 namespace py = pybind11;
 using namespace hyperchroma;
@@ -187,6 +188,37 @@ void bind_compose_grid(py::module_& m) {
         py::arg("gray"), py::arg("ab"), py::arg("threads") = 1,
         "compose_luma_grid(gray, upsample_bilinear(ab, H, W)) in one pass without the full-size ab: gray (H, W)\n"
         "uint8, ab (2, h, w) float32 at model size -> rgb (H, W, 3) uint8 whose convert(\"L\") is gray exactly.");
+}
+
+// ---------------------------------------------------------------- distinct keys (unique_keys.hpp)
+void bind_unique_keys(py::module_& m) {
+    m.def(
+        "unique_keys",
+        [](const py::handle& keys_obj) {
+            py::array arr = py::array::ensure(keys_obj);
+            if (!arr || arr.dtype().kind() != 'u' || arr.dtype().itemsize() != 8)
+                throw py::type_error("keys must be a uint64 numpy array" +
+                                     (arr ? ", got " + std::string(py::str(arr.dtype())) : std::string()));
+            if (arr.ndim() != 2 || arr.shape(1) < 1)
+                throw std::invalid_argument("keys: expected (N, words) uint64, got shape " + shape_str(arr));
+            const auto keys = carray<std::uint64_t>::ensure(arr);
+            const std::size_t n = static_cast<std::size_t>(keys.shape(0));
+            const int words = static_cast<int>(keys.shape(1));
+            py::array_t<std::int64_t> inverse(static_cast<py::ssize_t>(n));
+            std::int64_t* ip = inverse.mutable_data();
+            std::vector<std::int64_t> first;
+            {
+                py::gil_scoped_release release;
+                first.reserve(n);
+                unique_keys(keys.data(), n, words, first, ip);
+            }
+            py::array_t<std::int64_t> firsts(static_cast<py::ssize_t>(first.size()));
+            std::copy(first.begin(), first.end(), firsts.mutable_data());
+            return py::make_tuple(firsts, inverse);
+        },
+        py::arg("keys"),
+        "Distinct rows of (N, words) uint64 keys in order of first appearance -> (first (U,) int64: the row of\n"
+        "each distinct key's first appearance, inverse (N,) int64: keys[first[inverse]] == keys).");
 }
 
 // ---------------------------------------------------------------- hypercolumn kernels (hypercolumns.hpp)
@@ -1013,6 +1045,7 @@ PYBIND11_MODULE(_core, m) {
     });
     bind_hypercolumns(m);
     bind_color(m);
+    bind_unique_keys(m);
     bind_compose_grid(m);
     bind_table(m);
     bind_index(m);

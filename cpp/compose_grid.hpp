@@ -32,8 +32,8 @@
 namespace hyperchroma {
 namespace grid {
 
-constexpr float kStep = 2.0f;        // ab grid spacing
-constexpr int kHalf = 56;            // grid covers a, b in [-kHalf * kStep, kHalf * kStep]
+constexpr float kStep = 1.0f;         // ab grid spacing
+constexpr int kHalf = 112;            // grid covers a, b in [-kHalf * kStep, kHalf * kStep]
 constexpr int kSide = 2 * kHalf + 1;  // cells per axis
 constexpr std::size_t kCells = static_cast<std::size_t>(kSide) * kSide;
 constexpr std::size_t kCellBytes = 256 * 3;

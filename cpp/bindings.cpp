@@ -754,7 +754,7 @@ void bind_index(py::module_& m) {
         .def(
             "search",
             [](const SortedIndex& self, const py::handle& queries_obj, double max_distance, long max_scan,
-               bool exact, int threads, std::optional<carray<float>> bounds) {
+               bool exact, int threads, std::optional<carray<float>> bounds, bool scan) {
                 if (!(max_distance >= 0))
                     throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
                                                 std::to_string(max_distance));
@@ -771,6 +771,7 @@ void bind_index(py::module_& m) {
                 opt.max_distance = max_distance;
                 opt.max_scan = static_cast<std::size_t>(max_scan);
                 opt.exact = exact;
+                opt.scan = scan;
                 opt.threads = threads;
                 if (bounds) {
                     if (bounds->ndim() != 1 || bounds->shape(0) != m)
@@ -789,7 +790,7 @@ void bind_index(py::module_& m) {
             },
             py::arg("queries"), py::arg("max_distance") = std::numeric_limits<double>::infinity(),
             py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("threads") = 1,
-            py::arg("bounds") = py::none(),
+            py::arg("bounds") = py::none(), py::arg("scan") = false,
             "Nearest stored key for each (M, words) uint64 query: binary search of its projection, then an\n"
             "outward scan that advances the side whose projection is closer (exact=True: in runs of 8 entries).\n"
             "Stops at distance 0, and when both sides' projection gaps exceed min(best distance, max_distance)\n"
@@ -799,7 +800,10 @@ void bind_index(py::module_& m) {
             "distance found (inf if none; with a finite max_distance the scan is also pruned at max_distance, so\n"
             "for -1 rows it is only an upper bound of the true nearest distance). threads splits the queries\n"
             "(0 = all cores). bounds (M,) float32, optional: a distance another candidate already reaches per\n"
-            "query; only entries at most that far are sought (the scan is pruned there), else -1 and inf.")
+            "query; only entries at most that far are sought (the scan is pruned there), else -1 and inf.\n"
+            "For 3-level keys the bounded search runs as a window (the max_scan smallest projection gaps found by\n"
+            "binary search, their distances at once): the same index and, for rows found, the same distance as the\n"
+            "scan; for -1 rows a distance at most the scan's (both upper bounds). scan=True forces the scan.")
         .def(
             "colors",
             [](const SortedIndex& self, const py::handle& index_obj) {

@@ -898,7 +898,7 @@ void bind_seeds(py::module_& m) {
     m.def(
         "neighbor_seeds",
         [](const py::handle& keys_obj, const carray<std::uint8_t>& found, long H, long W, int channels, int levels,
-           int radius, int threads) {
+           int radius, int threads, const py::object& pixels_obj) {
             const KeyLayout layout(channels, levels);
             auto keys = as_keys(keys_obj, layout, "keys");
             check_size(H, W);
@@ -910,6 +910,30 @@ void bind_seeds(py::module_& m) {
                                             shape_str(found));
             if (radius < 0) throw std::invalid_argument("radius must be >= 0, got " + std::to_string(radius));
             radius = static_cast<int>(std::min<long>(radius, std::max(H, W)));  // a larger window adds nothing
+            if (!pixels_obj.is_none()) {
+                py::array parr = py::array::ensure(pixels_obj);
+                if (!parr || (parr.dtype().kind() != 'i' && parr.dtype().kind() != 'u'))
+                    throw py::type_error("pixels must be an integer numpy array of pixel indices");
+                if (parr.ndim() != 1)
+                    throw std::invalid_argument("pixels: expected (M,) pixel indices, got shape " + shape_str(parr));
+                auto pix = carray<std::int64_t>::ensure(parr);
+                const std::size_t m = static_cast<std::size_t>(pix.shape(0));
+                const std::int64_t* pp = pix.data();
+                for (std::size_t i = 0; i < m; ++i)
+                    if (pp[i] < 0 || pp[i] >= H * W)
+                        throw std::invalid_argument("pixels: index " + std::to_string(pp[i]) + " at " +
+                                                    std::to_string(i) + " is outside 0.." + std::to_string(H * W - 1));
+                py::array_t<std::int64_t> seed(static_cast<py::ssize_t>(m));
+                py::array_t<float> distance(static_cast<py::ssize_t>(m));
+                std::int64_t* sp = seed.mutable_data();
+                float* dp = distance.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    neighbor_seeds_at(keys.data(), found.data(), static_cast<int>(H), static_cast<int>(W), layout,
+                                      radius, pp, m, sp, dp, threads);
+                }
+                return py::make_tuple(seed, distance);
+            }
             py::array_t<std::int64_t> seed(H * W);
             py::array_t<float> distance(H * W);
             std::int64_t* sp = seed.mutable_data();
@@ -922,10 +946,11 @@ void bind_seeds(py::module_& m) {
             return py::make_tuple(seed, distance);
         },
         py::arg("keys"), py::arg("found"), py::arg("H"), py::arg("W"), py::arg("channels"), py::arg("levels"),
-        py::arg("radius") = 1, py::arg("threads") = 1,
+        py::arg("radius") = 1, py::arg("threads") = 1, py::arg("pixels") = py::none(),
         "For an (H*W, words) key image and per-pixel found flags: for each pixel not found, the found pixel\n"
         "within a (2*radius+1)^2 window whose key is nearest. Returns (seed int64 (H*W,): that pixel's index,\n"
-        "itself when found, -1 when none; distance float32 (H*W,): its key distance, 0 when found, inf when none).");
+        "itself when found, -1 when none; distance float32 (H*W,): its key distance, 0 when found, inf when none).\n"
+        "pixels (M,) int, optional: only those pixels, outputs (M,) in their order (equal to the full result there).");
 }
 
 // ---------------------------------------------------------------- median filter (median_filter.hpp)

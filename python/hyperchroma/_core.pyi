@@ -36,7 +36,8 @@ def upsample_compose(gray: npt.ArrayLike, ab: npt.ArrayLike, threads: int = 1) -
 def median_filter(img: np.ndarray, size: int, threads: int = 1) -> np.ndarray: ...
 def guided_filter(guide: npt.ArrayLike, src: npt.ArrayLike, radius: int, eps: float, threads: int = 1) -> F32: ...
 def neighbor_seeds(
-    keys: U64, found: npt.ArrayLike, H: int, W: int, channels: int, levels: int, radius: int = 1, threads: int = 1
+    keys: U64, found: npt.ArrayLike, H: int, W: int, channels: int, levels: int, radius: int = 1, threads: int = 1,
+    pixels: npt.ArrayLike | None = None,
 ) -> Tuple[npt.NDArray[np.int64], F32]: ...
 
 class Table:

@@ -79,9 +79,8 @@ def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings
     if miss.size:
         bounds = seed = None
         if settings.seed_radius > 0:
-            seed_all, seed_d = core.neighbor_seeds(keys, found, h, w, table.channels, table.levels,
-                                                   settings.seed_radius, threads=threads)
-            seed, bounds = seed_all[miss], seed_d[miss]
+            seed, bounds = core.neighbor_seeds(keys, found, h, w, table.channels, table.levels,
+                                               settings.seed_radius, threads=threads, pixels=miss)
         if settings.exact:
             idx, dist = table.index.search(keys[miss], max_distance=settings.max_distance,
                                            max_scan=settings.max_scan, exact=True, threads=threads, bounds=bounds)

@@ -85,7 +85,8 @@ def add_keys(model: Any, tap_names: Sequence[str], tap_shapes: Sequence[Tuple[in
         inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def blend(x: str, taps: Tuple[np.ndarray, ...], axis: int, tag: str) -> str:
+    def blend(x: str, taps: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool], axis: int,
+              tag: str) -> str:
         i0, i1, w0, w1, identity = taps
         if identity:
             return x
@@ -103,13 +104,13 @@ def add_keys(model: Any, tap_names: Sequence[str], tap_shapes: Sequence[Tuple[in
         v = blend(name, axis_taps(int(h), H), 2, f"hk_t{i}_y")
         ups.append(blend(v, axis_taps(int(w), W), 3, f"hk_t{i}_x"))
     nodes.append(helper.make_node("Concat", ups, ["hk_hyper"], axis=1))  # (N, C, H, W)
-    level = None
+    level = ""
     for j in range(levels - 1):
         ge, gi = f"hk_ge{j}", f"hk_gi{j}"
         t = const(f"hk_thr{j}", thr[:, j].reshape(1, -1, 1, 1))
         nodes.append(helper.make_node("GreaterOrEqual", ["hk_hyper", t], [ge]))
         nodes.append(helper.make_node("Cast", [ge], [gi], to=TensorProto.UINT64))
-        if level is None:
+        if not level:
             level = gi
         else:
             nodes.append(helper.make_node("Add", [level, gi], [f"hk_lv{j}"]))

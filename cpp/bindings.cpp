@@ -18,6 +18,7 @@
 #include "hash_table.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
+#include "lookup_chain.hpp"
 #include "median_filter.hpp"
 #include "neighbor_seeds.hpp"
 #include "sorted_index.hpp"
@@ -953,6 +954,62 @@ void bind_seeds(py::module_& m) {
         "pixels (M,) int, optional: only those pixels, outputs (M,) in their order (equal to the full result there).");
 }
 
+// ---------------------------------------------------------------- the lookup chain (lookup_chain.hpp)
+void bind_lookup_chain(py::module_& m) {
+    m.attr("LOOKUP_GRAY") = py::int_(LOOKUP_GRAY);
+    m.attr("LOOKUP_EXACT") = py::int_(LOOKUP_EXACT);
+    m.attr("LOOKUP_NEAREST") = py::int_(LOOKUP_NEAREST);
+    m.def(
+        "lookup_chain",
+        [](const HashTable& table, const SortedIndex& index, const py::handle& keys_obj, long H, long W,
+           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads) {
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            if (!(max_distance >= 0))
+                throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
+                                            std::to_string(max_distance));
+            if (max_scan < 1) throw std::invalid_argument("max_scan must be >= 1, got " + std::to_string(max_scan));
+            if (seed_radius < 0)
+                throw std::invalid_argument("seed_radius must be >= 0, got " + std::to_string(seed_radius));
+            if (index.layout() != table.layout())
+                throw std::invalid_argument("index: its keys' layout differs from the table's");
+            check_size(H, W);
+            auto keys = as_keys(keys_obj, table.layout(), "keys");
+            if (keys.shape(0) != H * W)
+                throw std::invalid_argument("keys: expected " + std::to_string(H * W) + " keys for a " +
+                                            std::to_string(H) + "x" + std::to_string(W) + " image, got " +
+                                            std::to_string(keys.shape(0)));
+            const auto n = static_cast<py::ssize_t>(H * W);
+            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+            py::array_t<std::uint8_t> status(n);
+            py::array_t<float> distance(n);
+            ChainOptions opt;
+            opt.one_step = one_step;
+            opt.max_distance = max_distance;
+            opt.max_scan = static_cast<std::size_t>(max_scan);
+            opt.exact = exact;
+            opt.seed_radius = static_cast<int>(std::min<long>(seed_radius, std::max(H, W)));
+            opt.threads = threads;
+            const std::uint64_t* kp = keys.data();
+            float* ap = ab.mutable_data();
+            std::uint8_t* sp = status.mutable_data();
+            float* dp = distance.mutable_data();
+            {
+                py::gil_scoped_release release;
+                check_keys(kp, static_cast<std::size_t>(n), table.layout(), "keys");
+                lookup_chain(table, index, kp, static_cast<int>(H), static_cast<int>(W), opt, ap, sp, dp);
+            }
+            return py::make_tuple(ab, status, distance);
+        },
+        py::arg("table"), py::arg("index"), py::arg("keys"), py::arg("H"), py::arg("W"), py::arg("one_step") = true,
+        py::arg("max_distance") = 5.0, py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("seed_radius") = 1,
+        py::arg("threads") = 1,
+        "The whole lookup chain of an H x W image's (H*W, words) keys in one call: exact hits, one-step probes,\n"
+        "neighbor seeds + sorted index, gray; the fallback once per distinct missing key. Returns (ab float32\n"
+        "(H*W, 2), status uint8 (H*W,) LOOKUP_GRAY/EXACT/NEAREST, distance float32 (H*W,)). Scratch memory is\n"
+        "kept per calling thread. hyperchroma.lookup.lookup is the same chain in Python.");
+}
+
 // ---------------------------------------------------------------- median filter (median_filter.hpp)
 void bind_median(py::module_& m) {
     // Filters img as T (its dtype, checked by the caller): only non-contiguous input is copied (to C order).
@@ -1079,6 +1136,7 @@ PYBIND11_MODULE(_core, m) {
     bind_table(m);
     bind_index(m);
     bind_seeds(m);
+    bind_lookup_chain(m);
     bind_median(m);
     bind_guided(m);
 }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hyperchroma import ColorizeSettings, FitSettings, Status, core
-from hyperchroma.lookup import Lookup, lookup
+from hyperchroma.lookup import Lookup, lookup, lookup_py
 from hyperchroma.table import ColorTable
 
 
@@ -81,10 +81,12 @@ def test_distinct_equals_per_pixel(rng, channels, levels, one_step, seed_radius,
     table = make_table(rng, channels, levels, stored)
     keys = core.pack_keys(img, levels)
     s = ColorizeSettings(one_step=one_step, seed_radius=seed_radius, max_scan=max_scan, max_distance=max_distance)
-    got, want = lookup(table, keys, (h, w), s, threads=2), per_pixel(table, keys, (h, w), s)
-    assert (got.status != Status.EXACT).any()
-    for a, b in zip((got.ab, got.status, got.distance), (want.ab, want.status, want.distance)):
-        np.testing.assert_array_equal(a, b)
+    want = per_pixel(table, keys, (h, w), s)
+    for got in (lookup(table, keys, (h, w), s, threads=2), lookup(table, keys, (h, w), s),
+                lookup_py(table, keys, (h, w), s, threads=2)):
+        assert (got.status != Status.EXACT).any()
+        for a, b in zip((got.ab, got.status, got.distance), (want.ab, want.status, want.distance)):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_exact_search_and_no_misses(rng):
@@ -92,10 +94,12 @@ def test_exact_search_and_no_misses(rng):
     img = clustered_image(rng, h, w, channels, levels)
     keys = core.pack_keys(img, levels)
     table = make_table(rng, channels, levels, np.unique(img[::3], axis=0))
-    s = ColorizeSettings(exact=True, one_step=False)
-    got, want = lookup(table, keys, (h, w), s), per_pixel(table, keys, (h, w), s)
-    np.testing.assert_array_equal(got.ab, want.ab)
-    np.testing.assert_array_equal(got.distance, want.distance)
+    for s in (ColorizeSettings(exact=True, one_step=False), ColorizeSettings(exact=True, seed_radius=0)):
+        want = per_pixel(table, keys, (h, w), s)
+        for got in (lookup(table, keys, (h, w), s), lookup_py(table, keys, (h, w), s)):
+            np.testing.assert_array_equal(got.ab, want.ab)
+            np.testing.assert_array_equal(got.status, want.status)
+            np.testing.assert_array_equal(got.distance, want.distance)
     full = make_table(rng, channels, levels, np.unique(img, axis=0))
     got = lookup(full, keys, (h, w), ColorizeSettings())
     assert (got.status == Status.EXACT).all() and (got.distance == 0).all()
@@ -119,3 +123,20 @@ def test_unique_keys_bad_input():
         core.unique_keys(np.zeros((3, 2), np.int64))
     with pytest.raises(ValueError, match=r"\(N, words\)"):
         core.unique_keys(np.zeros(3, np.uint64))
+
+
+def test_chain_status_codes_and_bad_input(rng):
+    assert (core.LOOKUP_GRAY, core.LOOKUP_EXACT, core.LOOKUP_NEAREST) == (Status.GRAY, Status.EXACT, Status.NEAREST)
+    table = make_table(rng, 8, 3, rng.integers(0, 3, (50, 8), dtype=np.uint8))
+    keys = core.pack_keys(rng.integers(0, 3, (12, 8), dtype=np.uint8), 3)
+    with pytest.raises(ValueError, match="got 12"):
+        lookup(table, keys, (5, 5), ColorizeSettings())
+    with pytest.raises(ValueError, match="keys"):
+        core.lookup_chain(table.table, table.index, keys, 3, 5)
+    with pytest.raises(ValueError, match="max_scan"):
+        core.lookup_chain(table.table, table.index, keys, 3, 4, max_scan=0)
+    with pytest.raises(ValueError, match="out of range"):
+        core.lookup_chain(table.table, table.index, keys | np.uint64(3), 3, 4)
+    other = make_table(rng, 9, 3, rng.integers(0, 3, (50, 9), dtype=np.uint8))
+    with pytest.raises(ValueError, match="layout"):
+        core.lookup_chain(table.table, other.index, keys, 3, 4)

@@ -100,3 +100,12 @@ class SortedIndex:
     def levels(self) -> int: ...
     @property
     def words(self) -> int: ...
+
+LOOKUP_GRAY: int
+LOOKUP_EXACT: int
+LOOKUP_NEAREST: int
+
+def lookup_chain(
+    table: Table, index: SortedIndex, keys: U64, H: int, W: int, one_step: bool = True, max_distance: float = 5.0,
+    max_scan: int = 64, exact: bool = False, seed_radius: int = 1, threads: int = 1,
+) -> Tuple[F32, U8, F32]: ...

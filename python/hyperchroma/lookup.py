@@ -46,7 +46,20 @@ class Lookup:
 
 def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,
            threads: int = 1) -> Lookup:
-    """Colors of the (h*w, words) keys of an image of ``shape`` (h, w) through the whole chain.
+    """Colors of the (h*w, words) keys of an image of ``shape`` (h, w) through the whole chain: one C++ call
+    (``core.lookup_chain``, per-thread scratch buffers), equal to :func:`lookup_py`, which states it."""
+    h, w = shape
+    if len(keys) != h * w:
+        raise ValueError(f"keys: expected {h * w} keys for a {h}x{w} image, got {len(keys)}")
+    ab, status, distance = core.lookup_chain(table.table, table.index, keys, h, w, one_step=settings.one_step,
+                                             max_distance=settings.max_distance, max_scan=settings.max_scan,
+                                             exact=settings.exact, seed_radius=settings.seed_radius, threads=threads)
+    return Lookup(ab, status, distance)
+
+
+def lookup_py(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,
+              threads: int = 1) -> Lookup:
+    """The chain of :func:`lookup` in Python over the core's kernels (the reference it is tested against).
 
     The fallback runs once per distinct missing key (``core.unique_keys``), not once per pixel: the one-step
     probes depend on the key only; the bounded sorted-index search of a key with a pixel's bound ``c`` (its

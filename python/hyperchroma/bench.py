@@ -10,6 +10,7 @@ model-size input), ``classifier`` (ONNX Runtime), ``keys`` (fused upsample + qua
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -97,6 +98,10 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
                        "p99": round(float(np.percentile(latency, 99)), 3)},
         "images_per_s": {"single": round(single, 2), "batch": round(batched, 2)},
         "keys_images_per_s": keys_rate,
+        # PyTorch's OpenMP threads busy-wait after each op and take the cores (benchmarks/bench_torch_mix.py):
+        # a pipeline that runs torch next to colorize wants OMP_WAIT_POLICY=PASSIVE set before importing it
+        "environment": {"torch_loaded": "torch" in sys.modules,
+                        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
     }
 
 
@@ -139,6 +144,10 @@ def format_result(r: Dict[str, Any]) -> str:
              f"{r['images_per_s']['single']:.1f} images/s single, {r['images_per_s']['batch']:.1f} images/s "
              f"colorize_batch of {r['batch']}",
              "stages (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())]
+    env = r.get("environment") or {}
+    if env.get("torch_loaded") and env.get("OMP_WAIT_POLICY") is None:
+        lines.append("note: PyTorch is loaded without OMP_WAIT_POLICY=PASSIVE: its spinning OpenMP threads slow "
+                     "colorize calls that follow its ops")
     k = r.get("keys_images_per_s")
     if k:
         lines.append(f"gray -> keys: {k['serial']:.1f} images/s classifier + C++ keys per image, "

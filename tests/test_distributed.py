@@ -1,0 +1,182 @@
+"""hyperchroma.distributed on a local Dask cluster of 2 worker processes: the same model as hc.fit (entry for
+entry, the same file bytes), the same outputs as one machine, and no lost or duplicated output when a worker
+dies mid-task."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import hyperchroma as hc
+
+distributed = pytest.importorskip("distributed")
+hd = pytest.importorskip("hyperchroma.distributed")
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::DeprecationWarning")
+
+
+def local_cluster():
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with local_cluster() as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def saved(model, path):
+    model.save(path)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def assert_same_model(got, want, tmp_path):
+    e, f = got.color_table.entries(), want.color_table.entries()
+    for k in ("keys", "ab", "counts", "conflicting"):
+        np.testing.assert_array_equal(e[k], f[k])
+    np.testing.assert_array_equal(got.quantizer.thresholds, want.quantizer.thresholds)
+    assert (got.calibration is None) == (want.calibration is None)
+    if want.calibration is not None:
+        np.testing.assert_array_equal(got.calibration.m, want.calibration.m)
+        np.testing.assert_array_equal(got.calibration.s, want.calibration.s)
+    assert len(got.keyframes) == len(want.keyframes)
+    for a, b in zip(got.keyframes, want.keyframes):
+        np.testing.assert_array_equal(a, b)
+    assert saved(got, tmp_path / "got.hyc") == saved(want, tmp_path / "want.hyc")
+
+
+@pytest.mark.parametrize("policy", ["mean", "mark", "vote"])
+def test_fit_equals_one_machine(client, frames, tmp_path, policy):
+    train = frames[0][:5]
+    want = hc.fit(train, policy=policy, threads=1)
+    # 5 parts of 1 image, merged 2 at a time: a tree of depth 3 over both workers
+    got = hd.fit(train, client, policy=policy, threads=1, task_threads=1, partition_size=1, split_every=2)
+    assert_same_model(got, want, tmp_path)
+
+
+def test_fit_from_a_bag_with_options(client, frames, tmp_path):
+    import dask.bag as db
+
+    train = [str(p) for p in frames[0][:4]]
+    options = dict(levels=4, samples_per_image=500, seed=7, calibration_folds=2, tolerance=8.0, keep_keyframes=False)
+    want = hc.fit(train, threads=1, **options)
+    got = hd.fit(db.from_sequence(train, npartitions=3), client, threads=1, task_threads=1, **options)
+    assert_same_model(got, want, tmp_path)
+    assert got.keyframes == []
+
+
+def test_fit_bad_input(client, frames, tmp_path):
+    with pytest.raises(TypeError, match="distributed.Client"):
+        hd.fit(frames[0][:2], object())
+    with pytest.raises(ValueError, match="at least one"):
+        hd.fit([], client)
+    with pytest.raises(ValueError, match="split_every"):
+        hd.fit(frames[0][:2], client, split_every=1)
+    with pytest.raises(ValueError, match="policy"):
+        hd.fit(frames[0][:2], client, policy="nope")
+    gray = tmp_path / "gray.png"
+    from PIL import Image
+
+    Image.new("L", (40, 30), 90).save(gray)
+    with pytest.raises(hc.ImageError, match="grayscale"):
+        hd.fit([frames[0][0], gray], client)
+
+
+def one_machine_outputs(model_path, inputs, out):
+    """What `hyperchroma colorize` writes on one machine: {name: bytes}."""
+    from hyperchroma.cli import main
+
+    assert main(["colorize", *map(str, inputs), "-m", str(model_path), "-o", str(out), "-q"]) == 0
+    return {p: (out / p).read_bytes() for p in sorted(os.listdir(out))}
+
+
+def test_colorize_equals_one_machine(client, frames, demo_small, tmp_path):
+    model_path = tmp_path / "m.hyc"
+    demo_small.save(model_path)
+    want = one_machine_outputs(model_path, frames[1], tmp_path / "one")
+    result = hd.colorize([str(p) for p in frames[1]], model_path, tmp_path / "many", client)
+    assert result["failed"] == []
+    assert [os.path.basename(p) for p in result["written"]] == [p.stem + ".png" for p in frames[1]]
+    assert {p: (tmp_path / "many" / p).read_bytes() for p in sorted(os.listdir(tmp_path / "many"))} == want
+    # a Model object and settings overrides travel too
+    again = hd.colorize(frames[1][:1], demo_small.with_settings(median_size=1), tmp_path / "m1", client)
+    assert len(again["written"]) == 1
+    with_override = hd.colorize(frames[1][:1], model_path, tmp_path / "m2", client, median_size=1)
+    assert (tmp_path / "m1" / os.listdir(tmp_path / "m1")[0]).read_bytes() == \
+        (tmp_path / "m2" / os.listdir(tmp_path / "m2")[0]).read_bytes()
+
+
+def test_colorize_bad_input(client, frames, demo_small, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    result = hd.colorize([frames[1][0], bad], demo_small, tmp_path / "out", client)
+    assert len(result["written"]) == 1 and len(result["failed"]) == 1 and str(bad) in result["failed"][0][0]
+    with pytest.raises(TypeError, match="model"):
+        hd.colorize(frames[1][:1], 42, tmp_path / "out", client)
+    with pytest.raises(ValueError, match="median_size"):
+        hd.colorize(frames[1][:1], demo_small, tmp_path / "out", client, median_size=4)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(frames[1][0], tmp_path / "a" / "x.jpg")
+    shutil.copy(frames[1][1], tmp_path / "b" / "x.jpg")
+    with pytest.raises(hc.ImageError, match="both write"):
+        hd.colorize([tmp_path / "a", tmp_path / "b"], demo_small, tmp_path / "out", client)
+
+
+def test_colorize_survives_a_killed_worker(frames, demo_small, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    inputs = []
+    for k in range(4):  # 16 inputs, each a few tenths of a second of work
+        for p in frames[1]:
+            inputs.append(src / f"{p.stem}-{k}.jpg")
+            shutil.copy(p, inputs[-1])
+    model_path = tmp_path / "m.hyc"
+    demo_small.save(model_path)
+    want = one_machine_outputs(model_path, inputs, tmp_path / "one")
+    out = tmp_path / "many"
+    with local_cluster() as cluster, distributed.Client(cluster) as c:
+        pids = list(c.run(os.getpid).values())
+        result: dict = {}
+        run = threading.Thread(target=lambda: result.update(hd.colorize(inputs, model_path, out, c)))
+        run.start()
+        deadline = time.monotonic() + 120
+        while run.is_alive() and time.monotonic() < deadline:
+            if out.is_dir() and any(n.endswith(".png") for n in os.listdir(out)):
+                break
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)  # a worker dies while the others' tasks run
+        run.join(300)
+        assert not run.is_alive()
+    assert result["failed"] == []
+    assert sorted(os.listdir(out)) == sorted(want)  # nothing missing, nothing extra, no temporary file left
+    for name, data in want.items():
+        assert (out / name).read_bytes() == data, name
+
+
+def test_cli_on_a_cluster(client, frames, tmp_path, capsys):
+    from hyperchroma.cli import main
+
+    train = [str(p) for p in frames[0][:3]]
+    address = client.scheduler.address
+    assert main(["fit", *train, "-o", str(tmp_path / "one.hyc"), "-q"]) == 0
+    assert main(["fit", *train, "-o", str(tmp_path / "dask.hyc"), "-q", "--scheduler", address]) == 0
+    assert (tmp_path / "one.hyc").read_bytes() == (tmp_path / "dask.hyc").read_bytes()
+    want = one_machine_outputs(tmp_path / "one.hyc", frames[1][:2], tmp_path / "o1")
+    assert main(["colorize", *map(str, frames[1][:2]), "-m", str(tmp_path / "one.hyc"), "-o", str(tmp_path / "o2"),
+                 "-q", "--workers", "2"]) == 0
+    assert {p: (tmp_path / "o2" / p).read_bytes() for p in sorted(os.listdir(tmp_path / "o2"))} == want
+    capsys.readouterr()
+    assert main(["fit", *train, "-o", str(tmp_path / "x.hyc"), "--scheduler", address, "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "not both" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["fit", *train, "-o", str(tmp_path / "x.hyc"), "--workers", "0"])
+    assert usage.value.code == 2

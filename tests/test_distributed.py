@@ -10,10 +10,9 @@ import signal
 import threading
 import time
 
+import hyperchroma as hc
 import numpy as np
 import pytest
-
-import hyperchroma as hc
 
 distributed = pytest.importorskip("distributed")
 hd = pytest.importorskip("hyperchroma.distributed")
@@ -65,7 +64,8 @@ def test_fit_from_a_bag_with_options(client, frames, tmp_path):
     import dask.bag as db
 
     train = [str(p) for p in frames[0][:4]]
-    options = dict(levels=4, samples_per_image=500, seed=7, calibration_folds=2, tolerance=8.0, keep_keyframes=False)
+    options = {"levels": 4, "samples_per_image": 500, "seed": 7, "calibration_folds": 2, "tolerance": 8.0,
+               "keep_keyframes": False}
     want = hc.fit(train, threads=1, **options)
     got = hd.fit(db.from_sequence(train, npartitions=3), client, threads=1, task_threads=1, **options)
     assert_same_model(got, want, tmp_path)
@@ -108,7 +108,7 @@ def test_colorize_equals_one_machine(client, frames, demo_small, tmp_path):
     # a Model object and settings overrides travel too
     again = hd.colorize(frames[1][:1], demo_small.with_settings(median_size=1), tmp_path / "m1", client)
     assert len(again["written"]) == 1
-    with_override = hd.colorize(frames[1][:1], model_path, tmp_path / "m2", client, median_size=1)
+    hd.colorize(frames[1][:1], model_path, tmp_path / "m2", client, median_size=1)
     assert (tmp_path / "m1" / os.listdir(tmp_path / "m1")[0]).read_bytes() == \
         (tmp_path / "m2" / os.listdir(tmp_path / "m2")[0]).read_bytes()
 

@@ -1,6 +1,6 @@
 """Type stub for the C++ extension module hyperchroma._core (see cpp/bindings.cpp for the docstrings)."""
 
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt

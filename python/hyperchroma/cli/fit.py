@@ -51,9 +51,10 @@ def run(args) -> int:
         raise ValueError("--taps, --mean and --std apply to a --classifier of your own")
     clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std) if args.classifier else None
     paths = image_paths(args.images)
-    options = dict(classifier=clf, size=args.size, levels=args.levels, policy=args.policy, tolerance=args.tolerance,
-                   median_size=args.median, max_distance=args.max_distance, key_channels=args.key_channels,
-                   calibration_folds=args.calibration_folds, progress=not args.quiet)
+    options = {"classifier": clf, "size": args.size, "levels": args.levels, "policy": args.policy,
+               "tolerance": args.tolerance, "median_size": args.median, "max_distance": args.max_distance,
+               "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
+               "progress": not args.quiet}
     if args.scheduler or args.workers:
         from ..distributed import client_for
         from ..distributed import fit as distributed_fit

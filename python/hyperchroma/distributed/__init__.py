@@ -18,4 +18,4 @@ from .cluster import client_for, local_client, task_threads
 from .colorize import colorize
 from .fit import fit
 
-__all__ = ["fit", "colorize", "client_for", "local_client", "task_threads"]
+__all__ = ["client_for", "colorize", "fit", "local_client", "task_threads"]

@@ -27,9 +27,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..classifier import Classifier
-from ..fitting import (MAP_CACHE_BYTES, ClassifierArg, HypercolumnSample, TrainingImage,
-                       as_classifier, calibrate_keys, calibration_picks, keyframe_picks, learn_quantizer,
-                       sample_image, training_image)
+from ..fitting import (
+    MAP_CACHE_BYTES,
+    ClassifierArg,
+    HypercolumnSample,
+    TrainingImage,
+    as_classifier,
+    calibrate_keys,
+    calibration_picks,
+    keyframe_picks,
+    learn_quantizer,
+    sample_image,
+    training_image,
+)
 from ..images import ImageError, expand_inputs, load_image
 from ..quantizer import Quantizer
 from ..settings import FitSettings, split
@@ -138,11 +148,9 @@ def _forget(fit_id: str) -> None:
 # ---------------------------------------------------------------------------------------- the driver
 def _parts(client: Any, images: Any, partition_size: Optional[int]) -> Tuple[List[Any], List[int], List[int]]:
     """(futures of the parts' item lists, their offsets, their lengths) of a list or a Dask bag of images."""
-    try:
-        import dask.bag as db
-    except ImportError:  # pragma: no cover - dask comes with distributed
-        db = None
-    if db is not None and isinstance(images, db.Bag):
+    import dask.bag as db
+
+    if isinstance(images, db.Bag):
         futures = client.compute(images.to_delayed())
         lengths = [int(n) for n in client.gather(client.map(len, futures))]
     else:

@@ -180,3 +180,72 @@ def test_cli_on_a_cluster(client, frames, tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["fit", *train, "-o", str(tmp_path / "x.hyc"), "--workers", "0"])
     assert usage.value.code == 2
+
+
+def make_film(path, frames, shots=6, per_shot=8):
+    """An MPEG-4 AVI of ``shots`` shots (shipped frames, every other one inverted: a cut at each) with audio."""
+    import av
+    from PIL import Image
+
+    keys = [np.asarray(Image.open(p).convert("RGB"))[:288:2, :384:2].copy() for p in frames[0][:3]]
+    out = av.open(str(path), "w")
+    vs = out.add_stream("mpeg4", rate=10)
+    vs.width, vs.height, vs.pix_fmt = 192, 144, "yuv420p"
+    a = out.add_stream("mp3", rate=22050)
+    for i in range(shots * per_shot):
+        j, t = divmod(i, per_shot)
+        img = np.roll(keys[j % 3], 2 * t, axis=1)
+        for pk in vs.encode(av.VideoFrame.from_ndarray(img if j % 2 == 0 else 255 - img, format="rgb24")):
+            out.mux(pk)
+    for pk in vs.encode():
+        out.mux(pk)
+    for i in range(shots * per_shot // 2):
+        fr = av.AudioFrame.from_ndarray((np.sin(np.arange(1152) / 9) * 3000).astype(np.int16)[None], format="s16",
+                                        layout="mono")
+        fr.sample_rate, fr.pts = 22050, i * 1152
+        for pk in a.encode(fr):
+            out.mux(pk)
+    for pk in a.encode():
+        out.mux(pk)
+    out.close()
+    return keys
+
+
+def decoded(path):
+    import av
+
+    with av.open(str(path)) as c:
+        kinds = sorted(s.type for s in c.streams)
+        return kinds, [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def test_video_split_at_cuts_gives_the_same_frames(client, frames, tmp_path, monkeypatch):
+    from hyperchroma.distributed import video as dvideo
+
+    keys = make_film(tmp_path / "film.avi", frames)
+    model = hc.fit(keys[:2], threads=1)  # keyframes: located over the whole film, then per segment
+    model.save(tmp_path / "m.hyc")
+    one = hc.load(tmp_path / "m.hyc", threads=1)
+    # ffv1 is lossless and deterministic: equal decoded frames mean equal frames into the encoder (x264 is
+    # not deterministic from run to run here, on one machine either)
+    one.colorize_video(tmp_path / "film.avi", tmp_path / "one.mkv", codec="ffv1", container=None, progress=False)
+    monkeypatch.setattr(dvideo, "MIN_FRAMES", 8)  # a segment per shot: 6 segments over 2 workers
+    result = hd.colorize([tmp_path / "film.avi"], tmp_path / "m.hyc", tmp_path / "out", client, threads=1,
+                         codec="ffv1", container="mkv")
+    assert result == {"written": [str(tmp_path / "out" / "film.mkv")], "failed": []}
+    want_kinds, want = decoded(tmp_path / "one.mkv")
+    got_kinds, got = decoded(tmp_path / "out" / "film.mkv")
+    assert got_kinds == want_kinds == ["audio", "video"]
+    assert len(got) == len(want) == 48
+    for (p, a), (q, b) in zip(got, want):
+        assert p == q
+        np.testing.assert_array_equal(a, b)
+    assert os.listdir(tmp_path / "out") == ["film.mkv"]  # the segments' work folder is gone
+    # the default encoder, and a bad video reported in one line without stopping the rest
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video")
+    result = hd.colorize([tmp_path / "film.avi", bad], tmp_path / "m.hyc", tmp_path / "mp4", client)
+    assert result["written"] == [str(tmp_path / "mp4" / "film.mp4")]
+    assert len(result["failed"]) == 1 and "bad.avi" in result["failed"][0][1]
+    kinds, got = decoded(tmp_path / "mp4" / "film.mp4")
+    assert kinds == ["audio", "video"] and len(got) == 48

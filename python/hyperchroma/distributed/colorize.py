@@ -1,4 +1,5 @@
-"""Colorizing on a Dask cluster: one task per image (or per video), one model per worker process.
+"""Colorizing on a Dask cluster: one task per image, a video split at its cuts (:mod:`.video`), one model per
+worker process.
 
 ONNX Runtime sessions do not pickle, so the model travels as its file's bytes (broadcast once); each worker
 process loads it once (cached by the bytes' digest) with a thread budget of its host's cores over its
@@ -103,7 +104,7 @@ def _model_bytes(model: Any) -> bytes:
 def colorize(inputs: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]], model: Any,
              out_dir: Union[str, "os.PathLike[str]"], client: Any, *, retries: int = 2, progress: bool = False,
              threads: Optional[int] = None, codec: str = "libx264", crf: int = 18, container: str = "mp4",
-             **overrides: Any) -> Dict[str, Any]:
+             split_videos: bool = True, **overrides: Any) -> Dict[str, Any]:
     """Colorize images (and videos, each on one worker) on a Dask cluster into ``out_dir``.
 
     ``inputs``: image or video paths and folders (listed on the driver, read by the workers); ``model``: a
@@ -111,7 +112,9 @@ def colorize(inputs: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.Path
     ``out_dir/STEM.<container>``, as ``hyperchroma colorize`` writes them. ``retries``: extra tries of a task
     that raised (a lost worker's tasks are rerun by the scheduler anyway); ``threads``: threads per task
     (default: the host's cores over its worker threads); keyword ``overrides`` are
-    :class:`ColorizeSettings` fields. Returns ``{"written": [paths, input order], "failed": [(input, why)]}``.
+    :class:`ColorizeSettings` fields. ``split_videos``: colorize each video in
+    segments of whole shots on all the workers (:mod:`hyperchroma.distributed.video`; the same frames as
+    one machine), else each video as one task. Returns ``{"written": [paths, input order], "failed": [(input, why)]}``.
     """
     check_client(client)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -149,14 +152,23 @@ def colorize(inputs: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.Path
     per_host = workers_per_host(client)
     futures = [client.submit(_colorize_one, src, dst, data_f, digest, overrides, video, per_host, threads,
                              retries=retries, key=f"hyperchroma-colorize-{digest[:12]}-{i}")
-               for i, (src, dst, video) in enumerate(jobs)]
+               for i, (src, dst, video) in enumerate(jobs) if not (video and split_videos)]
+    split: Dict[str, Tuple[str, Optional[str]]] = {}
+    if split_videos:
+        from .video import colorize_split
+
+        for src, dst, video in jobs:
+            if video:  # each film in segments of whole shots over the whole cluster, while the images run
+                split[src] = colorize_split(client, src, dst, data_f, digest, video, overrides, per_host, threads,
+                                            retries)
     if progress:
         from distributed import as_completed
         from tqdm import tqdm
 
         for _ in tqdm(as_completed(futures), total=len(futures), desc="colorize", unit="file"):
             pass
-    results = client.gather(futures)
+    done = iter(client.gather(futures))
+    results = [split[src] if src in split else next(done) for src, _, _ in jobs]
     if _all_local(per_host):
         remove_stale_temps(out)  # a worker killed while writing left its temporary file: its pid is gone
     written = [r for r, err in results if err is None]

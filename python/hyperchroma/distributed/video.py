@@ -1,0 +1,189 @@
+"""A film on a Dask cluster, split at its cuts: the same frames as :meth:`Model.colorize_video` on one machine.
+
+The film engine (:mod:`hyperchroma.video.film`) carries nothing across a cut (a new shot starts with no
+tracks, no table state and an empty window), so shots colorized separately are colorized exactly as in one
+pass, provided the cuts and the keyframe placements are the ones the one pass would find:
+
+1. ``_count``: the frames, decode only (the header's count can be wrong);
+2. ``_scan`` over chunks of frames, in parallel: each frame's cut decision (the engine's own test on the frame
+   and the one before it, which depends on nothing else) and its keyframe-matching scores; the driver
+   locates the keyframes from all the scores as the one-pass run does (:func:`hyperchroma.video.keyframes.locate`);
+3. ``_segment``: consecutive shots, about ``frames / (2 x worker threads)`` frames per segment, each colorized
+   by the engine with its keyframe placements, its RGB frames written raw (lossless) to a work folder beside
+   the output;
+4. ``_join``: the source re-read for its timestamps and audio and the segments' frames encoded in order, by
+   the one-machine encoder (:func:`hyperchroma.video.io.colorize_video`), so codec, timestamps, rotation and
+   audio are handled exactly as there. The work folder is removed at the end.
+
+Each frame is decoded from the start of the file (no seeking), so every task sees the frames the one pass sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .._fs import atomic_write
+
+#: Frames per scan chunk and per segment at least (a segment ends at the first cut past this many frames).
+MIN_FRAMES = 50
+
+
+def _frames(src: str, start: int, stop: int) -> Iterator[np.ndarray]:
+    """The gray frames [start, stop) of src, decoded from the start (what colorize_video's decoder gives)."""
+    import av
+
+    from ..video.io import VideoError, open_input
+
+    inp, vs = open_input(src)
+    vs.thread_type = "AUTO"
+    try:
+        for i, frame in enumerate(inp.decode(vs)):
+            if i >= stop:
+                break
+            if i >= start:
+                yield frame.to_ndarray(format="gray")
+    except (av.FFmpegError, OSError) as e:
+        raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
+    finally:
+        inp.close()
+
+
+def _count(src: str) -> Tuple[int, int, int]:
+    """(frames, height, width) of the video stream."""
+    n, shape = 0, (0, 0)
+    for g in _frames(src, 0, 1 << 62):
+        shape = g.shape
+        n += 1
+    return n, int(shape[0]), int(shape[1])
+
+
+def _engine(model: Any, options: Dict[str, Any], placements: Optional[Dict[int, int]] = None) -> Any:
+    from ..video.film import FilmEngine, FilmOptions
+
+    return FilmEngine(model, model.keyframes, FilmOptions(**options), placements=placements)
+
+
+def _scan(src: str, start: int, stop: int, shape: Tuple[int, int], data: bytes, digest: str,
+          options: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]
+          ) -> Tuple[List[bool], Optional[np.ndarray]]:
+    """Cut decisions and keyframe scores of frames [start, stop), exactly as the engine makes them."""
+    import cv2
+
+    from ..video import keyframes as kf
+    from ..video import propagate as pp
+    from ..video.shots import CutDetector, histogram
+    from .cluster import task_threads
+    from .colorize import _model
+
+    model = _model(digest, data, task_threads(per_host, threads))
+    eng = _engine(model, options)
+    eng.start(shape)
+    o = eng.opt
+    h, w = eng.shape_small
+    flow, cuts = pp.Flow(o.flow_preset), CutDetector(o.cut_hist, o.cut_follow)
+    out: List[bool] = []
+    rows = []
+    prev = prev_hist = None
+    for i, gray in enumerate(_frames(src, max(0, start - 1), stop), start=max(0, start - 1)):
+        small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
+        hist = histogram(small)
+        if i >= start:
+            cut = True
+            if prev is not None:
+                f_b, f_f = flow(small, prev), flow(prev, small)
+                rel_b = pp.reliability(small, prev, pp.Maps(f_b), f_f, o.tolerance)
+                cut = cuts.is_cut(prev_hist, hist, float(rel_b.mean()))
+            out.append(bool(cut))
+            if eng.key_sigs is not None:
+                rows.append(kf.scores(eng.key_sigs, eng.signature_of(gray)))
+        prev, prev_hist = small, hist
+    return out, (np.stack(rows) if rows else None)
+
+
+def _segment(src: str, start: int, stop: int, placements: Optional[Dict[int, int]], path: str, data: bytes,
+             digest: str, overrides: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> str:
+    """Colorize frames [start, stop) (whole shots) into ``path``: raw RGB uint8 frames, written atomically."""
+    from ..video.film import compose, engine_results
+    from .cluster import task_threads
+    from .colorize import _model
+
+    model = _model(digest, data, task_threads(per_host, threads))
+    if overrides:
+        model = model.with_settings(**overrides)
+    local = None if placements is None else {f - start: k for f, k in placements.items() if start <= f < stop}
+    eng = _engine(model, {}, local)
+    with atomic_write(path) as f:
+        for r in engine_results(model, _frames(src, start, stop), engine=eng):
+            f.write(np.ascontiguousarray(compose(eng.source, r)).tobytes())
+    return path
+
+
+def _join(src: str, dst: str, paths: List[str], shape: Tuple[int, int], data: bytes, digest: str,
+          video: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> Dict[str, Any]:
+    """Encode the segments' frames in order, with src's timestamps and audio, into dst (atomically)."""
+    from .cluster import task_threads
+    from .colorize import _model
+
+    model = _model(digest, data, task_threads(per_host, threads))
+    frame_bytes = shape[0] * shape[1] * 3
+
+    def frames() -> Iterator[np.ndarray]:
+        for p in paths:
+            with open(p, "rb") as f:
+                while True:
+                    b = f.read(frame_bytes)
+                    if len(b) < frame_bytes:
+                        break
+                    yield np.frombuffer(b, np.uint8).reshape(shape[0], shape[1], 3)
+
+    return dict(model.colorize_video(src, dst, container=None, progress=False, _composed=frames(), **video))
+
+
+def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, video: Dict[str, Any],
+                   overrides: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int], retries: int
+                   ) -> Tuple[str, Optional[str]]:
+    """One video colorized in segments of whole shots on the workers: (dst, None) or (src, why)."""
+    from ..video import keyframes as kf
+    from ..video.film import FilmOptions
+    from ..video.io import VideoError
+
+    options: Dict[str, Any] = {}  # FilmOptions: the defaults, as hyperchroma colorize uses them
+    opt = FilmOptions(**options).check()
+    work = os.path.join(os.path.dirname(dst) or ".", f".hyperchroma-segments-{digest[:12]}-{os.path.basename(dst)}")
+    try:
+        n, height, width = client.submit(_count, src, retries=retries, pure=False).result()
+        if n == 0:
+            raise VideoError(f"{src}: the video stream has no frames")
+        shape = (height, width)
+        slots = max(1, sum(per_host.values()))
+        chunk = max(MIN_FRAMES, -(-n // (2 * slots)))
+        scans = client.gather([client.submit(_scan, src, s, min(n, s + chunk), shape, data_f, digest, options,
+                                             per_host, threads, retries=retries, pure=False)
+                               for s in range(0, n, chunk)])
+        cuts = [c for part, _ in scans for c in part]
+        placements: Optional[Dict[int, int]] = None
+        if scans[0][1] is not None:  # the model has keyframes: locate them over the whole film, as one pass does
+            rows = np.concatenate([r for _, r in scans if r is not None])
+            placements = {int(f): int(k) for f, k in kf.locate(rows, opt.match_threshold, opt.lookahead).items()}
+        starts = [i for i, c in enumerate(cuts) if c] + [n]
+        bounds, a = [], 0
+        for s in starts[1:]:
+            if s - a >= chunk or s == n:
+                bounds.append((a, s))
+                a = s
+        os.makedirs(work, exist_ok=True)
+        segs = [client.submit(_segment, src, a, b, placements, os.path.join(work, f"{k:06d}.rgb"), data_f, digest,
+                              overrides, per_host, threads, retries=retries, pure=False)
+                for k, (a, b) in enumerate(bounds)]
+        paths = client.gather(segs)
+        client.submit(_join, src, dst, paths, shape, data_f, digest, video, per_host, threads, retries=retries,
+                      pure=False).result()
+    except ValueError as e:  # VideoError and other bad input: reported, the other inputs still go
+        return src, str(e)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dst, None

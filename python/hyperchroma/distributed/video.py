@@ -93,7 +93,7 @@ def _scan(src: str, start: int, stop: int, shape: Tuple[int, int], data: bytes, 
         hist = histogram(small)
         if i >= start:
             cut = True
-            if prev is not None:
+            if prev is not None and prev_hist is not None:
                 f_b, f_f = flow(small, prev), flow(prev, small)
                 rel_b = pp.reliability(small, prev, pp.Maps(f_b), f_f, o.tolerance)
                 cut = cuts.is_cut(prev_hist, hist, float(rel_b.mean()))

@@ -334,7 +334,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
         raise errors[0]
     if engine._n == 0 and n_composed == 0:
         raise VideoError(f"{src}: the video stream has no frames")
-    stats = engine.stats() if composed is None else {"frames": n_composed}
+    stats: Dict[str, Any] = engine.stats() if composed is None else {"frames": n_composed}
     stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H, "rate": float(rate),
                   "rotation": info["rotation"], "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name,
                                                             "mode": a.mode} for a in audios]})

@@ -215,8 +215,11 @@ def test_still_film_blend_reference():
         u = 1 - max(c, cb)
         # the floor weight of carried keyframe colors, then the linear temporal blend between the two
         w, wb = max(c, 0.5) * (11 - t) / 11, max(cb, 0.5) * t / 11
-        # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0
-        want = (w * a1 + wb * a2 + u * a1) / (w + wb + u)
+        # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0; before
+        # keyframe 1 the fallback leans on it by a share that decays by smooth every table_every frames
+        keep = FilmOptions().smooth ** ((11 - t) / FilmOptions().table_every)
+        fallback = keep * a2 + (1 - keep) * a1
+        want = (w * a1 + wb * a2 + u * fallback) / (w + wb + u)
         np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
 
 

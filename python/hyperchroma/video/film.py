@@ -12,7 +12,10 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
 Confidence after a step is ``min(carried, reliability) * decay``.
 ``ab = (w K + w' K' + u Q) / (w + w' + u)`` with ``u = 1 - max(c, c')`` and ``w = max(c, floor)`` (carried
 keyframe colors keep some say where the flow is doubtful; the table alone is noisier); between two keyframes
-``w`` and ``w'`` are also scaled linearly by temporal distance (the nearer keyframe leads: no jump at either). The table is consulted
+``w`` and ``w'`` are also scaled linearly by temporal distance (the nearer keyframe leads: no jump at either).
+Before a keyframe the fallback ``Q`` is mixed with ``K'`` by a share that decays by ``smooth`` every
+``table_every`` frames, as ``Q`` itself starts from a keyframe's colors after one (so the frames on either side
+of a keyframe lean on it alike). The table is consulted
 only on frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in
 between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
 size like its neighbours, or at full resolution with ``key_full``).
@@ -293,14 +296,19 @@ class FilmEngine:
         if right is not None:
             key = self._keys[seg[right].key]
             K, c = key.ab_small, np.ones(self.shape_small, np.float32)
-            back[right] = (K, c)
+            # keep: the keyframe's share in the fallback before it, as Q's after one (Q starts as the keyframe's
+            # colors and gives up 1 - smooth to the table every table_every frames): time-symmetric, no jump
+            keep = c
+            back[right] = (K, c, keep)
             for t in range(right - 1, -1, -1):
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                K, c = _warp_track(K, c, fr.flow_next)
+                Kc = pp.warp(np.dstack([K, c, keep]), fr.flow_next)
+                K, c, keep = Kc[..., :2], Kc[..., 2], Kc[..., 3]
                 c = _carry(c, fr.rel_next, o)
-                back[t] = (K, c)
+                keep = keep * np.float32(o.smooth ** (1.0 / o.table_every))
+                back[t] = (K, c, keep)
         right_at = seg[right].index if right is not None else None
         for t, fr in enumerate(seg):
             self._emit(fr, back[t], right_at)
@@ -326,7 +334,7 @@ class FilmEngine:
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
-        Kb, cb = back if back is not None else (None, zeros)
+        Kb, cb, keep = back if back is not None else (None, zeros, None)
         u = 1.0 - np.maximum(c, cb)
         if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
             T, known = self.source.table_ab(fr.gray)
@@ -348,7 +356,11 @@ class FilmEngine:
             span = float(right_at - key_at)
             wf = wf * np.float32((right_at - fr.index) / span)
             wb = wb * np.float32((fr.index - key_at) / span)
-        num = wf[..., None] * K + u[..., None] * (Q if Q is not None else 0.0)
+        fallback = Q
+        if keep is not None and Q is not None and Kb is not None:
+            # before a keyframe the fallback leans on its colors as Q does after one (time-symmetric)
+            fallback = keep[..., None] * Kb + (1 - keep[..., None]) * Q
+        num = wf[..., None] * K + u[..., None] * (fallback if fallback is not None else 0.0)
         if Kb is not None:
             num = num + wb[..., None] * Kb
         den = (wf + wb + u)[..., None] + np.float32(1e-6)

@@ -249,3 +249,28 @@ def test_video_split_at_cuts_gives_the_same_frames(client, frames, tmp_path, mon
     assert len(result["failed"]) == 1 and "bad.avi" in result["failed"][0][1]
     kinds, got = decoded(tmp_path / "mp4" / "film.mp4")
     assert kinds == ["audio", "video"] and len(got) == 48
+
+
+def test_fit_survives_a_killed_worker(frames, tmp_path):
+    train = frames[0][:6]
+    want = hc.fit(train, threads=1)
+    with local_cluster() as cluster, distributed.Client(cluster) as c:
+        pids = c.run(os.getpid)
+        result: dict = {}
+        run = threading.Thread(target=lambda: result.update(
+            model=hd.fit(train, c, threads=1, task_threads=1, partition_size=1, split_every=2)))
+        run.start()
+        victim = None
+        deadline = time.monotonic() + 120
+        while run.is_alive() and victim is None and time.monotonic() < deadline:
+            for worker, keys in c.processing().items():  # a worker filling a partial table (phase 3)
+                if any(str(k).startswith("_fill_part") for k in keys) and worker in pids:
+                    victim = worker
+                    break
+            time.sleep(0.01)
+        if victim is not None:
+            os.kill(pids[victim], signal.SIGKILL)  # its partial tables, cached maps and running task are lost
+        run.join(300)
+        assert not run.is_alive()
+    assert victim is not None  # the kill happened while the fit ran
+    assert_same_model(result["model"], want, tmp_path)

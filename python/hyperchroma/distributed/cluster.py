@@ -85,8 +85,9 @@ def task_threads(per_host: Dict[str, int], threads: Optional[int] = None) -> int
         return threads
     try:
         from distributed import get_worker
+        from distributed.comm import get_address_host
 
-        host = get_worker().address.split("://")[-1].rsplit(":", 1)[0]
+        host = get_address_host(get_worker().address)
     except (ImportError, ValueError):
         return 1
     return max(1, min(8, _cores() // max(1, per_host.get(host, 1))))

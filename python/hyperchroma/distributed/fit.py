@@ -20,6 +20,7 @@ Keyframes: each image's decoded size comes back with its samples; the driver pic
 from __future__ import annotations
 
 import math
+import os
 import threading
 import uuid
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -62,8 +63,6 @@ def _name(item: Any, index: int) -> str:
 
 
 def _check_item(item: Any, index: int) -> None:
-    import os
-
     if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
         raise ImageError(f"image {index} is the folder '{os.fspath(item)}': give the images of a Dask bag one by one")
 
@@ -147,7 +146,7 @@ def _forget(fit_id: str) -> None:
 
 # ---------------------------------------------------------------------------------------- the driver
 def _parts(client: Any, images: Any, partition_size: Optional[int]) -> Tuple[List[Any], List[int], List[int]]:
-    """(futures of the parts' item lists, their offsets, their lengths) of a list or a Dask bag of images."""
+    """(the parts' item lists or futures of them (a bag's partitions), their offsets, their lengths)."""
     import dask.bag as db
 
     if isinstance(images, db.Bag):
@@ -161,8 +160,9 @@ def _parts(client: Any, images: Any, partition_size: Optional[int]) -> Tuple[Lis
         if isinstance(partition_size, bool) or not isinstance(partition_size, int) or partition_size < 1:
             raise ValueError(f"partition_size must be a positive integer, got {partition_size!r}")
         chunks = [items[i:i + partition_size] for i in range(0, len(items), partition_size)]
-        chunks = [[str(x) if hasattr(x, "__fspath__") else x for x in c] for c in chunks]
-        futures = client.scatter(chunks, hash=False) if chunks else []
+        # The parts travel inside the tasks, not scattered: scattered data dies with its worker, a task's
+        # arguments are kept by the scheduler, so a lost worker's tasks can run again elsewhere.
+        futures = [[os.fspath(x) if isinstance(x, os.PathLike) else x for x in c] for c in chunks]
         lengths = [len(c) for c in chunks]
     keep = [i for i, n in enumerate(lengths) if n]
     futures, lengths = [futures[i] for i in keep], [lengths[i] for i in keep]

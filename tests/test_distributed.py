@@ -274,3 +274,22 @@ def test_fit_survives_a_killed_worker(frames, tmp_path):
         assert not run.is_alive()
     assert victim is not None  # the kill happened while the fit ran
     assert_same_model(result["model"], want, tmp_path)
+
+
+def test_segments_seek_to_the_frames_one_pass_decodes(frames, tmp_path):
+    from hyperchroma.distributed import video as dvideo
+
+    make_film(tmp_path / "f.avi", frames)
+    n, h, w, anchors = dvideo._count(str(tmp_path / "f.avi"))
+    assert (n, h, w) == (48, 144, 192) and all(a is not None for a in anchors)
+    seq = list(dvideo._decode(str(tmp_path / "f.avi"), 0, n))
+    for start in (1, 13, 30, 47):
+        seeked = dvideo._seek(str(tmp_path / "f.avi"), n - start, anchors[start])
+        assert seeked is not None
+        got = list(seeked)
+        assert len(got) == n - start and all(np.array_equal(a, b) for a, b in zip(got, seq[start:]))
+    # an anchor that does not match (another frame's checksum): no seek, the frames come from the start
+    wrong = (anchors[20][0], anchors[21][1])
+    assert dvideo._seek(str(tmp_path / "f.avi"), 5, wrong) is None
+    got = list(dvideo._frames(str(tmp_path / "f.avi"), 20, 25, wrong))
+    assert all(np.array_equal(a, b) for a, b in zip(got, seq[20:25])) and len(got) == 5

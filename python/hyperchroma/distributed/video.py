@@ -15,14 +15,17 @@ pass, provided the cuts and the keyframe placements are the ones the one pass wo
    the one-machine encoder (:func:`hyperchroma.video.io.colorize_video`), so codec, timestamps, rotation and
    audio are handled exactly as there. The work folder is removed at the end.
 
-Each frame is decoded from the start of the file (no seeking), so every task sees the frames the one pass sees.
+A task reaches its first frame by seeking to the key frame before it, and only when the frame found there
+has the pts and the checksum the first pass recorded for it; else it decodes from the start of the file. So
+every task sees the frames the one pass sees.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+import zlib
+from typing import Any, Dict, Generator, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -32,8 +35,34 @@ from .._fs import atomic_write
 MIN_FRAMES = 50
 
 
-def _frames(src: str, start: int, stop: int) -> Iterator[np.ndarray]:
-    """The gray frames [start, stop) of src, decoded from the start (what colorize_video's decoder gives)."""
+Anchor = Tuple[int, int]  # (pts, crc32 of the gray frame) of the first frame a task decodes
+
+
+def _frames(src: str, start: int, stop: int, anchor: Optional[Anchor] = None) -> Iterator[np.ndarray]:
+    """The gray frames [start, stop) of src, what colorize_video's decoder gives: from a seek to the key frame
+    before ``anchor``'s timestamp when the first frame found there is the anchor's (same pts and checksum),
+    else decoded from the start of the file."""
+    if anchor is not None and start > 0:
+        seeked = _seek(src, stop - start, anchor)
+        if seeked is not None:
+            yield from seeked
+            return
+    yield from _decode(src, start, stop)
+
+
+def _decode(src: str, start: int, stop: int) -> Iterator[np.ndarray]:
+    for i, (gray, _) in enumerate(_decoded(src)):
+        if i >= stop:
+            break
+        if i >= start:
+            yield gray
+
+
+Decoded = Generator[Tuple[np.ndarray, Optional[int]], None, None]
+
+
+def _decoded(src: str, seek_pts: Optional[int] = None) -> Decoded:
+    """(gray, pts) of the frames of src in display order, from the key frame before ``seek_pts`` if given."""
     import av
 
     from ..video.io import VideoError, open_input
@@ -41,24 +70,56 @@ def _frames(src: str, start: int, stop: int) -> Iterator[np.ndarray]:
     inp, vs = open_input(src)
     vs.thread_type = "AUTO"
     try:
-        for i, frame in enumerate(inp.decode(vs)):
-            if i >= stop:
-                break
-            if i >= start:
-                yield frame.to_ndarray(format="gray")
+        if seek_pts is not None:
+            inp.seek(int(seek_pts), stream=vs, backward=True, any_frame=False)
+        for frame in inp.decode(vs):
+            yield frame.to_ndarray(format="gray"), frame.pts
     except (av.FFmpegError, OSError) as e:
         raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
     finally:
         inp.close()
 
 
-def _count(src: str) -> Tuple[int, int, int]:
-    """(frames, height, width) of the video stream."""
-    n, shape = 0, (0, 0)
-    for g in _frames(src, 0, 1 << 62):
-        shape = g.shape
-        n += 1
-    return n, int(shape[0]), int(shape[1])
+def _crc(gray: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(gray).data)
+
+
+def _seek(src: str, count: int, anchor: Anchor) -> Optional[Iterator[np.ndarray]]:
+    """``count`` frames from the anchor frame on, reached by seeking; None when the seek does not land on it."""
+    pts, crc = anchor
+    frames = _decoded(src, pts)
+    try:
+        for gray, p in frames:
+            if p is not None and p >= pts:
+                if p != pts or _crc(gray) != crc:
+                    break
+                return _rest(gray, frames, count)
+    except (ValueError, OSError):  # a file that does not seek: decode from the start instead
+        pass
+    frames.close()
+    return None
+
+
+def _rest(first: np.ndarray, frames: Decoded, count: int) -> Iterator[np.ndarray]:
+    try:
+        yield first
+        for _, (gray, _p) in zip(range(count - 1), frames):
+            yield gray
+    finally:
+        frames.close()
+
+
+def _count(src: str) -> Tuple[int, int, int, List[Optional[Anchor]]]:
+    """(frames, height, width, every frame's anchor (None where its pts is missing or not increasing))."""
+    anchors: List[Optional[Anchor]] = []
+    shape: Tuple[int, ...] = (0, 0)
+    last = None
+    for gray, pts in _decoded(src):
+        shape = gray.shape
+        ok = pts is not None and (last is None or pts > last)
+        anchors.append((int(pts), _crc(gray)) if ok and pts is not None else None)
+        last = pts if pts is not None else last
+    return len(anchors), int(shape[0]), int(shape[1]), anchors
 
 
 def _engine(model: Any, options: Dict[str, Any], placements: Optional[Dict[int, int]] = None) -> Any:
@@ -67,8 +128,8 @@ def _engine(model: Any, options: Dict[str, Any], placements: Optional[Dict[int, 
     return FilmEngine(model, model.keyframes, FilmOptions(**options), placements=placements)
 
 
-def _scan(src: str, start: int, stop: int, shape: Tuple[int, int], data: bytes, digest: str,
-          options: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]
+def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tuple[int, int], data: bytes,
+          digest: str, options: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]
           ) -> Tuple[List[bool], Optional[np.ndarray]]:
     """Cut decisions and keyframe scores of frames [start, stop), exactly as the engine makes them."""
     import cv2
@@ -88,7 +149,7 @@ def _scan(src: str, start: int, stop: int, shape: Tuple[int, int], data: bytes, 
     out: List[bool] = []
     rows = []
     prev = prev_hist = None
-    for i, gray in enumerate(_frames(src, max(0, start - 1), stop), start=max(0, start - 1)):
+    for i, gray in enumerate(_frames(src, max(0, start - 1), stop, anchor), start=max(0, start - 1)):
         small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
         hist = histogram(small)
         if i >= start:
@@ -104,8 +165,8 @@ def _scan(src: str, start: int, stop: int, shape: Tuple[int, int], data: bytes, 
     return out, (np.stack(rows) if rows else None)
 
 
-def _segment(src: str, start: int, stop: int, placements: Optional[Dict[int, int]], path: str, data: bytes,
-             digest: str, overrides: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> str:
+def _segment(src: str, start: int, stop: int, anchor: Optional[Anchor], placements: Optional[Dict[int, int]],
+             path: str, data: bytes, digest: str, overrides: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> str:
     """Colorize frames [start, stop) (whole shots) into ``path``: raw RGB uint8 frames, written atomically."""
     from ..video.film import compose, engine_results
     from .cluster import task_threads
@@ -117,7 +178,7 @@ def _segment(src: str, start: int, stop: int, placements: Optional[Dict[int, int
     local = None if placements is None else {f - start: k for f, k in placements.items() if start <= f < stop}
     eng = _engine(model, {}, local)
     with atomic_write(path) as f:
-        for r in engine_results(model, _frames(src, start, stop), engine=eng):
+        for r in engine_results(model, _frames(src, start, stop, anchor), engine=eng):
             f.write(np.ascontiguousarray(compose(eng.source, r)).tobytes())
     return path
 
@@ -155,14 +216,15 @@ def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, vi
     opt = FilmOptions(**options).check()
     work = os.path.join(os.path.dirname(dst) or ".", f".hyperchroma-segments-{digest[:12]}-{os.path.basename(dst)}")
     try:
-        n, height, width = client.submit(_count, src, retries=retries, pure=False).result()
+        n, height, width, anchors = client.submit(_count, src, retries=retries, pure=False).result()
         if n == 0:
             raise VideoError(f"{src}: the video stream has no frames")
         shape = (height, width)
         slots = max(1, sum(per_host.values()))
         chunk = max(MIN_FRAMES, -(-n // (2 * slots)))
-        scans = client.gather([client.submit(_scan, src, s, min(n, s + chunk), shape, data_f, digest, options,
-                                             per_host, threads, retries=retries, pure=False)
+        scans = client.gather([client.submit(_scan, src, s, min(n, s + chunk), anchors[max(0, s - 1)], shape,
+                                             data_f, digest, options, per_host, threads, retries=retries,
+                                             pure=False)
                                for s in range(0, n, chunk)])
         cuts = [c for part, _ in scans for c in part]
         placements: Optional[Dict[int, int]] = None
@@ -176,7 +238,8 @@ def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, vi
                 bounds.append((a, s))
                 a = s
         os.makedirs(work, exist_ok=True)
-        segs = [client.submit(_segment, src, a, b, placements, os.path.join(work, f"{k:06d}.rgb"), data_f, digest,
+        segs = [client.submit(_segment, src, a, b, anchors[a], placements, os.path.join(work, f"{k:06d}.rgb"),
+                              data_f, digest,
                               overrides, per_host, threads, retries=retries, pure=False)
                 for k, (a, b) in enumerate(bounds)]
         paths = client.gather(segs)

@@ -23,7 +23,9 @@ every task sees the frames the one pass sees.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import zlib
 from typing import Any, Dict, Generator, Iterator, List, Optional, Tuple
 
@@ -166,7 +168,8 @@ def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tupl
 
 
 def _segment(src: str, start: int, stop: int, anchor: Optional[Anchor], placements: Optional[Dict[int, int]],
-             path: str, data: bytes, digest: str, overrides: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> str:
+             path: str, data: bytes, digest: str, overrides: Dict[str, Any], per_host: Dict[str, int],
+             threads: Optional[int]) -> str:
     """Colorize frames [start, stop) (whole shots) into ``path``: lossless FFV1 (bgr0: the RGB frames exactly,
     about a third of their raw size) in Matroska, written atomically."""
     import av
@@ -180,19 +183,44 @@ def _segment(src: str, start: int, stop: int, anchor: Optional[Anchor], placemen
         model = model.with_settings(**overrides)
     local = None if placements is None else {f - start: k for f, k in placements.items() if start <= f < stop}
     eng = _engine(model, {}, local)
+    done = object()
+    q: "queue.Queue[Any]" = queue.Queue(8)
+    errors: List[BaseException] = []
+
+    def write(out: Any) -> None:  # compose and encode beside the engine, as colorize_video's encoder thread does
+        vs = None
+        try:
+            while (r := q.get()) is not done:
+                if errors:
+                    continue  # drain after an error of its own, so the engine never blocks
+                rgb = np.ascontiguousarray(compose(eng.source, r))
+                if vs is None:
+                    vs = out.add_stream("ffv1", rate=25)
+                    vs.width, vs.height, vs.pix_fmt = rgb.shape[1], rgb.shape[0], "bgr0"
+                for pk in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    out.mux(pk)
+            if vs is not None and not errors:
+                for pk in vs.encode():
+                    out.mux(pk)
+        except BaseException as e:  # noqa: BLE001 - raised on the calling thread
+            errors.append(e)
+            while q.get() is not done:
+                pass
+
     with atomic_write(path) as f:
         out = av.open(f, "w", format="matroska")
-        vs = None
-        for r in engine_results(model, _frames(src, start, stop, anchor), engine=eng):
-            rgb = np.ascontiguousarray(compose(eng.source, r))
-            if vs is None:
-                vs = out.add_stream("ffv1", rate=25)
-                vs.width, vs.height, vs.pix_fmt = rgb.shape[1], rgb.shape[0], "bgr0"
-            for pk in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(pk)
-        if vs is not None:
-            for pk in vs.encode():
-                out.mux(pk)
+        writer = threading.Thread(target=write, args=(out,), daemon=True)
+        writer.start()
+        try:
+            for r in engine_results(model, _frames(src, start, stop, anchor), engine=eng):
+                if errors:
+                    break
+                q.put(r)
+        finally:
+            q.put(done)
+            writer.join()
+        if errors:
+            raise errors[0]
         out.close()
     return path
 
@@ -200,10 +228,10 @@ def _segment(src: str, start: int, stop: int, anchor: Optional[Anchor], placemen
 def _join(src: str, dst: str, paths: List[str], shape: Tuple[int, int], data: bytes, digest: str,
           video: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]) -> Dict[str, Any]:
     """Encode the segments' frames in order, with src's timestamps and audio, into dst (atomically)."""
+    import av
+
     from .cluster import task_threads
     from .colorize import _model
-
-    import av
 
     model = _model(digest, data, task_threads(per_host, threads))
 
@@ -249,6 +277,11 @@ def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, vi
             if s - a >= chunk or s == n:
                 bounds.append((a, s))
                 a = s
+        if len(bounds) == 1:  # one segment: the film in one task, the one-machine call itself
+            from .colorize import _colorize_one
+
+            return client.submit(_colorize_one, src, dst, data_f, digest, overrides, video, per_host, threads,
+                                 retries=retries, pure=False).result()
         os.makedirs(work, exist_ok=True)
         segs = [client.submit(_segment, src, a, b, anchors[a], placements, os.path.join(work, f"{k:06d}.mkv"),
                               data_f, digest,

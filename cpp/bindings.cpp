@@ -454,6 +454,66 @@ void bind_color(py::module_& m) {
 }
 
 // ---------------------------------------------------------------- hash table (hash_table.hpp)
+// A state vector as a numpy array: (n,) when cols == 1, else (n / cols, cols).
+template <typename T>
+py::array_t<T> vec_array(const std::vector<T>& v, py::ssize_t cols) {
+    const py::ssize_t rows = cols ? static_cast<py::ssize_t>(v.size()) / cols : 0;
+    py::array_t<T> a(cols == 1 ? std::vector<py::ssize_t>{rows} : std::vector<py::ssize_t>{rows, cols});
+    if (!v.empty()) std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+}
+
+template <typename T>
+std::vector<T> array_vec(const py::dict& d, const char* name, py::ssize_t cols) {
+    if (!d.contains(name)) throw std::invalid_argument(std::string("state: missing '") + name + "'");
+    auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(d[name]);
+    if (!a) throw py::type_error(std::string("state: '") + name + "' must be a numpy array");
+    if (cols > 1 && (a.ndim() != 2 || a.shape(1) != cols) && a.size() != 0)
+        throw std::invalid_argument(std::string("state: '") + name + "' has the wrong shape");
+    return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+py::dict table_state(const HashTable& t) {
+    HashTable::State s;
+    {
+        py::gil_scoped_release release;
+        s = t.state();
+    }
+    py::dict d;
+    d["keys"] = vec_array(s.keys, t.words());
+    d["meta"] = vec_array(s.meta, 1);
+    d["acc_sums"] = vec_array(s.acc_sums, 2);
+    d["acc_counts"] = vec_array(s.acc_counts, 1);
+    d["ext"] = vec_array(s.ext, 4);
+    d["vote_keys"] = vec_array(s.vote_keys, 1);
+    d["vote_counts"] = vec_array(s.vote_counts, 1);
+    d["vote_sums"] = vec_array(s.vote_sums, 2);
+    d["acc_ready"] = s.acc_ready;
+    d["bins_complete"] = s.bins_complete;
+    return d;
+}
+
+std::unique_ptr<HashTable> table_from_state(int channels, int levels, const std::string& policy, double tolerance,
+                                            double vote_bin, const py::dict& d) {
+    const Policy p = parse_policy(policy);
+    const KeyLayout layout(channels, levels);
+    HashTable::State s;
+    s.keys = array_vec<std::uint64_t>(d, "keys", layout.words);
+    s.meta = array_vec<std::uint64_t>(d, "meta", 1);
+    s.acc_sums = array_vec<std::int64_t>(d, "acc_sums", 2);
+    s.acc_counts = array_vec<std::uint64_t>(d, "acc_counts", 1);
+    s.ext = array_vec<std::int32_t>(d, "ext", 4);
+    s.vote_keys = array_vec<std::uint64_t>(d, "vote_keys", 1);
+    s.vote_counts = array_vec<std::uint32_t>(d, "vote_counts", 1);
+    s.vote_sums = array_vec<std::int64_t>(d, "vote_sums", 2);
+    s.acc_ready = d.contains("acc_ready") && d["acc_ready"].cast<bool>();
+    s.bins_complete = d.contains("bins_complete") && d["bins_complete"].cast<bool>();
+    py::gil_scoped_release release;
+    if (s.keys.size() == s.meta.size() * static_cast<std::size_t>(layout.words))
+        check_keys(s.keys.data(), s.meta.size(), layout, "keys");
+    return HashTable::from_state(channels, levels, p, tolerance, vote_bin, s);
+}
+
 // A batch query of the table: keys (N, words) -> (ab float32 (N, 2), uint8 (N,)) filled by
 // query(keys, n, ab, flags, threads) without the GIL; `validate` rejects keys no packing produces.
 template <class Query>
@@ -538,17 +598,20 @@ bytes per entry for 2-word keys.
 Colors are stored in fixed point with ``AB_SCALE`` = 8192 units per ab unit, range [-128, 128): inputs
 outside are clamped, NaN / inf raise ValueError. Counts saturate at ``COUNT_MAX`` (2**21 - 1).
 
-Policies, applied per inserted (key, ab) pair in order (q = stored color, c = new count):
+Policies: a key's stored color depends on the set of colors inserted for it, not on their order (exact
+integer sums and counts in fixed point), so tables fitted on parts of the data ``merge`` exactly:
 
-- ``"mean"``: running mean, ``q += round((ab - q) / c)`` in fixed point.
-- ``"mark"`` (the paper): like mean, but when a color farther than `tolerance` (Euclidean, ab units)
-  from the stored mean arrives, the entry is marked conflicting for good; ``lookup`` reports it with
-  ``STATUS_CONFLICT`` and ab = 0. The mean keeps being updated.
+- ``"mean"``: the mean color, ``round(sum / n)``.
+- ``"mark"`` (the paper): the mean, and the entry is marked conflicting for good when the bounding box of
+  its colors is wider than `tolerance` (Euclidean diagonal, ab units; for two colors, their distance);
+  ``lookup`` reports it with ``STATUS_CONFLICT`` and ab = 0.
 - ``"vote"``: colors vote in bins ``floor(ab / vote_bin)`` per axis; the stored color is the mean of the
-  colors in the entry's most frequent bin (a tie keeps the bin that reached the top count first). Exact
-  per-(entry, bin) counts and sums are kept in an auxiliary map (counted by ``memory_bytes()``) until
-  ``finalize()`` drops them; an entry without bin data (after ``finalize()`` or ``from_entries()``) is
-  reseeded on its next insert as `count` votes for the bin of its stored color.
+  colors in the entry's most frequent bin (a tie goes to the smaller bin, of a first, then of b).
+
+The fitting data (per-entry sums, counts and extremes; per-(entry, bin) counts and sums for vote) is kept
+(counted by ``memory_bytes()``) until ``finalize()`` drops it; an entry without it (after ``finalize()`` or
+``from_entries()``) is reseeded on the next insert or merge as `count` colors equal to its stored color.
+Entries keep first-insertion order; ``merge(other)`` appends other's new keys in other's order.
 
 `tolerance` is used by ``"mark"`` only, `vote_bin` by ``"vote"`` only. `capacity` pre-sizes the table
 for that many entries.
@@ -677,6 +740,33 @@ runs with the GIL released.
         "Raises ValueError on duplicate keys, counts < 1, non-finite ab or mismatched shapes; counts above\n"
         "COUNT_MAX saturate. A 'vote' table built this way has no bin data: see the class docs.");
 
+    cls.def("merge", [](HashTable& t, const HashTable& other) {
+        py::gil_scoped_release release;
+        t.merge(other);
+    }, py::arg("other"),
+       "Add every color fitted into `other` (same channels, levels, policy, tolerance / vote_bin) as if it had\n"
+       "been inserted here. Associative and commutative in colors, counts and flags: exact when both tables\n"
+       "are exact() (not finalized). other's new keys are appended in its order; other is unchanged.");
+    cls.def_property_readonly("exact", &HashTable::exact,
+                              "True while the table holds every entry's exact fitting data (not finalized).");
+    cls.def("state", [](const HashTable& t) { return table_state(t); },
+            "Everything the table holds, fitting data included, as a dict of numpy arrays (see from_state).");
+    cls.def_static("from_state", [](int channels, int levels, const std::string& policy, double tolerance,
+                                    double vote_bin, const py::dict& state) {
+        return table_from_state(channels, levels, policy, tolerance, vote_bin, state);
+    }, py::arg("channels"), py::arg("levels"), py::arg("policy"), py::arg("tolerance"), py::arg("vote_bin"),
+       py::arg("state"), "The table of state() (ValueError when inconsistent).");
+    cls.def(py::pickle(
+        [](const HashTable& t) {
+            return py::make_tuple(t.layout().channels, t.layout().levels, std::string(policy_name(t.policy())),
+                                  t.tolerance(), t.vote_bin(), table_state(t));
+        },
+        [](const py::tuple& s) {
+            if (s.size() != 6) throw std::invalid_argument("Table pickle: expected 6 fields");
+            return table_from_state(s[0].cast<int>(), s[1].cast<int>(), s[2].cast<std::string>(),
+                                    s[3].cast<double>(), s[4].cast<double>(), s[5].cast<py::dict>());
+        }));
+
     cls.def("shrink_to_fit", [](HashTable& t) {
         py::gil_scoped_release release;
         t.shrink_to_fit();
@@ -685,8 +775,8 @@ runs with the GIL released.
         py::gil_scoped_release release;
         t.finalize();
         t.shrink_to_fit();
-    }, "Done fitting: drop the 'vote' policy's per-bin data and shrink_to_fit(). Inserts still work; a\n"
-       "'vote' entry touched afterwards is reseeded as `count` votes for the bin of its stored color.");
+    }, "Done fitting: drop the fitting data (sums, counts, extremes, vote bins) and shrink_to_fit(). Inserts\n"
+       "and merges still work; entries are then reseeded as `count` colors equal to their stored color.");
     cls.def("memory_bytes", &HashTable::memory_bytes,
             "Bytes allocated by the table (rows, slots, vote bin data; vector capacities).");
     cls.def("vote_records", &HashTable::vote_records,

@@ -14,19 +14,27 @@
 // - A presence filter (one uint64 per 8 slots, 3 bits set per key in the word of its home bucket, 10 to 15
 //   bits per entry, rebuilt with the slots) lets lookup_one_step reject most of its ~2 * channels probes of
 //   absent keys without touching the slot array (~2-3% false positives at load 0.8).
-// - The vote policy keeps exact per-(entry, color bin) counts and color sums in an auxiliary open-addressing
-//   map while fitting (32 bytes per record, bucket from the entry key's hash and the bin, so it can be
-//   prefetched before the entry is found); finalize() drops it.
+// - While fitting, every policy keeps what makes its result a function of the *set* of inserted colors,
+//   not of their order, so tables fitted on parts of the data merge exactly (merge()):
+//   mean / mark: per entry the exact color sums and count (Acc, 24 bytes), mark also the per-axis extremes
+//   (Ext, 16 bytes), in vectors parallel to the rows; vote: exact per-(entry, color bin) counts and color
+//   sums in an auxiliary open-addressing map (32 bytes per record, bucket from the entry key's hash and the
+//   bin, so it can be prefetched before the entry is found). finalize() drops all of it: a finalized table
+//   is rows + slots + filter only (<= 32 bytes per entry for 2-word keys).
 //
-// Policies (xq = the incoming color in fixed point, q = the stored one, c = the new count):
-// - mean: q += round((xq - q) / c), a running mean; count saturates at kCountMax (then it is an exponential
-//   moving average with weight 1 / kCountMax).
-// - mark: like mean, but when |xq - q| > tolerance (Euclidean, ab units, before the update) the entry is
-//   marked conflicting for good; lookup reports it as STATUS_CONFLICT. The mean keeps being updated.
+// Policies (sums and counts exact integers, q = the stored color in fixed point, n = the number of colors):
+// - mean: q = round(sum / n), the exact mean.
+// - mark: the mean, and the entry is marked conflicting for good when the bounding box of its colors is
+//   wider than tolerance (Euclidean diagonal, ab units: for two colors, their distance); lookup reports it
+//   as STATUS_CONFLICT.
 // - vote: bin = floor(ab / vote_bin) per axis. The stored color is the mean of the colors in the entry's
-//   most frequent bin; a tie keeps the bin that reached the top count first. An entry without bin data
-//   (after finalize() or from_entries()) is reseeded on its next insert as `count` votes for the bin of its
-//   stored color.
+//   most frequent bin; a tie goes to the smaller bin (bin of a first, then of b).
+// The stored count is n saturated at kCountMax. An entry without fitting data (after finalize() or
+// from_entries()) is reseeded when the table is next inserted into or merged: as `count` colors equal to
+// its stored color (mean / mark: sums = q * count, extremes = q; vote: `count` votes for the bin of q), so
+// fitting on after finalize() is an approximation; fit, merge, then finalize() is exact.
+// Order: entries keep first-insertion order; merge(o) appends o's new keys after this table's in o's
+// order, so merging consecutive parts in order reproduces the single-table order as well.
 // round(v) is round half up, in exact integer arithmetic.
 //
 // Thread safety: lookups (and all const readers) take a shared lock, inserts and other mutators an
@@ -138,6 +146,7 @@ public:
         b += slots_.capacity() * sizeof(std::uint32_t);
         b += filter_.capacity() * sizeof(std::uint64_t);
         b += vote_.capacity() * sizeof(VoteBin);
+        b += acc_.capacity() * sizeof(Acc) + ext_.capacity() * sizeof(Ext);
         return b;
     }
 
@@ -196,6 +205,7 @@ public:
     void insert(const std::uint64_t* keys, const float* ab, std::size_t n) {
         check_finite(ab, 2 * n, "ab");
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        if (n) ensure_acc();
         // Pipeline over the batch: at i hash key i and prefetch its slot; for 'vote' also at i - DB prefetch
         // the candidate entry row and the bin record of the incoming color, and at i - DC the bin record of
         // the stored color; at i - DD insert. Prefetches are hints: stale ones are harmless. (Measured: a
@@ -273,6 +283,8 @@ public:
     // Trim all allocations to the current size (slots to load 0.8). Keeps the vote data.
     void shrink_to_fit() {
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        acc_.shrink_to_fit();
+        ext_.shrink_to_fit();
         const std::size_t nchunks = (size_ + kChunkEntries - 1) >> kChunkShift;
         chunks_.resize(nchunks);
         chunk_ptr_.resize(nchunks);
@@ -298,11 +310,151 @@ public:
         }
     }
 
-    // Drop the vote policy's per-bin data (no-op for other policies); later vote inserts reseed entries.
+    // Drop the fitting-only data (sums, counts, extremes, vote bins); later inserts and merges reseed entries.
     void finalize() {
         std::unique_lock<std::shared_mutex> lock(mutex_);
         std::vector<VoteBin>().swap(vote_);
         vote_size_ = 0;
+        std::vector<Acc>().swap(acc_);
+        std::vector<Ext>().swap(ext_);
+        acc_ready_ = bins_complete_ = size_ == 0;
+    }
+
+    // True while the table holds the exact fitting data of every entry (a table never finalized, built by
+    // from_state() with it, or reseeded): then merge() and finalize() give exactly the table fitted on all
+    // the colors at once.
+    bool exact() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        return policy_ == Policy::vote ? bins_complete_ : acc_ready_;
+    }
+
+    // Add every color fitted into `o` (same layout, policy, tolerance and vote bin) as if it had been
+    // inserted here: associative and commutative in the stored colors, counts and flags (exact when both
+    // tables are exact()); o's new keys are appended in o's order. o is not changed.
+    void merge(const HashTable& o) {
+        if (&o == this) throw std::invalid_argument("cannot merge a table into itself");
+        if (o.layout_.channels != layout_.channels || o.layout_.levels != layout_.levels)
+            throw std::invalid_argument("merge: tables differ in channels or levels (" +
+                                        std::to_string(layout_.channels) + "x" + std::to_string(layout_.levels) +
+                                        " vs " + std::to_string(o.layout_.channels) + "x" +
+                                        std::to_string(o.layout_.levels) + ")");
+        if (o.policy_ != policy_)
+            throw std::invalid_argument(std::string("merge: tables differ in policy ('") + policy_name(policy_) +
+                                        "' vs '" + policy_name(o.policy_) + "')");
+        if (policy_ == Policy::mark && o.tolerance_ != tolerance_)
+            throw std::invalid_argument("merge: tables differ in tolerance");
+        if (policy_ == Policy::vote && o.vote_bin_ != vote_bin_)
+            throw std::invalid_argument("merge: tables differ in vote_bin");
+        std::unique_lock<std::shared_mutex> mine(mutex_, std::defer_lock);
+        std::shared_lock<std::shared_mutex> theirs(o.mutex_, std::defer_lock);
+        std::lock(mine, theirs);
+        if (o.size_ == 0) return;
+        if (policy_ == Policy::vote)
+            merge_vote(o);
+        else
+            merge_acc(o);
+    }
+
+    // Everything a table holds, fitting data included (for pickling and shipping partial tables).
+    struct State {
+        std::vector<std::uint64_t> keys, meta;           // n * words, n
+        std::vector<std::int64_t> acc_sums;              // n * 2 (mean / mark, when exact)
+        std::vector<std::uint64_t> acc_counts;           // n
+        std::vector<std::int32_t> ext;                   // n * 4 (mark: min a, max a, min b, max b)
+        std::vector<std::uint64_t> vote_keys;            // m: entry << 32 | bins
+        std::vector<std::uint32_t> vote_counts;          // m
+        std::vector<std::int64_t> vote_sums;             // m * 2
+        bool acc_ready = false, bins_complete = false;
+    };
+    State state() const {
+        std::shared_lock<std::shared_mutex> lock(mutex_);
+        State s;
+        s.keys.resize(size_ * words_);
+        s.meta.resize(size_);
+        for (std::size_t i = 0; i < size_; ++i) {
+            const std::uint64_t* r = row(i);
+            std::copy(r, r + words_, s.keys.data() + i * words_);
+            s.meta[i] = r[words_];
+        }
+        s.acc_ready = acc_ready_ && policy_ != Policy::vote;
+        if (s.acc_ready) {
+            s.acc_sums.resize(2 * size_);
+            s.acc_counts.resize(size_);
+            for (std::size_t i = 0; i < size_; ++i) {
+                s.acc_sums[2 * i] = acc_[i].sum_a;
+                s.acc_sums[2 * i + 1] = acc_[i].sum_b;
+                s.acc_counts[i] = acc_[i].n;
+            }
+            if (policy_ == Policy::mark) {
+                s.ext.resize(4 * size_);
+                for (std::size_t i = 0; i < size_; ++i) {
+                    const Ext& e = ext_[i];
+                    s.ext[4 * i] = e.min_a, s.ext[4 * i + 1] = e.max_a;
+                    s.ext[4 * i + 2] = e.min_b, s.ext[4 * i + 3] = e.max_b;
+                }
+            }
+        }
+        s.bins_complete = bins_complete_ && policy_ == Policy::vote;
+        for (const VoteBin& v : vote_) {
+            if (v.key == kNoBin) continue;
+            s.vote_keys.push_back(v.key);
+            s.vote_counts.push_back(v.count);
+            s.vote_sums.push_back(v.sum_a);
+            s.vote_sums.push_back(v.sum_b);
+        }
+        return s;
+    }
+
+    // The table of a State (as state() returns it). Throws std::invalid_argument on inconsistent data.
+    static std::unique_ptr<HashTable> from_state(int channels, int levels, Policy policy, double tolerance,
+                                                 double vote_bin, const State& s) {
+        auto t = std::make_unique<HashTable>(channels, levels, policy, tolerance, 0, vote_bin);
+        const std::size_t w = static_cast<std::size_t>(t->words_), n = s.meta.size();
+        if (s.keys.size() != n * w) throw std::invalid_argument("state: keys and meta disagree on the size");
+        if (n > kMaxEntries) throw std::invalid_argument("state: too many entries");
+        const bool acc = s.acc_ready && policy != Policy::vote;
+        if (acc && (s.acc_sums.size() != 2 * n || s.acc_counts.size() != n ||
+                    s.ext.size() != (policy == Policy::mark ? 4 * n : 0)))
+            throw std::invalid_argument("state: fitting data of the wrong size");
+        const std::size_t m = s.vote_keys.size();
+        if (s.vote_counts.size() != m || s.vote_sums.size() != 2 * m || (policy != Policy::vote && m))
+            throw std::invalid_argument("state: vote records of the wrong size or policy");
+        t->reserve(n);
+        std::unique_lock<std::shared_mutex> lock(t->mutex_);
+        std::vector<std::uint32_t> h32(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::uint64_t* key = s.keys.data() + i * w;
+            if (meta_count(s.meta[i]) == 0) throw std::invalid_argument("state: an entry with count 0");
+            if (acc && s.acc_counts[i] == 0) throw std::invalid_argument("state: an entry with no colors");
+            const std::uint64_t h = hash_key(key, t->words_);
+            h32[i] = static_cast<std::uint32_t>(h);
+            std::uint64_t pos = 0;
+            if (t->find(key, h, &pos) != kEmpty) throw std::invalid_argument("state: duplicate keys");
+            t->add_entry(key, h, pos, s.meta[i]);
+        }
+        if (acc) {
+            t->acc_.resize(n);
+            for (std::size_t i = 0; i < n; ++i)
+                t->acc_[i] = Acc{s.acc_sums[2 * i], s.acc_sums[2 * i + 1], s.acc_counts[i]};
+            if (policy == Policy::mark) {
+                t->ext_.resize(n);
+                for (std::size_t i = 0; i < n; ++i)
+                    t->ext_[i] = Ext{s.ext[4 * i], s.ext[4 * i + 1], s.ext[4 * i + 2], s.ext[4 * i + 3]};
+            }
+        }
+        t->acc_ready_ = acc || n == 0;
+        for (std::size_t j = 0; j < m; ++j) {
+            const std::uint64_t e = s.vote_keys[j] >> 32;
+            if (e >= n || s.vote_counts[j] == 0) throw std::invalid_argument("state: a bad vote record");
+            bool inserted = false;
+            VoteBin* r = t->vote_get(s.vote_keys[j], h32[e], &inserted);
+            if (!inserted) throw std::invalid_argument("state: duplicate vote records");
+            r->count = s.vote_counts[j];
+            r->sum_a = s.vote_sums[2 * j];
+            r->sum_b = s.vote_sums[2 * j + 1];
+        }
+        t->bins_complete_ = (s.bins_complete && policy == Policy::vote) || n == 0;
+        return t;
     }
 
     // Number of auxiliary vote records ((entry, bin) pairs) currently held.
@@ -338,6 +490,7 @@ public:
             t->slots_[pos] = (static_cast<std::uint32_t>(h) & t->tag_mask_) | idx;
             t->filter_add(h);
         }
+        t->acc_ready_ = t->bins_complete_ = n == 0;
         return t;
     }
 
@@ -359,6 +512,13 @@ private:
     static constexpr std::size_t kChunkEntries = std::size_t{1} << kChunkShift, kChunkMask = kChunkEntries - 1;
     static constexpr std::uint64_t kM21 = (std::uint64_t{1} << 21) - 1;
 
+    struct Acc {  // mean / mark: exact color sums and count of an entry
+        std::int64_t sum_a, sum_b;
+        std::uint64_t n;
+    };
+    struct Ext {  // mark: the per-axis extremes of an entry's colors
+        std::int32_t min_a, max_a, min_b, max_b;
+    };
     struct VoteBin {
         std::uint64_t key;  // entry index << 32 | bin_a << 16 | bin_b (bins offset by 32768); kNoBin = empty
         std::uint32_t count;
@@ -517,13 +677,8 @@ private:
         filter_.swap(nf);
     }
 
-    void insert_one(const std::uint64_t* key, std::uint64_t h, std::int64_t xa, std::int64_t xb) {
-        std::uint64_t pos = 0;
-        const std::uint32_t found = find(key, h, &pos);
-        if (found != kEmpty) {
-            update(found, static_cast<std::uint32_t>(h), xa, xb);
-            return;
-        }
+    // Append a new entry whose free slot find() gave as `pos` (growing the slots first when needed).
+    std::uint32_t add_entry(const std::uint64_t* key, std::uint64_t h, std::uint64_t pos, std::uint64_t meta) {
         if (size_ >= max_size_) {
             std::uint64_t want = std::max<std::uint64_t>(cap_ + cap_ / 2, cap_for(size_ + 1));
             want = std::min<std::uint64_t>(want, cap_for(kMaxEntries));
@@ -532,10 +687,27 @@ private:
             rehash(want);
             find(key, h, &pos);
         }
-        const std::uint32_t idx = append_row(key, pack_meta(xa, xb, 1, false));
+        const std::uint32_t idx = append_row(key, meta);
         slots_[pos] = (static_cast<std::uint32_t>(h) & tag_mask_) | idx;
         filter_add(h);
-        if (policy_ == Policy::vote) {
+        return idx;
+    }
+
+    void insert_one(const std::uint64_t* key, std::uint64_t h, std::int64_t xa, std::int64_t xb) {
+        std::uint64_t pos = 0;
+        const std::uint32_t found = find(key, h, &pos);
+        if (found != kEmpty) {
+            update(found, static_cast<std::uint32_t>(h), xa, xb);
+            return;
+        }
+        const std::uint32_t idx = add_entry(key, h, pos, pack_meta(xa, xb, 1, false));
+        if (policy_ != Policy::vote) {
+            acc_.push_back(Acc{xa, xb, 1});
+            if (policy_ == Policy::mark) {
+                const auto a32 = static_cast<std::int32_t>(xa), b32 = static_cast<std::int32_t>(xb);
+                ext_.push_back(Ext{a32, a32, b32, b32});
+            }
+        } else {
             bool inserted = false;
             VoteBin* r = vote_get(vote_key(idx, bins_of(xa, xb)), static_cast<std::uint32_t>(h), &inserted);
             r->count = 1;
@@ -549,18 +721,170 @@ private:
         std::int64_t a = meta_a(m), b = meta_b(m);
         const std::uint32_t c = meta_count(m);
         bool conflict = meta_conflict(m);
-        const std::uint32_t c2 = c < kCountMax ? c + 1 : c;
+        std::uint32_t c2 = c < kCountMax ? c + 1 : c;
         if (policy_ == Policy::vote) {
             vote_update(idx, h32, xa, xb, a, b, c);
         } else {
-            if (policy_ == Policy::mark && !conflict) {
-                const std::int64_t da = xa - a, db = xb - b;
-                if (static_cast<double>(da * da + db * db) > tol2_) conflict = true;
+            Acc& s = acc_[idx];
+            s.sum_a += xa;
+            s.sum_b += xb;
+            ++s.n;
+            if (policy_ == Policy::mark) {
+                Ext& e = ext_[idx];
+                const auto a32 = static_cast<std::int32_t>(xa), b32 = static_cast<std::int32_t>(xb);
+                e.min_a = std::min(e.min_a, a32), e.max_a = std::max(e.max_a, a32);
+                e.min_b = std::min(e.min_b, b32), e.max_b = std::max(e.max_b, b32);
+                conflict = conflict || too_wide(e);
             }
-            a += round_div(xa - a, c2);
-            b += round_div(xb - b, c2);
+            a = round_div(s.sum_a, static_cast<std::int64_t>(s.n));
+            b = round_div(s.sum_b, static_cast<std::int64_t>(s.n));
+            c2 = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.n, kCountMax));
         }
         m = pack_meta(a, b, c2, conflict);
+    }
+
+    bool too_wide(const Ext& e) const {
+        const std::int64_t da = std::int64_t{e.max_a} - e.min_a, db = std::int64_t{e.max_b} - e.min_b;
+        return static_cast<double>(da * da + db * db) > tol2_;
+    }
+
+    // ---- exact fitting data: reseeding and merging
+    // mean / mark: give every entry its sums / count / extremes from its stored color when they were dropped.
+    void ensure_acc() {
+        if (acc_ready_ || policy_ == Policy::vote) return;
+        std::vector<Acc> acc(size_);
+        std::vector<Ext> ext(policy_ == Policy::mark ? size_ : 0);
+        for (std::size_t i = 0; i < size_; ++i) acc[i] = seed_acc(row(i)[words_], policy_ == Policy::mark ? &ext[i] : nullptr);
+        acc_.swap(acc);
+        ext_.swap(ext);
+        acc_ready_ = true;
+    }
+    static Acc seed_acc(std::uint64_t m, Ext* e) {
+        const std::int64_t a = meta_a(m), b = meta_b(m), c = meta_count(m);
+        if (e) *e = Ext{static_cast<std::int32_t>(a), static_cast<std::int32_t>(a), static_cast<std::int32_t>(b),
+                        static_cast<std::int32_t>(b)};
+        return Acc{a * c, b * c, static_cast<std::uint64_t>(c)};
+    }
+    // vote: give every entry without bin records its `count` votes for the bin of its stored color.
+    void ensure_bins() {
+        if (bins_complete_ || policy_ != Policy::vote) return;
+        for (std::size_t i = 0; i < size_; ++i) {
+            const std::uint64_t m = row(i)[words_];
+            const auto h32 = static_cast<std::uint32_t>(hash_key(row(i), words_));
+            bool inserted = false;
+            VoteBin* r = vote_get(vote_key(static_cast<std::uint32_t>(i), bins_of(meta_a(m), meta_b(m))), h32,
+                                  &inserted);
+            if (inserted) {
+                const std::int64_t c = meta_count(m);
+                r->count = static_cast<std::uint32_t>(c);
+                r->sum_a = meta_a(m) * c;
+                r->sum_b = meta_b(m) * c;
+            }
+        }
+        bins_complete_ = true;
+    }
+    void merge_acc(const HashTable& o) {
+        ensure_acc();
+        const bool mark = policy_ == Policy::mark;
+        for (std::size_t i = 0; i < o.size_; ++i) {
+            const std::uint64_t* key = o.row(i);
+            const std::uint64_t om = key[words_];
+            Ext oe{0, 0, 0, 0};
+            Acc oa{0, 0, 0};
+            if (o.acc_ready_) {
+                oa = o.acc_[i];
+                if (mark) oe = o.ext_[i];
+            } else {
+                oa = seed_acc(om, &oe);
+            }
+            const std::uint64_t h = hash_key(key, words_);
+            std::uint64_t pos = 0;
+            const std::uint32_t found = find(key, h, &pos);
+            if (found == kEmpty) {
+                add_entry(key, h, pos, om);
+                acc_.push_back(oa);
+                if (mark) ext_.push_back(oe);
+                continue;
+            }
+            Acc& s = acc_[found];
+            s.sum_a += oa.sum_a;
+            s.sum_b += oa.sum_b;
+            s.n += oa.n;
+            std::uint64_t& m = row(found)[words_];
+            bool conflict = meta_conflict(m) || meta_conflict(om);
+            if (mark) {
+                Ext& e = ext_[found];
+                e.min_a = std::min(e.min_a, oe.min_a), e.max_a = std::max(e.max_a, oe.max_a);
+                e.min_b = std::min(e.min_b, oe.min_b), e.max_b = std::max(e.max_b, oe.max_b);
+                conflict = conflict || too_wide(e);
+            }
+            m = pack_meta(round_div(s.sum_a, static_cast<std::int64_t>(s.n)),
+                          round_div(s.sum_b, static_cast<std::int64_t>(s.n)),
+                          static_cast<std::uint32_t>(std::min<std::uint64_t>(s.n, kCountMax)), conflict);
+        }
+    }
+    void add_votes(std::uint32_t idx, std::uint32_t h32, std::uint32_t bins, std::uint32_t count, std::int64_t sa,
+                   std::int64_t sb) {
+        bool inserted = false;
+        VoteBin* r = vote_get(vote_key(idx, bins), h32, &inserted);
+        r->count = static_cast<std::uint32_t>(std::min<std::uint64_t>(std::uint64_t{r->count} + count, 0xFFFFFFFFu));
+        r->sum_a += sa;
+        r->sum_b += sb;
+    }
+    void merge_vote(const HashTable& o) {
+        ensure_bins();
+        std::vector<std::uint32_t> remap(o.size_);
+        for (std::size_t i = 0; i < o.size_; ++i) {
+            const std::uint64_t* key = o.row(i);
+            const std::uint64_t h = hash_key(key, words_);
+            std::uint64_t pos = 0;
+            const std::uint32_t found = find(key, h, &pos);
+            remap[i] = found != kEmpty ? found : add_entry(key, h, pos, key[words_]);
+        }
+        std::vector<std::uint8_t> seen(o.size_, 0);
+        for (const VoteBin& v : o.vote_) {
+            if (v.key == kNoBin) continue;
+            const std::size_t e = static_cast<std::size_t>(v.key >> 32);
+            seen[e] = 1;
+            add_votes(remap[e], v.h32, static_cast<std::uint32_t>(v.key), v.count, v.sum_a, v.sum_b);
+        }
+        for (std::size_t i = 0; i < o.size_; ++i) {
+            if (seen[i]) continue;  // o has no bin data for this entry: its stored color, `count` times
+            const std::uint64_t m = o.row(i)[words_];
+            const std::int64_t c = meta_count(m);
+            add_votes(remap[i], static_cast<std::uint32_t>(hash_key(o.row(i), words_)),
+                      bins_of(meta_a(m), meta_b(m)), static_cast<std::uint32_t>(c), meta_a(m) * c, meta_b(m) * c);
+        }
+        // The touched entries' top bins (most votes, then the smaller bin) and totals, from all their records.
+        constexpr std::uint32_t kNone = 0xFFFFFFFFu;
+        std::vector<std::uint32_t> slot(size_, kNone);
+        for (std::size_t i = 0; i < o.size_; ++i) slot[remap[i]] = static_cast<std::uint32_t>(i);
+        struct Best {
+            std::uint32_t count = 0, bins = 0;
+            std::int64_t sum_a = 0, sum_b = 0;
+            std::uint64_t total = 0;
+        };
+        std::vector<Best> best(o.size_);
+        for (const VoteBin& v : vote_) {
+            if (v.key == kNoBin) continue;
+            const std::uint32_t s = slot[static_cast<std::size_t>(v.key >> 32)];
+            if (s == kNone) continue;
+            Best& b = best[s];
+            b.total += v.count;
+            const auto bins = static_cast<std::uint32_t>(v.key);
+            if (v.count > b.count || (v.count == b.count && bins < b.bins)) {
+                b.count = v.count;
+                b.bins = bins;
+                b.sum_a = v.sum_a;
+                b.sum_b = v.sum_b;
+            }
+        }
+        for (std::size_t i = 0; i < o.size_; ++i) {
+            const Best& b = best[i];
+            row(remap[i])[words_] = pack_meta(round_div(b.sum_a, b.count), round_div(b.sum_b, b.count),
+                                              static_cast<std::uint32_t>(std::min<std::uint64_t>(b.total, kCountMax)),
+                                              false);
+        }
     }
 
     // ---- vote map
@@ -638,7 +962,8 @@ private:
             r->sum_a += xa;
             r->sum_b += xb;
         }
-        if (nkey == tkey || r->count > top_count) {
+        if (nkey == tkey || r->count > top_count ||
+            (r->count == top_count && static_cast<std::uint32_t>(nkey) < static_cast<std::uint32_t>(tkey))) {
             a = round_div(r->sum_a, r->count);
             b = round_div(r->sum_b, r->count);
         }
@@ -825,6 +1150,11 @@ private:
 
     std::vector<VoteBin> vote_;
     std::size_t vote_size_ = 0;
+
+    std::vector<Acc> acc_;  // mean / mark, parallel to the rows while acc_ready_
+    std::vector<Ext> ext_;  // mark, parallel to the rows while acc_ready_
+    bool acc_ready_ = true;      // mean / mark: acc_ (and ext_) hold every entry's exact fitting data
+    bool bins_complete_ = true;  // vote: every entry has bin records (else some are reseeded when needed)
 
     mutable std::shared_mutex mutex_;
 };

@@ -74,3 +74,56 @@ def test_vote_model_is_finalized_after_fit(frames):
     m = hc.fit(frames[0][:2], policy="vote")
     assert m.table.vote_records() == 0
     assert m.table.memory_bytes() / len(m.table) <= 32
+
+
+def _entries(table):
+    return {k: v for k, v in table.entries().items()}
+
+
+@pytest.mark.parametrize("policy", ["mark", "mean", "vote"])
+def test_tables_of_a_split_merge_into_the_union(frames, policy):
+    """Phase 3 on parts of the images, merged (in order, and in another order), equals phase 3 on all."""
+    from hyperchroma.classifier import Classifier
+    from hyperchroma.fitting import fill_table, learn_quantizer, sample_hypercolumns
+    from hyperchroma.settings import FitSettings
+
+    images = frames[0][:4]
+    clf = Classifier()
+    settings = FitSettings(policy=policy).checked()
+    q = learn_quantizer(sample_hypercolumns(images, clf, settings), settings.levels, settings.key_channels)
+    whole = fill_table(images, clf, q, settings)
+    parts = [fill_table(images[:1], clf, q, settings), fill_table(images[1:3], clf, q, settings),
+             fill_table(images[3:], clf, q, settings)]
+    merged = fill_table([], clf, q, settings)
+    for p in parts:
+        merged.merge(p)
+    backwards = fill_table(images[::-1], clf, q, settings)
+    for t in (whole, merged, backwards):
+        t.finalize()
+    a, b = _entries(merged), _entries(whole)
+    for k in ("keys", "ab", "counts", "conflicting"):
+        np.testing.assert_array_equal(a[k], b[k])
+    if policy == "mark":
+        assert b["conflicting"].any() and not b["conflicting"].all()
+    # the images in another order: the same entries, in another order
+    c = _entries(backwards)
+    order_b = np.lexsort(b["keys"].T[::-1])
+    order_c = np.lexsort(c["keys"].T[::-1])
+    for k in ("keys", "ab", "counts", "conflicting"):
+        np.testing.assert_array_equal(c[k][order_c], b[k][order_b])
+    with pytest.raises(ValueError, match="open"):
+        merged.merge(parts[0])
+
+
+def test_sampling_is_per_image(frames):
+    """Image i's samples depend on (seed, i) only: sampling a part gives the same rows as in the whole."""
+    from hyperchroma.classifier import Classifier
+    from hyperchroma.fitting import sample_hypercolumns, sample_image, training_image
+    from hyperchroma.settings import FitSettings
+
+    clf = Classifier()
+    settings = FitSettings(samples_per_image=300).checked()
+    whole = sample_hypercolumns(frames[0][:3], clf, settings).hypercolumns
+    t = training_image(frames[0][2], settings.size, "x")
+    mine = sample_image(clf.run(t.gray), t.shape, settings, 2)
+    np.testing.assert_array_equal(whole[600:], mine)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import threading
 
 import numpy as np
@@ -29,7 +30,9 @@ def round_div(n: int, d: int) -> int:
 
 
 class RefTable:
-    """dict key-tuple -> [a, b, count, conflicting, bins]; a, b in fixed point; bins only for 'vote'."""
+    """dict key-tuple -> [a, b, count, conflicting, bins, acc]; a, b in fixed point; bins only for 'vote'
+    ({(bin a, bin b): [count, sum a, sum b]}), acc for 'mean' / 'mark' ([sum a, sum b, n, min a, max a,
+    min b, max b]); None when dropped by finalize() (then reseeded from the stored color)."""
 
     def __init__(self, policy: str, tolerance: float = 12.0, vote_bin: float = 10.0):
         self.policy, self.tolerance, self.vote_bin = policy, tolerance, vote_bin
@@ -46,33 +49,61 @@ class RefTable:
             xa, xb = quant(x), quant(y)
             e = self.d.get(k)
             if e is None:
-                bins = {(self.bin(xa), self.bin(xb)): [1, xa, xb]} if self.policy == "vote" else None
-                self.d[k] = [xa, xb, 1, False, bins]
+                if self.policy == "vote":
+                    self.d[k] = [xa, xb, 1, False, {(self.bin(xa), self.bin(xb)): [1, xa, xb]}, None]
+                else:
+                    self.d[k] = [xa, xb, 1, False, None, [xa, xb, 1, xa, xa, xb, xb]]
                 continue
-            a, b, c, conf, bins = e
-            c2 = min(c + 1, CMAX)
-            if self.policy == "vote":
-                tb = (self.bin(a), self.bin(b))
-                if bins is None:  # reseed after finalize() / from_entries()
-                    bins = {tb: [c, a * c, b * c]}
-                top_count = bins[tb][0]
-                nb = (self.bin(xa), self.bin(xb))
-                r = bins.setdefault(nb, [0, 0, 0])
-                r[0] += 1
-                r[1] += xa
-                r[2] += xb
-                if nb == tb or r[0] > top_count:
-                    a, b = round_div(r[1], r[0]), round_div(r[2], r[0])
-            else:
-                if self.policy == "mark" and not conf:
-                    conf = float((xa - a) ** 2 + (xb - b) ** 2) > self.tol2
-                a += round_div(xa - a, c2)
-                b += round_div(xb - b, c2)
-            self.d[k] = [a, b, c2, conf, bins]
+            self.combine(k, RefTable.seeded_bins(self, [xa, xb, 1, False, None, None]),
+                         [xa, xb, 1, xa, xa, xb, xb], False)
+
+    def seeded_bins(self, e):
+        """The vote bins of entry e, reseeded from its stored color when dropped."""
+        return e[4] if e[4] is not None else {(self.bin(e[0]), self.bin(e[1])): [e[2], e[0] * e[2], e[1] * e[2]]}
+
+    @staticmethod
+    def seeded_acc(e):
+        return e[5] if e[5] is not None else [e[0] * e[2], e[1] * e[2], e[2], e[0], e[0], e[1], e[1]]
+
+    def combine(self, k, bins2, acc2, conf2) -> None:
+        """Add colors (vote bins or mean / mark sums) to the existing entry k and settle its color."""
+        a, b, c, conf, bins, acc = self.d[k]
+        conf = conf or conf2
+        if self.policy == "vote":
+            bins = {key: list(v) for key, v in self.seeded_bins(self.d[k]).items()}
+            for key, (n, sa, sb) in bins2.items():
+                r = bins.setdefault(key, [0, 0, 0])
+                r[0], r[1], r[2] = r[0] + n, r[1] + sa, r[2] + sb
+            top = min(bins, key=lambda key: (-bins[key][0], key))  # most votes, then the smaller bin
+            n, sa, sb = bins[top]
+            a, b, c = round_div(sa, n), round_div(sb, n), min(sum(v[0] for v in bins.values()), CMAX)
+        else:
+            s = list(self.seeded_acc(self.d[k]))
+            s[0], s[1], s[2] = s[0] + acc2[0], s[1] + acc2[1], s[2] + acc2[2]
+            s[3], s[4], s[5], s[6] = min(s[3], acc2[3]), max(s[4], acc2[4]), min(s[5], acc2[5]), max(s[6], acc2[6])
+            if self.policy == "mark":
+                conf = conf or float((s[4] - s[3]) ** 2 + (s[6] - s[5]) ** 2) > self.tol2
+            a, b, c, acc = round_div(s[0], s[2]), round_div(s[1], s[2]), min(s[2], CMAX), s
+        self.d[k] = [a, b, c, conf, bins if self.policy == "vote" else None, acc if self.policy != "vote" else None]
+
+    def merge(self, other: "RefTable") -> None:
+        """The dict model of Table.merge: other's entries added key by key (new keys appended in its order)."""
+        for k, e in other.d.items():
+            bins2 = other.seeded_bins(e) if self.policy == "vote" else None
+            acc2 = self.seeded_acc(e) if self.policy != "vote" else None
+            if k not in self.d:
+                self.d[k] = [e[0], e[1], e[2], e[3], None, None]
+                if self.policy == "vote":
+                    self.d[k][4] = {key: list(v) for key, v in bins2.items()}
+                else:
+                    self.d[k][5] = list(acc2)
+                continue
+            self.combine(k, bins2, acc2, e[3])
 
     def drop_bins(self) -> None:
+        """What finalize() drops: the vote bins and the mean / mark sums."""
         for e in self.d.values():
-            e[4] = None
+            e[4] = e[5] = None
 
     def lookup(self, keys: np.ndarray):
         ab = np.zeros((len(keys), 2), np.float32)
@@ -124,7 +155,7 @@ def clustered_stream(rng, pool, n):
     """n (key, ab) pairs drawn from a small key pool: each key has a home color, sometimes a far one."""
     idx = rng.integers(0, len(pool), n)
     home = rng.uniform(-90, 90, size=(len(pool), 2))
-    ab = home[idx] + rng.normal(0, 3, size=(n, 2))
+    ab = home[idx] + rng.normal(0, 1.5, size=(n, 2))
     far = rng.random(n) < 0.08
     ab[far] = rng.uniform(-127, 127, size=(far.sum(), 2))
     return pool[idx], ab.astype(np.float32)
@@ -252,9 +283,13 @@ def test_policies_by_hand():
     assert run("mark", [(0, 0), (5, 0)]) == ([2.5, 0.0], core.STATUS_HIT, 2)
     assert run("mark", [(0, 0), (5, 0), (20, 0)]) == ([0.0, 0.0], core.STATUS_CONFLICT, 3)  # 17.5 > 12
     assert run("mark", [(0, 0), (12, 0)]) == ([6.0, 0.0], core.STATUS_HIT, 2)  # exactly the tolerance: kept
-    assert run("vote", [(1, 0), (15, 0)]) == ([1.0, 0.0], core.STATUS_HIT, 2)  # tie: first bin to reach 1 wins
+    assert run("mark", [(0, 0), (9, 0), (0, 9)]) == ([0.0, 0.0], core.STATUS_CONFLICT, 3)  # box diagonal 12.7
+    assert run("mark", [(0, 0), (8, 0), (0, 8)]) == ([21845 / SCALE] * 2, core.STATUS_HIT, 3)  # 11.3: kept
+    assert run("vote", [(1, 0), (15, 0)]) == ([1.0, 0.0], core.STATUS_HIT, 2)  # tie: the smaller bin wins
+    assert run("vote", [(15, 0), (1, 0)]) == ([1.0, 0.0], core.STATUS_HIT, 2)  # in any order
     assert run("vote", [(1, 0), (2, 0), (15, 0), (16, 0), (17, 0)]) == ([16.0, 0.0], core.STATUS_HIT, 5)
-    assert run("vote", [(1, 0), (15, 0), (16, 0), (3, 0)]) == ([15.5, 0.0], core.STATUS_HIT, 4)
+    assert run("vote", [(15, 0), (16, 0), (1, 0), (3, 0)]) == ([2.0, 0.0], core.STATUS_HIT, 4)
+    assert run("mean", [(1, 0), (2, 0), (2, 0)]) == ([13653 / SCALE, 0.0], core.STATUS_HIT, 3)
     assert run("mean", [(500, -500)]) == ([128 - 1 / SCALE, -128.0], core.STATUS_HIT, 1)  # clamped
 
 
@@ -274,11 +309,14 @@ def test_memory_per_entry():
     keys = np.unique(random_keys(rng, n + n // 10, 56, 3), axis=0)[:n]
     rng.shuffle(keys)
     ab = rng.uniform(-100, 100, size=(n, 2)).astype(np.float32)
+    for policy in POLICIES:
+        t = core.Table(56, 3, policy)
+        t.insert(keys, ab)
+        assert len(t) == n
+        t.finalize()
+        assert t.memory_bytes() / n <= 32, policy
     t = core.Table(56, 3, "mean")
     t.insert(keys, ab)
-    assert len(t) == n
-    t.shrink_to_fit()
-    assert t.memory_bytes() / n <= 32
     assert t.lookup(keys)[1].min() == core.STATUS_HIT
     v = core.Table(56, 3, "vote")
     v.insert(keys[:1000], ab[:1000])
@@ -593,3 +631,138 @@ def test_lookup_one_step_concurrent_with_inserts():
     check_one_step(t, qk)
     for a, b in zip(serial, t.lookup_one_step(qk)):
         np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------------------- merging
+def entries_as_dict(e):
+    return {tuple(k): (tuple(a), int(c), bool(f))
+            for k, a, c, f in zip(e["keys"].tolist(), e["ab"].tolist(), e["counts"].tolist(),
+                                  e["conflicting"].tolist())}
+
+
+def split_fill(policy, channels, levels, seed, parts, n=5000):
+    """A clustered stream cut at random places into ``parts`` pieces: (tables, refs, whole table, whole ref)."""
+    rng = np.random.default_rng(seed)
+    pool = np.unique(random_keys(rng, 400, channels, levels), axis=0)
+    keys, ab = clustered_stream(rng, pool, n)
+    cuts = np.sort(rng.choice(np.arange(1, n), parts - 1, replace=False))
+    tables, refs = [], []
+    for chunk in np.split(np.arange(n), cuts):
+        t, r = core.Table(channels, levels, policy), RefTable(policy)
+        t.insert(keys[chunk], ab[chunk])
+        r.insert(keys[chunk], ab[chunk])
+        tables.append(t)
+        refs.append(r)
+    whole, ref = core.Table(channels, levels, policy), RefTable(policy)
+    whole.insert(keys, ab)
+    ref.insert(keys, ab)
+    return tables, refs, whole, ref, np.concatenate([pool, random_keys(rng, 100, channels, levels)])
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("channels,levels", LAYOUTS)
+def test_merge_matches_reference_and_union(policy, channels, levels):
+    tables, refs, whole, ref, probe = split_fill(policy, channels, levels, seed=channels + levels, parts=4)
+    merged, mref = tables[0], refs[0]
+    for t, r in zip(tables[1:], refs[1:]):
+        merged.merge(t)
+        mref.merge(r)
+    assert merged.exact
+    # the dict model of merge, the union fitted in one table and its dict model: all equal, order included
+    assert_matches(merged, mref, probe)
+    assert_matches(merged, ref, probe)
+    assert_entries_equal(merged.entries(), whole.entries())
+    merged.finalize()
+    whole.finalize()
+    assert not merged.exact
+    assert_entries_equal(merged.entries(), whole.entries())
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_merge_is_associative_and_commutative(policy):
+    tables, _, whole, _, probe = split_fill(policy, 56, 3, seed=7, parts=3)
+    a, b, c = (pickle.loads(pickle.dumps(t)) for t in tables)
+
+    def copy(t):
+        return pickle.loads(pickle.dumps(t))
+
+    left = copy(a)  # (a + b) + c
+    left.merge(b)
+    left.merge(c)
+    bc = copy(b)  # a + (b + c)
+    bc.merge(c)
+    right = copy(a)
+    right.merge(bc)
+    assert_entries_equal(left.entries(), right.entries())
+    assert_entries_equal(left.entries(), whole.entries())
+    swapped = copy(c)  # c + b + a: the same entries, in another order
+    swapped.merge(b)
+    swapped.merge(a)
+    assert entries_as_dict(swapped.entries()) == entries_as_dict(whole.entries())
+    for x, y in zip(swapped.lookup(probe), whole.lookup(probe)):
+        np.testing.assert_array_equal(x, y)
+    assert [len(t) for t in (a, b, c)] == [len(t) for t in tables]  # merge leaves its argument alone
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_merge_randomized_against_dict(policy):
+    rng = np.random.default_rng(42)
+    for trial in range(6):
+        channels, levels = LAYOUTS[trial % len(LAYOUTS)]
+        pool = np.unique(random_keys(rng, int(rng.integers(1, 300)), channels, levels), axis=0)
+        tables, refs = [], []
+        for _ in range(int(rng.integers(2, 6))):
+            m = int(rng.integers(0, 800))
+            keys, ab = clustered_stream(rng, pool, m)
+            t, r = core.Table(channels, levels, policy), RefTable(policy)
+            t.insert(keys, ab)
+            r.insert(keys, ab)
+            if rng.random() < 0.3:  # a finalized part: reseeded from its stored colors
+                t.finalize()
+                r.drop_bins()
+            tables.append(t)
+            refs.append(r)
+        order = rng.permutation(len(tables))
+        acc, racc = tables[order[0]], refs[order[0]]
+        for i in order[1:]:
+            acc.merge(tables[i])
+            racc.merge(refs[i])
+        assert_matches(acc, racc, np.concatenate([pool, random_keys(rng, 50, channels, levels)]))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_pickle_keeps_fitting_data(policy):
+    tables, _, whole, _, probe = split_fill(policy, 70, 3, seed=3, parts=2)
+    a = pickle.loads(pickle.dumps(tables[0]))
+    assert a.exact and a.policy == policy and (a.channels, a.levels) == (70, 3)
+    assert_entries_equal(a.entries(), tables[0].entries())
+    a.merge(pickle.loads(pickle.dumps(tables[1])))
+    assert_entries_equal(a.entries(), whole.entries())
+    whole.finalize()
+    f = pickle.loads(pickle.dumps(whole))
+    assert not f.exact
+    assert_entries_equal(f.entries(), whole.entries())
+    for x, y in zip(f.lookup(probe), whole.lookup(probe)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_merge_rejects_bad_input():
+    t = core.Table(56, 3, "mean")
+    t.insert(random_keys(np.random.default_rng(0), 10, 56, 3), np.zeros((10, 2), np.float32))
+    with pytest.raises(ValueError, match="itself"):
+        t.merge(t)
+    with pytest.raises(ValueError, match="policy"):
+        t.merge(core.Table(56, 3, "vote"))
+    with pytest.raises(ValueError, match="channels or levels"):
+        t.merge(core.Table(57, 3, "mean"))
+    with pytest.raises(ValueError, match="tolerance"):
+        core.Table(56, 3, "mark", 12.0).merge(core.Table(56, 3, "mark", 5.0))
+    with pytest.raises(ValueError, match="vote_bin"):
+        core.Table(56, 3, "vote", vote_bin=10.0).merge(core.Table(56, 3, "vote", vote_bin=5.0))
+    with pytest.raises(TypeError):
+        t.merge("table")  # type: ignore[arg-type]
+    state = t.state()
+    state["meta"] = state["meta"][:5]
+    with pytest.raises(ValueError, match="state"):
+        core.Table.from_state(56, 3, "mean", 12.0, 10.0, state)
+    assert len(t) == 10

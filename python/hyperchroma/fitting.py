@@ -1,13 +1,17 @@
 """Fitting in phases that can run separately and be combined:
 
 1. :func:`sample_hypercolumns`: run the classifier on every color training image and sample hypercolumns
-   (the samples of several runs concatenate);
+   (image i's pixels drawn with a generator seeded by (``seed``, i), so any machine can sample any image;
+   the samples of several runs concatenate in image order);
 2. :func:`learn_quantizer`: thresholds (equal-fill levels per channel) and the projection, from the samples;
 3. :func:`fill_table`: every training pixel's key -> its color into an open :class:`ColorTable`;
 4. ``table.finalize()``: settle the conflict policy, free the fitting-only data, build the sorted index;
 5. :func:`learn_calibration`: how far the model's colors can be trusted (:mod:`hyperchroma.calibration`).
 
-:func:`hyperchroma.fit` runs them in order and returns a :class:`hyperchroma.Model`.
+:func:`hyperchroma.fit` runs them in order and returns a :class:`hyperchroma.Model`;
+:func:`hyperchroma.distributed.fit` runs phases 1 and 3 (and the classifier runs of phase 5) on a Dask
+cluster and gives the same model: phase 3's tables of parts of the images merge exactly
+(:meth:`ColorTable.merge`).
 """
 
 from __future__ import annotations
@@ -113,14 +117,36 @@ def check_sample_memory(n_images: int, channels: int, settings: FitSettings) -> 
             "(Classifier(max_channels=...), --max-tap-channels)")
 
 
+def sample_image(maps: List[np.ndarray], shape: Tuple[int, int], settings: FitSettings, index: int,
+                 frame: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Phase 1 for one image: ``settings.samples_per_image`` of its hypercolumns, (n, C) float32, drawn with a
+    generator seeded by (``settings.seed``, ``index``): the same wherever and in whatever order it runs.
+    ``frame``: the classifier's frame of the image (``Classifier.frame``) when its maps cover a padded one."""
+    h, w = shape
+    rng = np.random.default_rng([settings.seed, index])
+    take = rng.choice(h * w, size=min(settings.samples_per_image, h * w), replace=False)
+    return sample_taps(maps, frame or shape, take // w, take % w)
+
+
+def keyframe_picks(nbytes: Sequence[int], settings: FitSettings) -> List[int]:
+    """Which training images (by index, from their decoded sizes) a model keeps as keyframes: in order, each
+    one that still fits in :data:`KEYFRAME_BYTES`."""
+    picks: List[int] = []
+    budget = KEYFRAME_BYTES
+    for i, n in enumerate(nbytes):
+        if settings.keep_keyframes and n <= budget:
+            budget -= n
+            picks.append(i)
+    return picks
+
+
 def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
                         threads: int = 1, progress: bool = False) -> HypercolumnSample:
-    """Phase 1: ``settings.samples_per_image`` random hypercolumns of every image (seeded by ``settings.seed``)."""
+    """Phase 1: ``settings.samples_per_image`` random hypercolumns of every image (:func:`sample_image`)."""
     from tqdm import tqdm
 
     check_sample_memory(len(images), classifier.channels, settings)
 
-    rng = np.random.default_rng(settings.seed)
     budget = MAP_CACHE_BYTES
     samples, cache = [], {}
     keyframes: List[np.ndarray] = []
@@ -132,9 +158,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
             key_budget -= rgb.nbytes
             keyframes.append(rgb)
         maps = classifier.run(t.gray, threads=threads)
-        h, w = t.shape
-        take = rng.choice(h * w, size=min(settings.samples_per_image, h * w), replace=False)
-        samples.append(sample_taps(maps, classifier.frame(h, w), take // w, take % w))
+        samples.append(sample_image(maps, t.shape, settings, i, classifier.frame(*t.shape)))
         nbytes = sum(m.nbytes for m in maps)
         keep = budget >= nbytes + t.gray.nbytes + t.ab.nbytes
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
@@ -177,10 +201,9 @@ def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quant
                       cache: Optional[Dict[int, Cache]] = None, threads: int = 1) -> Optional[Calibration]:
     """Phase 5: the confidence calibration, k-fold over (up to :data:`calibration.MAX_IMAGES`, evenly
     spread) training images; None when ``settings.calibration_folds`` is 0 or there is one image."""
-    n = len(images)
-    if settings.calibration_folds < 2 or n < 2:
+    pick = calibration_picks(len(images), settings)
+    if not pick:
         return None
-    pick = np.unique(np.linspace(0, n - 1, min(n, MAX_CALIBRATION_IMAGES)).round().astype(int))
     data = []
     for i in pick:
         t, maps = cache[i] if cache and i in cache else (training_image(images[i], settings.size, _name(images[i], i)),
@@ -188,6 +211,19 @@ def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quant
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
         data.append((t, quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape))))
+    return calibrate_keys(data, quantizer, settings, colorize_settings, threads)
+
+
+def calibration_picks(n: int, settings: FitSettings) -> List[int]:
+    """The indices of the training images phase 5 uses (none when it is off or there is one image)."""
+    if settings.calibration_folds < 2 or n < 2:
+        return []
+    return [int(i) for i in np.unique(np.linspace(0, n - 1, min(n, MAX_CALIBRATION_IMAGES)).round().astype(int))]
+
+
+def calibrate_keys(data: Sequence[Tuple[TrainingImage, np.ndarray]], quantizer: Quantizer, settings: FitSettings,
+                   colorize_settings: ColorizeSettings, threads: int = 1) -> Calibration:
+    """Phase 5 from the picked images' (:class:`TrainingImage`, keys), in :func:`calibration_picks` order."""
 
     def make_colorizer(train: List[int]) -> Any:
         table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)

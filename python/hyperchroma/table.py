@@ -5,11 +5,17 @@ A :class:`ColorTable` is *open* while fitting (``insert``) and *finalized* for c
 the fitting-only data (the "vote" policy's per-bin counts), shrinks the table and builds the sorted index
 from the very entries the table holds. A table loaded from a file is built finalized from one set of entry
 arrays, which feed both the hash table and the index.
+
+Open tables fitted on parts of the training data :meth:`ColorTable.merge` exactly: every policy's stored
+color, count and conflict flag is a function of the set of colors a key was given (exact sums and counts,
+vote bin counts, color extremes), so merging the parts and finalizing gives the table fitted on all the
+data at once, entry for entry (in the same order when consecutive parts are merged in order). Tables
+pickle with their fitting data, so partial tables can be shipped between processes.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -52,6 +58,29 @@ class ColorTable:
         if self._index is not None:
             raise ValueError("this color table is finalized; fit a new one to add colors")
         self._table.insert(keys, ab)
+
+    def merge(self, other: "ColorTable") -> None:
+        """Add every color fitted into ``other`` (an open table for the same quantizer and settings) to this
+        open table, as if it had been inserted here; ``other``'s new keys are appended in its order and
+        ``other`` is not changed. Associative and commutative: see the module docs."""
+        if not isinstance(other, ColorTable):
+            raise TypeError(f"merge takes a ColorTable, got {type(other).__name__}")
+        if self._index is not None or other._index is not None:
+            raise ValueError("only open color tables merge exactly; merge before finalize()")
+        if not np.array_equal(self._weights, other._weights):
+            raise ValueError("the color tables were made for different quantizers (their weights differ)")
+        self._table.merge(other._table)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"table": self._table, "weights": self._weights, "finalized": self._index is not None}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self._table = state["table"]
+        self._weights = state["weights"]
+        self._index = None
+        if state["finalized"]:
+            e = self.entries()
+            self._index = self._build_index(e["keys"], e["ab"], e["conflicting"])
 
     def finalize(self) -> None:
         """End fitting: settle "vote" colors, free fitting-only memory, build the sorted index."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import error_line, say
+from .common import add_cluster_arguments, error_line, say
 
 
 def add_parser(sub: Any) -> None:
@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
     p.add_argument("--crf", type=int, default=18, help="videos: the encoder's quality, lower is better (default 18)")
     p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
+    add_cluster_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
 
@@ -62,6 +63,23 @@ def _make_output_folder(folder: str) -> None:
         why = (e.strerror or str(e)).lower()
         raise ValueError(f"cannot create output folder '{folder}': {why}") from None
 
+
+
+def _run_distributed(args: Any, found: Any, overrides: dict) -> int:
+    """The same outputs, each input a task on a Dask cluster."""
+    from ..distributed import client_for
+    from ..distributed import colorize as distributed_colorize
+
+    if args.recolor or args.details:
+        raise ValueError("--recolor and --details do not run on a cluster yet; drop --scheduler / --workers")
+    with client_for(args.scheduler, args.workers) as client:
+        result = distributed_colorize([str(p) for p in found], args.model, args.output, client,
+                                      progress=not args.quiet, codec=args.codec, crf=args.crf,
+                                      container=args.container, **overrides)
+    for src, why in result["failed"]:
+        error_line(f"hyperchroma colorize: error: {why}")
+    say(args, f"wrote {len(result['written'])} of {len(found)} files to {args.output}")
+    return 1 if result["failed"] else 0
 
 
 def run(args) -> int:
@@ -107,6 +125,8 @@ def run(args) -> int:
             raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
         stems[p.stem] = p
     _make_output_folder(args.output)
+    if args.scheduler or args.workers:
+        return _run_distributed(args, found, overrides)
     video_failed = image_failed = 0
     for p in videos:
         try:

@@ -81,3 +81,21 @@ def describe_os_error(e: OSError) -> str:
         name = os.path.dirname(os.fspath(name)) or "."
         return f"cannot write into folder '{name}': {why}"
     return f"'{os.fspath(name)}': {why}" if name is not None else why
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"expected a number of workers in 1..256, got {text!r}")
+    return n
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS`` / ``--workers N``: run on a Dask cluster (the [dask] extra)."""
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on the Dask cluster of this scheduler (e.g. tcp://10.0.0.5:8786; needs the [dask] extra)")
+    p.add_argument("--workers", type=_workers, metavar="N",
+                   help="run on a local Dask cluster of N worker processes (needs the [dask] extra)")

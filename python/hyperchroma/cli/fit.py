@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ..settings import DEFAULT_TAP_CHANNELS
-from .common import csv_floats, csv_list, say
+from .common import add_cluster_arguments, csv_floats, csv_list, say
 
 
 def add_parser(sub: Any) -> None:
@@ -44,6 +44,7 @@ def add_parser(sub: Any) -> None:
                         "some backbones, hurts others)")
     p.add_argument("--calibration-folds", type=int, default=4,
                    help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
+    add_cluster_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
 
@@ -60,10 +61,19 @@ def run(args) -> int:
     clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std,
                      max_channels=args.max_tap_channels) if args.classifier else None
     paths = image_paths(args.images)
-    model = fit(paths, classifier=clf, size=args.size, levels=args.levels, policy=args.policy,
-                tolerance=args.tolerance, median_size=args.median, max_distance=args.max_distance,
-                key_channels=args.key_channels, calibration_folds=args.calibration_folds,
-                samples_per_image=args.samples_per_image, balance_taps=args.balance_taps, progress=not args.quiet)
+    options = {"classifier": clf, "size": args.size, "levels": args.levels, "policy": args.policy,
+               "tolerance": args.tolerance, "median_size": args.median, "max_distance": args.max_distance,
+               "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
+               "samples_per_image": args.samples_per_image, "balance_taps": args.balance_taps,
+               "progress": not args.quiet}
+    if args.scheduler or args.workers:
+        from ..distributed import client_for
+        from ..distributed import fit as distributed_fit
+
+        with client_for(args.scheduler, args.workers) as client:
+            model = distributed_fit([str(p) for p in paths], client, **options)
+    else:
+        model = fit(paths, **options)
     model.save(args.output)
     say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
                f"{model.table.memory_bytes() / 2**20:.1f} MiB table")

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from fractions import Fraction
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import av
 import numpy as np
@@ -139,7 +139,8 @@ def _locate(src, engine: FilmEngine) -> Dict[int, int]:
 
 def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec: str = "libx264", crf: int = 18,
                    container: Optional[str] = None, progress: bool = True, preset: Optional[str] = None,
-                   pix_fmt: Optional[str] = None, locate: bool = True, **opts) -> Dict[str, Any]:
+                   pix_fmt: Optional[str] = None, locate: bool = True, _composed: Optional[Iterator[np.ndarray]] = None,
+                   **opts) -> Dict[str, Any]:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
@@ -148,7 +149,9 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
     (default yuv420p, yuv444p for odd sizes). ``locate``: find the keyframes in a first, decode-only pass over
     the whole file (each goes to its best match; no waiting for look-ahead), else on the fly in one pass.
-    ``opts``: :class:`FilmOptions` fields.
+    ``opts``: :class:`FilmOptions` fields. ``_composed`` (internal, :mod:`hyperchroma.distributed`): the
+    colorized RGB frames, one per decoded frame in order, made elsewhere; then this only encodes them with the
+    source's timestamps and audio, exactly as it encodes its own.
     Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
     """
     options = FilmOptions(**opts).check()
@@ -162,7 +165,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             raise VideoError(f"{dst}: cannot write this container ({e})") from None
         try:
             stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src,
-                         locate)
+                         locate, _composed)
         except BaseException:
             try:
                 out.close()
@@ -182,7 +185,8 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             os.remove(tmp)
 
 
-def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src, locate) -> Dict[str, Any]:
+def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src, locate,
+         composed=None) -> Dict[str, Any]:
     cc = vs.codec_context
     W, H = cc.width, cc.height
     if not W or not H:
@@ -206,7 +210,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     lock = threading.Lock()
     engine = FilmEngine(model, keyframes, options)
     t0 = time.perf_counter()
-    if locate and len(keyframes):
+    if locate and len(keyframes) and composed is None:
         engine.start((H, W))
         engine.set_placements(_locate(src, engine))
     locate_s = time.perf_counter() - t0
@@ -272,7 +276,8 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 if item is _END:
                     break
                 result, pts = item
-                frame = av.VideoFrame.from_ndarray(compose(engine.source, result), format="rgb24")
+                rgb = result if isinstance(result, np.ndarray) else compose(engine.source, result)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts, frame.time_base = pts, tb
                 mux(ov.encode(frame))
                 if bar is not None:
@@ -289,6 +294,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     for t in threads:
         t.start()
     pts_of: Dict[int, int] = {}
+    n_composed = 0
     try:
         while True:
             item = q_in.get()
@@ -299,11 +305,18 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 first = False
                 if info["rotation"]:
                     ov.set_display_rotation(info["rotation"])
+            if composed is not None:
+                rgb = next(composed, None)
+                if rgb is None or rgb.shape != (H, W, 3):
+                    raise VideoError(f"{src}: the colorized frames do not match the video's")
+                put(q_out, (rgb, pts))
+                n_composed += 1
+                continue
             pts_of[engine._n] = pts
             engine.push(gray)
             for r in engine.results():
                 put(q_out, (r, pts_of.pop(r[0])))
-        if not errors:
+        if not errors and composed is None:
             engine.finish()
             for r in engine.results():
                 put(q_out, (r, pts_of.pop(r[0])))
@@ -319,9 +332,9 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
             bar.close()
     if errors:
         raise errors[0]
-    if engine._n == 0:
+    if engine._n == 0 and n_composed == 0:
         raise VideoError(f"{src}: the video stream has no frames")
-    stats = engine.stats()
+    stats: Dict[str, Any] = engine.stats() if composed is None else {"frames": n_composed}
     stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H, "rate": float(rate),
                   "rotation": info["rotation"], "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name,
                                                             "mode": a.mode} for a in audios]})

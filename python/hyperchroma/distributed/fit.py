@@ -234,11 +234,15 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
                                pure=False) for p, off in zip(parts, offsets)]
         _progress(level, "fit: table", progress)
+        # every level's futures are held until the root is in: a worker lost after a merge finished leaves the
+        # scheduler able to recompute it from its inputs (released inputs would cancel it as "forgotten")
+        levels = [level]
         while len(level) > 1:
             level = [client.submit(_merge, *level[i:i + split_every], pure=False)
                      for i in range(0, len(level), split_every)]
+            levels.append(level)
         table = level[0].result()
-        del level
+        del level, levels
         table.finalize()
         # keyframes and 5. calibration
         keyframes = _gather_by_part(client, parts, offsets, lengths, keyframe_picks(sizes, fit_settings),

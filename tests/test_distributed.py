@@ -251,7 +251,8 @@ def test_video_split_at_cuts_gives_the_same_frames(client, frames, tmp_path, mon
     assert kinds == ["audio", "video"] and len(got) == 48
 
 
-def test_fit_survives_a_killed_worker(frames, tmp_path):
+@pytest.mark.parametrize("stage", ["_fill_part", "_merge"])
+def test_fit_survives_a_killed_worker(frames, tmp_path, stage):
     train = frames[0][:6]
     want = hc.fit(train, threads=1)
     with local_cluster() as cluster, distributed.Client(cluster) as c:
@@ -263,8 +264,8 @@ def test_fit_survives_a_killed_worker(frames, tmp_path):
         victim = None
         deadline = time.monotonic() + 120
         while run.is_alive() and victim is None and time.monotonic() < deadline:
-            for worker, keys in c.processing().items():  # a worker filling a partial table (phase 3)
-                if any(str(k).startswith("_fill_part") for k in keys) and worker in pids:
+            for worker, keys in c.processing().items():  # a worker filling or merging partial tables
+                if any(str(k).startswith(stage) for k in keys) and worker in pids:
                     victim = worker
                     break
             time.sleep(0.01)

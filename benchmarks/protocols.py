@@ -45,3 +45,19 @@ CROSS = {f"{a}>{b}": cross(a, b) for a, b in [("photos", "film-vtest"), ("photos
                                               ("film-vtest", "film-tree"), ("film-tree", "film-vtest"),
                                               ("film-vtest", "photos"), ("film-tree", "photos")]}
 PROTOCOLS.update(CROSS)
+
+
+def film_720(keys=1):
+    """The latency protocol of issue 12: film-vtest frames resized to 720x528 (bilinear), a model fit on
+    ``keys`` keyframe(s) (1 -> about 40% of the test frames' keys miss, like the film we keep aside), the
+    test frames' gray versions. Returns (train RGB frames, test gray frames), uint8 arrays."""
+    import numpy as np
+    from PIL import Image
+
+    from hyperchroma.images import load_image, luma
+
+    def rs(a):
+        return np.asarray(Image.fromarray(a).resize((720, 528), Image.Resampling.BILINEAR))
+
+    train, test = keyframes("film-vtest")
+    return [rs(load_image(f)) for f in train[::max(1, 8 // keys)][:keys]], [luma(rs(load_image(f))) for f in test]

@@ -13,13 +13,16 @@
 #include <vector>
 
 #include "color.hpp"
+#include "compose_grid.hpp"
 #include "guided_filter.hpp"
 #include "hash_table.hpp"
 #include "hypercolumns.hpp"
 #include "keys.hpp"
+#include "lookup_chain.hpp"
 #include "median_filter.hpp"
 #include "neighbor_seeds.hpp"
 #include "sorted_index.hpp"
+#include "unique_keys.hpp"
 
 namespace py = pybind11;
 using namespace hyperchroma;
@@ -125,6 +128,98 @@ void check_size(long H, long W) {
     constexpr long kMax = (1L << 31) - 1;
     if (H > kMax || W > kMax || H > kMax / W * 64)
         throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
+}
+
+// ---------------------------------------------------------------- grid composition (compose_grid.hpp)
+void bind_compose_grid(py::module_& m) {
+    m.attr("COMPOSE_GRID_STEP") = grid::kStep;
+    m.attr("COMPOSE_GRID_LIMIT") = grid::kHalf * grid::kStep;
+    m.def(
+        "compose_luma_grid",
+        [](const py::handle& gray_obj, const py::handle& ab_obj, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            const auto ab = as_real_f32(ab_obj, "ab");
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            std::vector<py::ssize_t> gshape(gray.shape(), gray.shape() + gray.ndim()), want = gshape;
+            want.insert(want.begin(), 2);
+            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
+                throw std::invalid_argument("ab: expected (2, ...) float32 matching gray's shape " + shape_str(gray) +
+                                            ", got " + shape_str(ab));
+            auto rgbshape = gshape;
+            rgbshape.push_back(3);
+            py::array_t<std::uint8_t> rgb(rgbshape);
+            std::uint8_t* rp = rgb.mutable_data();
+            const std::size_t n = static_cast<std::size_t>(gray.size());
+            {
+                py::gil_scoped_release release;
+                compose_luma_grid(gray.data(), ab.data(), n, rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("gray"), py::arg("ab"), py::arg("threads") = 1,
+        "compose_luma(gray, ab rounded to the grid, planar=True): ab (2, ...) float32 rounded half up to the nearest\n"
+        "multiple of COMPOSE_GRID_STEP (values outside +-COMPOSE_GRID_LIMIT or non-finite kept as they are), answered\n"
+        "from a per-process table filled by compose_luma as cells are met. Converts back to exactly gray, like\n"
+        "compose_luma. The result does not depend on threads.");
+    m.def(
+        "upsample_compose",
+        [](const py::handle& gray_obj, const py::handle& ab_obj, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            const auto ab = as_real_f32(ab_obj, "ab");
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            if (gray.ndim() != 2)
+                throw std::invalid_argument("gray: expected (H, W) uint8, got shape " + shape_str(gray));
+            if (ab.ndim() != 3 || ab.shape(0) != 2 || ab.shape(1) < 1 || ab.shape(2) < 1)
+                throw std::invalid_argument("ab: expected (2, h, w) float32 (planar model-size ab), got shape " +
+                                            shape_str(ab));
+            const long H = static_cast<long>(gray.shape(0)), W = static_cast<long>(gray.shape(1));
+            check_size(H, W);
+            py::array_t<std::uint8_t> rgb({static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W),
+                                           static_cast<py::ssize_t>(3)});
+            std::uint8_t* rp = rgb.mutable_data();
+            {
+                py::gil_scoped_release release;
+                upsample_compose_grid(gray.data(), static_cast<int>(H), static_cast<int>(W), ab.data(),
+                                      static_cast<int>(ab.shape(1)), static_cast<int>(ab.shape(2)), rp, threads);
+            }
+            return rgb;
+        },
+        py::arg("gray"), py::arg("ab"), py::arg("threads") = 1,
+        "compose_luma_grid(gray, upsample_bilinear(ab, H, W)) in one pass without the full-size ab: gray (H, W)\n"
+        "uint8, ab (2, h, w) float32 at model size -> rgb (H, W, 3) uint8 whose convert(\"L\") is gray exactly.");
+}
+
+// ---------------------------------------------------------------- distinct keys (unique_keys.hpp)
+void bind_unique_keys(py::module_& m) {
+    m.def(
+        "unique_keys",
+        [](const py::handle& keys_obj) {
+            py::array arr = py::array::ensure(keys_obj);
+            if (!arr || arr.dtype().kind() != 'u' || arr.dtype().itemsize() != 8)
+                throw py::type_error("keys must be a uint64 numpy array" +
+                                     (arr ? ", got " + std::string(py::str(arr.dtype())) : std::string()));
+            if (arr.ndim() != 2 || arr.shape(1) < 1)
+                throw std::invalid_argument("keys: expected (N, words) uint64, got shape " + shape_str(arr));
+            const auto keys = carray<std::uint64_t>::ensure(arr);
+            const std::size_t n = static_cast<std::size_t>(keys.shape(0));
+            const int words = static_cast<int>(keys.shape(1));
+            py::array_t<std::int64_t> inverse(static_cast<py::ssize_t>(n));
+            std::int64_t* ip = inverse.mutable_data();
+            std::vector<std::int64_t> first;
+            {
+                py::gil_scoped_release release;
+                first.reserve(n);
+                unique_keys(keys.data(), n, words, first, ip);
+            }
+            py::array_t<std::int64_t> firsts(static_cast<py::ssize_t>(first.size()));
+            std::copy(first.begin(), first.end(), firsts.mutable_data());
+            return py::make_tuple(firsts, inverse);
+        },
+        py::arg("keys"),
+        "Distinct rows of (N, words) uint64 keys in order of first appearance -> (first (U,) int64: the row of\n"
+        "each distinct key's first appearance, inverse (N,) int64: keys[first[inverse]] == keys).");
 }
 
 // ---------------------------------------------------------------- hypercolumn kernels (hypercolumns.hpp)
@@ -750,7 +845,7 @@ void bind_index(py::module_& m) {
         .def(
             "search",
             [](const SortedIndex& self, const py::handle& queries_obj, double max_distance, long max_scan,
-               bool exact, int threads, std::optional<carray<float>> bounds) {
+               bool exact, int threads, std::optional<carray<float>> bounds, bool scan) {
                 if (!(max_distance >= 0))
                     throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
                                                 std::to_string(max_distance));
@@ -767,6 +862,7 @@ void bind_index(py::module_& m) {
                 opt.max_distance = max_distance;
                 opt.max_scan = static_cast<std::size_t>(max_scan);
                 opt.exact = exact;
+                opt.scan = scan;
                 opt.threads = threads;
                 if (bounds) {
                     if (bounds->ndim() != 1 || bounds->shape(0) != m)
@@ -785,7 +881,7 @@ void bind_index(py::module_& m) {
             },
             py::arg("queries"), py::arg("max_distance") = std::numeric_limits<double>::infinity(),
             py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("threads") = 1,
-            py::arg("bounds") = py::none(),
+            py::arg("bounds") = py::none(), py::arg("scan") = false,
             "Nearest stored key for each (M, words) uint64 query: binary search of its projection, then an\n"
             "outward scan that advances the side whose projection is closer (exact=True: in runs of 8 entries).\n"
             "Stops at distance 0, and when both sides' projection gaps exceed min(best distance, max_distance)\n"
@@ -795,7 +891,10 @@ void bind_index(py::module_& m) {
             "distance found (inf if none; with a finite max_distance the scan is also pruned at max_distance, so\n"
             "for -1 rows it is only an upper bound of the true nearest distance). threads splits the queries\n"
             "(0 = all cores). bounds (M,) float32, optional: a distance another candidate already reaches per\n"
-            "query; only entries at most that far are sought (the scan is pruned there), else -1 and inf.")
+            "query; only entries at most that far are sought (the scan is pruned there), else -1 and inf.\n"
+            "For 3-level keys the bounded search runs as a window (the max_scan smallest projection gaps found by\n"
+            "binary search, their distances at once): the same index and, for rows found, the same distance as the\n"
+            "scan; for -1 rows a distance at most the scan's (both upper bounds). scan=True forces the scan.")
         .def(
             "colors",
             [](const SortedIndex& self, const py::handle& index_obj) {
@@ -890,7 +989,7 @@ void bind_seeds(py::module_& m) {
     m.def(
         "neighbor_seeds",
         [](const py::handle& keys_obj, const carray<std::uint8_t>& found, long H, long W, int channels, int levels,
-           int radius, int threads) {
+           int radius, int threads, const py::object& pixels_obj) {
             const KeyLayout layout(channels, levels);
             auto keys = as_keys(keys_obj, layout, "keys");
             check_size(H, W);
@@ -902,6 +1001,30 @@ void bind_seeds(py::module_& m) {
                                             shape_str(found));
             if (radius < 0) throw std::invalid_argument("radius must be >= 0, got " + std::to_string(radius));
             radius = static_cast<int>(std::min<long>(radius, std::max(H, W)));  // a larger window adds nothing
+            if (!pixels_obj.is_none()) {
+                py::array parr = py::array::ensure(pixels_obj);
+                if (!parr || (parr.dtype().kind() != 'i' && parr.dtype().kind() != 'u'))
+                    throw py::type_error("pixels must be an integer numpy array of pixel indices");
+                if (parr.ndim() != 1)
+                    throw std::invalid_argument("pixels: expected (M,) pixel indices, got shape " + shape_str(parr));
+                auto pix = carray<std::int64_t>::ensure(parr);
+                const std::size_t m = static_cast<std::size_t>(pix.shape(0));
+                const std::int64_t* pp = pix.data();
+                for (std::size_t i = 0; i < m; ++i)
+                    if (pp[i] < 0 || pp[i] >= H * W)
+                        throw std::invalid_argument("pixels: index " + std::to_string(pp[i]) + " at " +
+                                                    std::to_string(i) + " is outside 0.." + std::to_string(H * W - 1));
+                py::array_t<std::int64_t> seed(static_cast<py::ssize_t>(m));
+                py::array_t<float> distance(static_cast<py::ssize_t>(m));
+                std::int64_t* sp = seed.mutable_data();
+                float* dp = distance.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    neighbor_seeds_at(keys.data(), found.data(), static_cast<int>(H), static_cast<int>(W), layout,
+                                      radius, pp, m, sp, dp, threads);
+                }
+                return py::make_tuple(seed, distance);
+            }
             py::array_t<std::int64_t> seed(H * W);
             py::array_t<float> distance(H * W);
             std::int64_t* sp = seed.mutable_data();
@@ -914,10 +1037,67 @@ void bind_seeds(py::module_& m) {
             return py::make_tuple(seed, distance);
         },
         py::arg("keys"), py::arg("found"), py::arg("H"), py::arg("W"), py::arg("channels"), py::arg("levels"),
-        py::arg("radius") = 1, py::arg("threads") = 1,
+        py::arg("radius") = 1, py::arg("threads") = 1, py::arg("pixels") = py::none(),
         "For an (H*W, words) key image and per-pixel found flags: for each pixel not found, the found pixel\n"
         "within a (2*radius+1)^2 window whose key is nearest. Returns (seed int64 (H*W,): that pixel's index,\n"
-        "itself when found, -1 when none; distance float32 (H*W,): its key distance, 0 when found, inf when none).");
+        "itself when found, -1 when none; distance float32 (H*W,): its key distance, 0 when found, inf when none).\n"
+        "pixels (M,) int, optional: only those pixels, outputs (M,) in their order (equal to the full result there).");
+}
+
+// ---------------------------------------------------------------- the lookup chain (lookup_chain.hpp)
+void bind_lookup_chain(py::module_& m) {
+    m.attr("LOOKUP_GRAY") = py::int_(LOOKUP_GRAY);
+    m.attr("LOOKUP_EXACT") = py::int_(LOOKUP_EXACT);
+    m.attr("LOOKUP_NEAREST") = py::int_(LOOKUP_NEAREST);
+    m.def(
+        "lookup_chain",
+        [](const HashTable& table, const SortedIndex& index, const py::handle& keys_obj, long H, long W,
+           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads) {
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            if (!(max_distance >= 0))
+                throw std::invalid_argument("max_distance must be >= 0 (inf for no limit), got " +
+                                            std::to_string(max_distance));
+            if (max_scan < 1) throw std::invalid_argument("max_scan must be >= 1, got " + std::to_string(max_scan));
+            if (seed_radius < 0)
+                throw std::invalid_argument("seed_radius must be >= 0, got " + std::to_string(seed_radius));
+            if (index.layout() != table.layout())
+                throw std::invalid_argument("index: its keys' layout differs from the table's");
+            check_size(H, W);
+            auto keys = as_keys(keys_obj, table.layout(), "keys");
+            if (keys.shape(0) != H * W)
+                throw std::invalid_argument("keys: expected " + std::to_string(H * W) + " keys for a " +
+                                            std::to_string(H) + "x" + std::to_string(W) + " image, got " +
+                                            std::to_string(keys.shape(0)));
+            const auto n = static_cast<py::ssize_t>(H * W);
+            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
+            py::array_t<std::uint8_t> status(n);
+            py::array_t<float> distance(n);
+            ChainOptions opt;
+            opt.one_step = one_step;
+            opt.max_distance = max_distance;
+            opt.max_scan = static_cast<std::size_t>(max_scan);
+            opt.exact = exact;
+            opt.seed_radius = static_cast<int>(std::min<long>(seed_radius, std::max(H, W)));
+            opt.threads = threads;
+            const std::uint64_t* kp = keys.data();
+            float* ap = ab.mutable_data();
+            std::uint8_t* sp = status.mutable_data();
+            float* dp = distance.mutable_data();
+            {
+                py::gil_scoped_release release;
+                check_keys(kp, static_cast<std::size_t>(n), table.layout(), "keys");
+                lookup_chain(table, index, kp, static_cast<int>(H), static_cast<int>(W), opt, ap, sp, dp);
+            }
+            return py::make_tuple(ab, status, distance);
+        },
+        py::arg("table"), py::arg("index"), py::arg("keys"), py::arg("H"), py::arg("W"), py::arg("one_step") = true,
+        py::arg("max_distance") = 5.0, py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("seed_radius") = 1,
+        py::arg("threads") = 1,
+        "The whole lookup chain of an H x W image's (H*W, words) keys in one call: exact hits, one-step probes,\n"
+        "neighbor seeds + sorted index, gray; the fallback once per distinct missing key. Returns (ab float32\n"
+        "(H*W, 2), status uint8 (H*W,) LOOKUP_GRAY/EXACT/NEAREST, distance float32 (H*W,)). Scratch memory is\n"
+        "kept per calling thread. hyperchroma.lookup.lookup is the same chain in Python.");
 }
 
 // ---------------------------------------------------------------- median filter (median_filter.hpp)
@@ -1041,9 +1221,12 @@ PYBIND11_MODULE(_core, m) {
     });
     bind_hypercolumns(m);
     bind_color(m);
+    bind_unique_keys(m);
+    bind_compose_grid(m);
     bind_table(m);
     bind_index(m);
     bind_seeds(m);
+    bind_lookup_chain(m);
     bind_median(m);
     bind_guided(m);
 }

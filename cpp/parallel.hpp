@@ -1,13 +1,28 @@
 // A tiny parallel-for over index ranges with std::thread (no OpenMP: it would fight ONNX Runtime's pool).
 // Exceptions thrown by workers are collected and the first is rethrown on the calling thread.
+//
+// The helper threads are persistent (started on first need, at most the largest count asked for, never more
+// than 255) and the work is claimed, not assigned: a call splits [0, n) into the same t chunks as always
+// (ceil(n / t) each), posts them, and runs chunks itself until none is left, while helpers that wake up in time
+// claim the others. The caller then waits only for helpers still running a chunk they claimed, never for one
+// that has not been scheduled yet: on a loaded machine a late helper costs nothing (the caller did its chunk),
+// and no thread is created per call (that was about 10 thread starts per colorized frame). Each chunk runs
+// exactly once, on some thread, so results are those of the same chunks run in any order.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
+#if !defined(_WIN32)
+#include <unistd.h>
+#endif
 
 namespace hyperchroma {
 
@@ -17,6 +32,103 @@ inline int resolve_threads(int threads) {
     const unsigned hw = std::thread::hardware_concurrency();
     return hw == 0 ? 1 : static_cast<int>(hw);
 }
+
+namespace detail {
+
+struct PoolJob {
+    void (*call)(void*, std::size_t, std::size_t) = nullptr;
+    void* fn = nullptr;
+    std::size_t n = 0, chunk = 0, chunks = 0;
+    std::atomic<std::size_t> next{0};
+    int max_helpers = 0;
+    int helpers = 0;  // helpers inside this job (guarded by the pool's mutex)
+    std::exception_ptr error;
+    std::mutex error_mutex;
+
+    void work() {  // claim and run chunks until none is left
+        for (;;) {
+            const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
+            if (c >= chunks) return;
+            const std::size_t b = c * chunk, e = std::min(n, b + chunk);
+            try {
+                call(fn, b, e);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (!error) error = std::current_exception();
+            }
+        }
+    }
+};
+
+class Pool {
+public:
+    void run(PoolJob& job) {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            jobs_.push_back(&job);
+            const std::size_t want = std::min<std::size_t>(255, static_cast<std::size_t>(job.max_helpers));
+            while (workers_ < want) {
+                std::thread([this] { loop(); }).detach();
+                ++workers_;
+            }
+        }
+        work_.notify_all();
+        job.work();
+        std::unique_lock<std::mutex> lock(mu_);
+        const auto it = std::find(jobs_.begin(), jobs_.end(), &job);
+        if (it != jobs_.end()) jobs_.erase(it);  // no helper joins from now on
+        done_.wait(lock, [&] { return job.helpers == 0; });
+    }
+
+private:
+    void loop() {
+        std::unique_lock<std::mutex> lock(mu_);
+        for (;;) {
+            work_.wait(lock, [&] { return !jobs_.empty(); });
+            PoolJob* job = jobs_.front();
+            if (job->helpers >= job->max_helpers || job->next.load(std::memory_order_relaxed) >= job->chunks) {
+                jobs_.pop_front();  // full or finished: the caller finds it gone and waits for its helpers only
+                continue;
+            }
+            ++job->helpers;
+            lock.unlock();
+            job->work();
+            lock.lock();
+            if (--job->helpers == 0) done_.notify_all();
+        }
+    }
+    std::mutex mu_;
+    std::condition_variable work_, done_;
+    std::deque<PoolJob*> jobs_;
+    std::size_t workers_ = 0;
+};
+
+// One pool per process, never destroyed (helpers block on its condition variable until exit). A child
+// process after fork() has none of the parent's threads: it gets a fresh pool of its own.
+inline Pool& pool() {
+#if defined(_WIN32)
+    static Pool* p = new Pool();
+    return *p;
+#else
+    static std::atomic<Pool*> p{nullptr};
+    static std::atomic<pid_t> owner{0};
+    static std::mutex create;
+    const pid_t me = getpid();
+    Pool* cur = p.load(std::memory_order_acquire);
+    if (cur == nullptr || owner.load(std::memory_order_acquire) != me) {
+        std::lock_guard<std::mutex> lock(create);
+        cur = p.load(std::memory_order_acquire);
+        if (cur == nullptr || owner.load(std::memory_order_acquire) != me) {
+            cur = new Pool();  // the parent's pool (if any) is left alone: its mutex may be held by a lost thread
+            owner.store(me, std::memory_order_release);
+            p.store(cur, std::memory_order_release);
+        }
+    }
+    return *cur;
+#endif
+}
+
+}  // namespace detail
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n). Runs inline when one thread suffices.
 template <class Fn>
@@ -28,26 +140,20 @@ void parallel_for(std::size_t n, int threads, std::size_t min_chunk, Fn&& fn) {
         fn(std::size_t{0}, n);
         return;
     }
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    std::vector<std::thread> pool;
-    pool.reserve(t - 1);
-    const std::size_t chunk = (n + t - 1) / t;
-    auto run = [&](std::size_t b, std::size_t e) {
-        try {
-            fn(b, e);
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-        }
-    };
-    for (std::size_t i = 1; i < t; ++i) {
-        const std::size_t b = i * chunk, e = std::min(n, b + chunk);
-        if (b < e) pool.emplace_back(run, b, e);
+    using F = std::remove_reference_t<Fn>;
+    detail::PoolJob job;
+    job.call = [](void* f, std::size_t b, std::size_t e) { (*static_cast<F*>(f))(b, e); };
+    job.fn = const_cast<void*>(static_cast<const void*>(&fn));
+    job.n = n;
+    job.chunk = (n + t - 1) / t;
+    job.chunks = (n + job.chunk - 1) / job.chunk;
+    job.max_helpers = static_cast<int>(std::min(t, job.chunks) - 1);
+    if (job.max_helpers <= 0) {
+        fn(std::size_t{0}, n);
+        return;
     }
-    run(0, std::min(n, chunk));
-    for (auto& th : pool) th.join();
-    if (error) std::rethrow_exception(error);
+    detail::pool().run(job);
+    if (job.error) std::rethrow_exception(job.error);
 }
 
 }  // namespace hyperchroma

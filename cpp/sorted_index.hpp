@@ -33,6 +33,7 @@
 #endif
 
 #include "keys.hpp"
+#include "simd.hpp"
 #include "parallel.hpp"
 
 namespace hyperchroma {
@@ -121,12 +122,60 @@ struct GenericDistance {
     }
 };
 
+
+// Squared distance for the default layout, 2-bit fields holding levels 0..2 (3 levels): per field the XOR z of
+// the two levels is 01 or 11 for a difference of 1 and 10 for a difference of 2 (0 vs 2), so the sum is
+// count(low bit of z) + 4 * count(high bit without low bit). Counted without popcnt (not in the x86-64 baseline)
+// by nibble sums: no table and no memory traffic, ~15 register operations a word.
+struct TernaryDistance {
+    int words;
+    static std::uint64_t word_sq(std::uint64_t z) {
+        constexpr std::uint64_t m1 = 0x5555555555555555ULL, m2 = 0x3333333333333333ULL, m4 = 0x0F0F0F0F0F0F0F0FULL;
+        const std::uint64_t one = z & m1, four = (z >> 1) & ~z & m1;
+        // per nibble: number of set (even) bits of each mask, 0..2; then one + 4 * four <= 10 per nibble
+        const std::uint64_t c1 = (one & m2) + ((one >> 2) & m2), c4 = (four & m2) + ((four >> 2) & m2);
+        std::uint64_t t = c1 + (c4 << 2);
+        t = (t & m4) + ((t >> 4) & m4);  // per byte <= 20
+        return (t * 0x0101010101010101ULL) >> 56;  // sum of the 8 bytes <= 160
+    }
+    std::uint64_t operator()(const std::uint64_t* a, const std::uint64_t* b, std::uint64_t bound) const {
+        std::uint64_t s = 0;
+        for (int w = 0; w < words; ++w) {
+            s += word_sq(a[w] ^ b[w]);
+            if (s > bound) return s;
+        }
+        return s;
+    }
+};
+
+// Squared distances of `count` consecutive stored keys (words W) to q for ternary (3-level 2-bit) keys, branch-free
+// (the bounded search's whole window at once; auto-vectorized per clone: the byte sum by shifts, no multiply).
+HYPERCHROMA_CLONES inline void ternary_window(const std::uint64_t* __restrict keys, int W, const std::uint64_t* q,
+                                              std::size_t count, std::uint32_t* __restrict out) {
+    constexpr std::uint64_t m1 = 0x5555555555555555ULL, m2 = 0x3333333333333333ULL, m4 = 0x0F0F0F0F0F0F0F0FULL;
+    for (std::size_t j = 0; j < count; ++j) out[j] = 0;
+    for (int w = 0; w < W; ++w) {
+        const std::uint64_t qw = q[w];
+        for (std::size_t j = 0; j < count; ++j) {
+            const std::uint64_t z = keys[j * static_cast<std::size_t>(W) + static_cast<std::size_t>(w)] ^ qw;
+            const std::uint64_t one = z & m1, four = (z >> 1) & ~z & m1;
+            const std::uint64_t c1 = (one & m2) + ((one >> 2) & m2), c4 = (four & m2) + ((four >> 2) & m2);
+            std::uint64_t t = c1 + (c4 << 2);
+            t = (t & m4) + ((t >> 4) & m4);
+            t += t >> 8;
+            t += t >> 16;
+            t += t >> 32;
+            out[j] += static_cast<std::uint32_t>(t & 0xFF);
+        }
+    }
+}
 }  // namespace detail
 
 struct SearchOptions {
     double max_distance = std::numeric_limits<double>::infinity();  // beyond it the result is -1 (gray)
     std::size_t max_scan = 64;                                       // bounded variant: candidates examined
     bool exact = false;                                              // exact variant: equals brute force
+    bool scan = false;  // bounded variant by the one-by-one scan even where the window applies (tests, benchmarks)
     int threads = 1;                                                 // 0 = all hardware threads
     // Optional per-query bound (m floats): a distance another candidate already reaches (an image
     // neighbor's key, say). Only strictly closer-or-equal entries are sought and the scan is pruned there,
@@ -138,7 +187,9 @@ struct SearchOptions {
 template <class Fn>
 void with_distance(const KeyLayout& layout, Fn&& fn) {
     const int bits = layout.bits, W = layout.words;
-    if (bits == 1 || bits == 2)
+    if (bits == 2 && layout.levels == 3)
+        fn(detail::TernaryDistance{W});
+    else if (bits == 1 || bits == 2)
         fn(detail::TableDistance<std::uint8_t>{detail::pair_table_u8(bits), W});
     else if (bits == 4 || bits == 8)
         fn(detail::TableDistance<std::uint16_t>{detail::pair_table_u16(bits), W});
@@ -256,6 +307,8 @@ private:
         const double eps = 1e-9 * (1.0 + proj_bound_);
         const double* proj = proj_.data();
         const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(n_);
+        const bool window = !opt.exact && !opt.scan && layout_.bits == 2 && layout_.levels == 3;
+        std::vector<std::uint32_t> window_sq;
         for (std::size_t i = begin; i < end; ++i) {
             const std::uint64_t* q = queries + i * W;
             const char* problem = check_key(q);
@@ -308,6 +361,39 @@ private:
                             if ((found = visit(lo--))) break;
                         }
                     }
+                }
+            } else if (window) {
+                // Bounded, as a window (same result as the scan below, which visits strictly the closest
+                // projection first, the hi side on ties, at most max_scan entries; stopping early on the projection
+                // bound only skips entries that cannot be closer). The visited set is the contiguous window
+                // [L, L + K) of the K = min(max_scan, n) smallest gaps, found by binary search on L: lo entry L is
+                // visited after hi entry L + K exactly when its gap is >= (ties go to hi). All K distances at once,
+                // then the first visited of the closest: the lowest index among them on the hi side (>= pos), the
+                // highest on the lo side, the hi one first when its gap is <= the lo one's.
+                const std::ptrdiff_t pos = hi;
+                const std::ptrdiff_t K = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(opt.max_scan), n);
+                std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K), b = std::min<std::ptrdiff_t>(pos, n - K);
+                while (a < b) {
+                    const std::ptrdiff_t mid = a + (b - a) / 2;
+                    if (qp - proj[mid] >= proj[mid + K] - qp) a = mid + 1;
+                    else b = mid;
+                }
+                const std::ptrdiff_t L = a;
+                window_sq.resize(static_cast<std::size_t>(K));
+                detail::ternary_window(keys_.data() + static_cast<std::size_t>(L) * W, W, q, static_cast<std::size_t>(K),
+                               window_sq.data());
+                std::uint32_t dmin = std::numeric_limits<std::uint32_t>::max();
+                for (std::ptrdiff_t j = 0; j < K; ++j) dmin = std::min(dmin, window_sq[static_cast<std::size_t>(j)]);
+                std::ptrdiff_t jh = -1, jl = -1;
+                for (std::ptrdiff_t j = pos; j < L + K; ++j)
+                    if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jh = j; break; }
+                for (std::ptrdiff_t j = pos - 1; j >= L; --j)
+                    if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jl = j; break; }
+                std::ptrdiff_t m = jh;
+                if (jl >= 0 && (jh < 0 || !(proj[jh] - qp <= qp - proj[jl]))) m = jl;
+                if (m >= 0 && static_cast<std::uint64_t>(dmin) < best_sq) {
+                    best = m;
+                    best_d = std::sqrt(static_cast<double>(dmin));
                 }
             } else {
                 // Bounded: strictly closest projection first, at most max_scan entries.

@@ -17,6 +17,8 @@ def test_bench_json_shape(capsys):
     assert all(v >= 0 for v in r["stages_ms"].values())
     assert set(r["latency_ms"]) == {"p50", "p99"} and r["latency_ms"]["p99"] >= r["latency_ms"]["p50"] > 0
     assert set(r["images_per_s"]) == {"single", "batch"} and 0 <= r["misses"] <= 1
+    assert set(r["keys_images_per_s"]) == {"serial", "graph_batch"} and min(r["keys_images_per_s"].values()) > 0
+    assert set(r["environment"]) == {"torch_loaded", "OMP_WAIT_POLICY"}
     with pytest.raises(SystemExit) as e:
         main(["bench", "--size", "bad"])
     assert e.value.code == 2

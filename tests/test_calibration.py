@@ -7,7 +7,8 @@ from PIL import Image
 
 import hyperchroma as hc
 from hyperchroma import Status, core
-from hyperchroma.calibration import FAR, Calibration, descriptor, optimal_scale
+from hyperchroma.calibration import FAR, Calibration, auc_scale, descriptor, optimal_scale, safe_scale
+from hyperchroma.metrics import auc
 
 
 def test_descriptor_and_scale_match_their_definitions(rng):
@@ -21,6 +22,20 @@ def test_descriptor_and_scale_match_their_definitions(rng):
     best = grid[np.argmin([((g * p - t) ** 2).sum() for g in grid])]
     assert optimal_scale(p, t) == pytest.approx(best, abs=1e-3)
     assert optimal_scale(p, 2 * p) == 1.0 and optimal_scale(p, -p) == 0.0 and optimal_scale(0 * p, t) == 0.0
+
+
+def test_safe_scale_is_the_smaller_of_the_least_squares_and_the_auc_best_scale(rng):
+    for _ in range(20):
+        p, t = rng.normal(0, 20, (40, 30, 2)), rng.normal(0, 20, (40, 30, 2))
+        t = t * rng.uniform(0, 1) + p * rng.uniform(0, 1)
+        a = auc_scale(p, t)
+        # the slow obvious reference: AuC at every scale of a fine grid, the best within the grid's step
+        fine = np.linspace(0, 1, 101)
+        scores = [auc(np.float32(g) * p.astype(np.float32), t) for g in fine]
+        assert auc(np.float32(a) * p.astype(np.float32), t) >= max(scores) - 2e-3
+        assert safe_scale(p, t) == pytest.approx(min(a, optimal_scale(p, t)))
+    p = rng.normal(0, 20, (30, 30, 2))
+    assert auc_scale(p, p) == 1.0 and auc_scale(p, -p) == 0.0 and safe_scale(p, -p) == 0.0
 
 
 def test_regression_stays_in_range_and_decays_beyond_what_was_seen():

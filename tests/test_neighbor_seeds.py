@@ -90,3 +90,21 @@ def test_huge_radius_and_bounds_behave():
     for bound in (1e9, 1e10, 1e19, 1e30, np.inf):
         i, d = idx.search(keys[1:2], exact=True, bounds=np.array([bound], np.float32))
         assert i[0] == 0 and d[0] == pytest.approx(np.sqrt(12))
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2])
+def test_seeds_at_listed_pixels_equal_the_full_result(radius):
+    rng = np.random.default_rng(7)
+    H, W, channels, levels = 13, 17, 20, 3
+    keys = core.pack_keys(rng.integers(0, levels, (H * W, channels), dtype=np.uint8), levels)
+    found = (rng.random(H * W) < 0.5).astype(np.uint8)
+    seed, dist = core.neighbor_seeds(keys, found, H, W, channels, levels, radius, threads=2)
+    for pixels in (np.flatnonzero(found == 0), rng.integers(0, H * W, 50), np.zeros(0, np.int64),
+                   np.flatnonzero(found == 0)[::-1].astype(np.int32)):
+        s, d = core.neighbor_seeds(keys, found, H, W, channels, levels, radius, threads=3, pixels=pixels)
+        np.testing.assert_array_equal(s, seed[pixels])
+        np.testing.assert_array_equal(d, dist[pixels])
+    with pytest.raises(ValueError, match="outside"):
+        core.neighbor_seeds(keys, found, H, W, channels, levels, radius, pixels=np.array([H * W]))
+    with pytest.raises(TypeError, match="integer"):
+        core.neighbor_seeds(keys, found, H, W, channels, levels, radius, pixels=np.array([0.5]))

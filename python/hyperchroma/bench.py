@@ -10,6 +10,7 @@ model-size input), ``classifier`` (ONNX Runtime), ``keys`` (fused upsample + qua
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -56,7 +57,8 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         model.colorize(g)  # warm up: sessions, buffers, page faults
     prepared = pipeline.prepare(frame, model.fit_settings.size)
     maps = model.classifier.run_reusing(prepared.gray, threads=t)
-    keys = model.quantizer.keys(maps, prepared.shape, t)
+    tap_frame = model.classifier.frame(*prepared.shape)
+    keys = model.quantizer.keys(maps, prepared.shape, t, tap_frame)
     found = lookup(model.color_table, keys, prepared.shape, s, t)
     h, w = prepared.shape
     ab = pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t)
@@ -66,7 +68,7 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         "decode": _times(lambda: load_image(paths[0]), repeats),
         "prepare": _times(lambda: pipeline.prepare(frame, model.fit_settings.size), repeats),
         "classifier": _times(lambda: model.classifier.run_reusing(prepared.gray, threads=t), repeats),
-        "keys": _times(lambda: model.quantizer.keys(maps, prepared.shape, t), repeats),
+        "keys": _times(lambda: model.quantizer.keys(maps, prepared.shape, t, tap_frame), repeats),
         "lookup": exact,
         "fallback": np.maximum(lookup_all - np.median(exact), 0),
         "smoothing": _times(lambda: pipeline.smooth(found.ab.reshape(h, w, 2), prepared.gray, s, t), repeats),
@@ -81,6 +83,7 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
     t0 = time.perf_counter()
     model.colorize_batch(work)
     batched = len(work) / (time.perf_counter() - t0)
+    keys_rate = _keys_rates(model, work, t)
     return {
         "schema": SCHEMA,
         "hyperchroma": __version__,
@@ -95,7 +98,41 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
                        "p99": round(float(np.percentile(latency, 99)), 3)},
         "images_per_s": {"single": round(single, 2), "batch": round(batched, 2)},
+        "keys_images_per_s": keys_rate,
+        # PyTorch's OpenMP threads busy-wait after each op and take the cores (benchmarks/bench_torch_mix.py):
+        # a pipeline that runs torch next to colorize wants OMP_WAIT_POLICY=PASSIVE set before importing it
+        "environment": {"torch_loaded": "torch" in sys.modules,
+                        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
     }
+
+
+def _keys_rates(model: Any, work: Sequence[np.ndarray], threads: int) -> Optional[Dict[str, float]]:
+    """Images/s of the first half of the pipeline (model-size gray -> packed keys) for the batch: ``serial``,
+    the classifier then the C++ keys kernel per image; ``graph_batch``, the GPU-ready path (keys computed in the
+    ONNX graph, bucketed batches, I/O binding: :class:`hyperchroma.gpu.BatchKeys`). None where that path does
+    not apply (a PCA-projected quantizer, or no ``onnx`` package)."""
+    if model.quantizer.projection is not None:
+        return None
+    try:
+        from .gpu import BatchKeys
+    except ImportError:  # pragma: no cover - onnx missing
+        return None
+    size = model.fit_settings.size
+    grays = [pipeline.prepare(g, size).gray for g in work]
+    if len({g.shape for g in grays}) != 1:
+        return None
+    bk = BatchKeys(model.classifier, model.quantizer, threads=threads)
+    batch = np.stack(grays)
+    bk.keys(batch)  # warm up: the session, its buffers
+
+    def serial() -> None:
+        for g in grays:
+            model.quantizer.keys(model.classifier.run_reusing(g, threads=threads), g.shape, threads)
+
+    serial()
+    ts = float(np.median(_times(serial, 3))) / 1e3
+    tg = float(np.median(_times(lambda: bk.keys(batch), 3))) / 1e3
+    return {"serial": round(len(grays) / ts, 2), "graph_batch": round(len(grays) / tg, 2)}
 
 
 def format_result(r: Dict[str, Any]) -> str:
@@ -108,6 +145,14 @@ def format_result(r: Dict[str, Any]) -> str:
              f"{r['images_per_s']['single']:.1f} images/s single, {r['images_per_s']['batch']:.1f} images/s "
              f"colorize_batch of {r['batch']}",
              "stages (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())]
+    env = r.get("environment") or {}
+    if env.get("torch_loaded") and env.get("OMP_WAIT_POLICY") is None:
+        lines.append("note: PyTorch is loaded without OMP_WAIT_POLICY=PASSIVE: its spinning OpenMP threads slow "
+                     "colorize calls that follow its ops")
+    k = r.get("keys_images_per_s")
+    if k:
+        lines.append(f"gray -> keys: {k['serial']:.1f} images/s classifier + C++ keys per image, "
+                     f"{k['graph_batch']:.1f} images/s keys in the ONNX graph, bucketed batch of {r['batch']}")
     return "\n".join(lines)
 
 

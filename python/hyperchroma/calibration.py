@@ -8,8 +8,10 @@ saturated colors of green and orange training photos), and no per-pixel signal p
   up to ``max_distance``; gray pixels count as :data:`FAR`);
 - **what transfers**: at fit time, k-fold over the training images: a table filled without one fold
   colorizes that fold's images from their gray version, and each held-out image gives its descriptor ``m``
-  and the chroma scale ``s`` in [0, 1] that best fits its true colors (least squares: ``s* = <ab, ab_true> /
-  <ab, ab>``: 1 when the colors transfer, 0 when gray would have been better);
+  and the chroma scale ``s`` in [0, 1] that is safe for its true colors: the smaller of the least-squares
+  scale (``<ab, ab_true> / <ab, ab>``) and the scale with the best AuC (on a grid of 0.05), so the output is
+  scaled no further than either PSNR or AuC supports (1 when the colors transfer, 0 when gray would have been
+  better);
 - **confidence** of a new image: a kernel regression of ``s`` on ``m`` over those held-out images, decaying to
   0 beyond the largest ``m`` seen (cross-validation alone is over-optimistic for truly unrelated images:
   the distance term covers them). The model scales the image's chroma by it, so an image it cannot color
@@ -24,6 +26,7 @@ from typing import Callable, List, Sequence, Tuple
 import numpy as np
 
 from .lookup import Status
+from .metrics import auc
 
 #: Distance a gray (unmatched) pixel counts for in the descriptor, and the clip of every pixel's distance.
 FAR = 6.0
@@ -31,6 +34,8 @@ FAR = 6.0
 MAX_IMAGES = 48
 #: Smallest kernel bandwidth of the regression, in descriptor units.
 MIN_BANDWIDTH = 0.2
+#: Chroma scales tried for the AuC-best scale of a held-out image.
+AUC_SCALES = np.linspace(0.0, 1.0, 21)
 
 
 def descriptor(status: np.ndarray, distance: np.ndarray) -> float:
@@ -45,6 +50,20 @@ def optimal_scale(ab_pred: np.ndarray, ab_true: np.ndarray) -> float:
     t = ab_true.reshape(-1, 2).astype(np.float64)
     pp = float((p * p).sum())
     return 0.0 if pp <= 1e-9 else float(np.clip((p * t).sum() / pp, 0.0, 1.0))
+
+
+def auc_scale(ab_pred: np.ndarray, ab_true: np.ndarray) -> float:
+    """The chroma scale in :data:`AUC_SCALES` with the best AuC (the largest of equals)."""
+    p = np.asarray(ab_pred, np.float32).reshape(-1, 2)
+    t = np.asarray(ab_true, np.float32).reshape(-1, 2)
+    scores = [auc(np.float32(a) * p, t) for a in AUC_SCALES]
+    best = max(scores)
+    return float(max(a for a, v in zip(AUC_SCALES, scores) if v >= best))
+
+
+def safe_scale(ab_pred: np.ndarray, ab_true: np.ndarray) -> float:
+    """The calibration target: the smaller of the least-squares and the AuC-best chroma scale."""
+    return min(optimal_scale(ab_pred, ab_true), auc_scale(ab_pred, ab_true))
 
 
 @dataclass(frozen=True)
@@ -98,5 +117,5 @@ def calibrate(truths: Sequence[np.ndarray], make_colorizer: Callable[[List[int]]
         for i in np.flatnonzero(fold_of == f):
             ab, status, distance = colorize(int(i))
             ms.append(descriptor(status, distance))
-            ss.append(optimal_scale(ab, truths[int(i)]))
+            ss.append(safe_scale(ab, truths[int(i)]))
     return Calibration(np.array(ms), np.array(ss))

@@ -89,13 +89,43 @@ class HypercolumnSample:
     tap_channels: List[int] = field(default_factory=list)
 
 
-def sample_image(maps: List[np.ndarray], shape: Tuple[int, int], settings: FitSettings, index: int) -> np.ndarray:
+def available_memory() -> Optional[int]:
+    """Bytes of memory available here (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_sample_memory(n_images: int, channels: int, settings: FitSettings) -> None:
+    """Refuse, with the numbers and the fix, a fit whose sampled hypercolumns (and their PCA, for a wide
+    classifier) would not fit in the memory available: better than a raw MemoryError minutes in."""
+    per_image = min(settings.samples_per_image, settings.size * settings.size)
+    need = 2 * n_images * per_image * channels * 4  # the samples, and their concatenation
+    if settings.key_channels and channels > settings.key_channels:
+        need += 3 * channels * channels * 8  # the covariance and its eigenvectors (float64)
+    have = available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"fit would need about {need / 2**30:.1f} GiB for the sampled hypercolumns ({n_images} images x "
+            f"{per_image} samples x {channels} channels), more than the {have / 2**30:.1f} GiB available; lower "
+            "samples_per_image (--samples-per-image), fit on fewer images, or tap fewer channels "
+            "(Classifier(max_channels=...), --max-tap-channels)")
+
+
+def sample_image(maps: List[np.ndarray], shape: Tuple[int, int], settings: FitSettings, index: int,
+                 frame: Optional[Tuple[int, int]] = None) -> np.ndarray:
     """Phase 1 for one image: ``settings.samples_per_image`` of its hypercolumns, (n, C) float32, drawn with a
-    generator seeded by (``settings.seed``, ``index``): the same wherever and in whatever order it runs."""
+    generator seeded by (``settings.seed``, ``index``): the same wherever and in whatever order it runs.
+    ``frame``: the classifier's frame of the image (``Classifier.frame``) when its maps cover a padded one."""
     h, w = shape
     rng = np.random.default_rng([settings.seed, index])
     take = rng.choice(h * w, size=min(settings.samples_per_image, h * w), replace=False)
-    return sample_taps(maps, shape, take // w, take % w)
+    return sample_taps(maps, frame or shape, take // w, take % w)
 
 
 def keyframe_picks(nbytes: Sequence[int], settings: FitSettings) -> List[int]:
@@ -115,6 +145,8 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     """Phase 1: ``settings.samples_per_image`` random hypercolumns of every image (:func:`sample_image`)."""
     from tqdm import tqdm
 
+    check_sample_memory(len(images), classifier.channels, settings)
+
     budget = MAP_CACHE_BYTES
     samples, cache = [], {}
     keyframes: List[np.ndarray] = []
@@ -126,7 +158,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
             key_budget -= rgb.nbytes
             keyframes.append(rgb)
         maps = classifier.run(t.gray, threads=threads)
-        samples.append(sample_image(maps, t.shape, settings, i))
+        samples.append(sample_image(maps, t.shape, settings, i, classifier.frame(*t.shape)))
         nbytes = sum(m.nbytes for m in maps)
         keep = budget >= nbytes + t.gray.nbytes + t.ab.nbytes
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
@@ -135,12 +167,14 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps])
 
 
-def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0) -> Quantizer:
+def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
+                    balance: bool = False) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
-    projection to ``key_channels`` when the taps have more channels than that."""
+    projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
+    variance with ``balance``)."""
     if isinstance(sample, HypercolumnSample):
-        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels)
-    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels)
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -158,7 +192,7 @@ def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Q
         t, maps = cache[i] if cache and i in cache else (training_image(im, settings.size, _name(im, i)), None)
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
-        table.insert(quantizer.keys(maps, t.shape, threads), t.ab)
+        table.insert(quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape)), t.ab)
     return table
 
 
@@ -176,7 +210,7 @@ def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quant
                                                          None)
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
-        data.append((t, quantizer.keys(maps, t.shape, threads)))
+        data.append((t, quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape))))
     return calibrate_keys(data, quantizer, settings, colorize_settings, threads)
 
 
@@ -217,7 +251,12 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     if not images:
         raise ValueError("fit needs at least one color training image")
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
-    quantizer = learn_quantizer(sample, settings.levels, settings.key_channels)
+    try:
+        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps)
+    except MemoryError:
+        raise ValueError(f"out of memory learning the quantizer from {sample.hypercolumns.shape[0]} hypercolumns of "
+                         f"{sample.hypercolumns.shape[1]} channels; lower samples_per_image or tap fewer channels "
+                         "(Classifier(max_channels=...))") from None
     table = fill_table(images, classifier, quantizer, settings, cache=sample.cache, threads=threads,
                        progress=progress)
     table.finalize()

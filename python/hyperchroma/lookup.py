@@ -46,7 +46,27 @@ class Lookup:
 
 def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,
            threads: int = 1) -> Lookup:
-    """Colors of the (h*w, words) keys of an image of ``shape`` (h, w) through the whole chain."""
+    """Colors of the (h*w, words) keys of an image of ``shape`` (h, w) through the whole chain: one C++ call
+    (``core.lookup_chain``, per-thread scratch buffers), equal to :func:`lookup_py`, which states it."""
+    h, w = shape
+    if len(keys) != h * w:
+        raise ValueError(f"keys: expected {h * w} keys for a {h}x{w} image, got {len(keys)}")
+    ab, status, distance = core.lookup_chain(table.table, table.index, keys, h, w, one_step=settings.one_step,
+                                             max_distance=settings.max_distance, max_scan=settings.max_scan,
+                                             exact=settings.exact, seed_radius=settings.seed_radius, threads=threads)
+    return Lookup(ab, status, distance)
+
+
+def lookup_py(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,
+              threads: int = 1) -> Lookup:
+    """The chain of :func:`lookup` in Python over the core's kernels (the reference it is tested against).
+
+    The fallback runs once per distinct missing key (``core.unique_keys``), not once per pixel: the one-step
+    probes depend on the key only; the bounded sorted-index search of a key with a pixel's bound ``c`` (its
+    image neighbours' distance, or ``max_distance``) returns the first-visited nearest entry of the key's
+    ``max_scan`` candidates if its distance is at most ``c``, else nothing, so one search per key with the
+    largest bound of its pixels answers every pixel (checked against the per-pixel chain in the tests). The
+    exact search (``exact=True``) visits in an order that depends on the bound: it runs per pixel."""
     h, w = shape
     n = len(keys)
     if n != h * w:
@@ -57,22 +77,28 @@ def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings
     status = np.where(exact, np.uint8(Status.EXACT), np.uint8(Status.GRAY))
     distance = np.where(exact, np.float32(0), np.float32(np.inf))
     miss = np.flatnonzero(found == 0)
+    if not miss.size:
+        return Lookup(ab, status, distance)
     ab[miss] = 0
-    if miss.size and settings.one_step and settings.max_distance >= 1:
-        ab1, hits = table.lookup_one_step(keys[miss], threads=threads)
-        near = hits > 0
-        ab[miss[near]] = ab1[near]
+    first, inverse = core.unique_keys(keys[miss])
+    distinct = miss[first]  # a pixel (row of keys) per distinct missing key
+    if settings.one_step and settings.max_distance >= 1:
+        ab1, hits = table.lookup_one_step(keys[distinct], threads=threads)
+        near = (hits > 0)[inverse]
+        ab[miss[near]] = ab1[inverse[near]]
         status[miss[near]] = Status.NEAREST
         distance[miss[near]] = 1.0
-        miss = miss[~near]
+        miss, inverse = miss[~near], inverse[~near]
     if miss.size:
         bounds = seed = None
         if settings.seed_radius > 0:
-            seed_all, seed_d = core.neighbor_seeds(keys, found, h, w, table.channels, table.levels,
-                                                   settings.seed_radius, threads=threads)
-            seed, bounds = seed_all[miss], seed_d[miss]
-        idx, dist = table.index.search(keys[miss], max_distance=settings.max_distance, max_scan=settings.max_scan,
-                                       exact=settings.exact, threads=threads, bounds=bounds)
+            seed, bounds = core.neighbor_seeds(keys, found, h, w, table.channels, table.levels,
+                                               settings.seed_radius, threads=threads, pixels=miss)
+        if settings.exact:
+            idx, dist = table.index.search(keys[miss], max_distance=settings.max_distance,
+                                           max_scan=settings.max_scan, exact=True, threads=threads, bounds=bounds)
+        else:
+            idx, dist = _search_distinct(table, keys, distinct, inverse, bounds, settings, threads)
         from_index = idx >= 0
         colors = table.index.colors(idx)
         dist = np.where(from_index, dist, np.inf).astype(np.float32)
@@ -86,3 +112,31 @@ def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings
         status[miss] = np.where(from_index, np.uint8(Status.NEAREST), np.uint8(Status.GRAY))
         distance[miss] = dist
     return Lookup(ab, status, distance)
+
+
+def _search_distinct(table: ColorTable, keys: np.ndarray, distinct: np.ndarray, inverse: np.ndarray,
+                     bounds: "np.ndarray | None", settings: ColorizeSettings,
+                     threads: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The bounded search's (index, distance) for each pixel of ``inverse`` (positions in ``distinct``, the
+    pixels of the distinct keys), searching each distinct key once; equal to a per-pixel search with
+    ``bounds``. A pixel's cap is its bound where below ``max_distance`` (the kernel's rule, NaN ignored), else
+    ``max_distance``; a key is searched with the largest cap of its pixels (NaN: ``max_distance``), and a
+    pixel keeps the key's entry when the entry's distance is within its own cap, compared in float64 on the
+    integer squared distance as the kernel does."""
+    md = float(settings.max_distance)
+    used, inv = np.unique(inverse, return_inverse=True)
+    query = keys[distinct[used]]
+    if bounds is None:
+        idx_k, dist_k = table.index.search(query, max_distance=md, max_scan=settings.max_scan, threads=threads)
+        return idx_k[inv], dist_k[inv]
+    b64 = bounds.astype(np.float64)
+    cap = np.where(b64 < md, b64, md)
+    key_cap = np.full(len(used), -np.inf)
+    np.maximum.at(key_cap, inv, cap)
+    key_bounds = np.where(key_cap < md, key_cap, np.nan).astype(np.float32)  # exact: those caps were float32
+    idx_k, dist_k = table.index.search(query, max_distance=md, max_scan=settings.max_scan, threads=threads,
+                                       bounds=key_bounds)
+    idx, dist = idx_k[inv], dist_k[inv]
+    d2 = np.rint(dist.astype(np.float64) ** 2)  # the squared distance, an integer (inf where none)
+    keep = (idx >= 0) & (np.sqrt(d2) <= cap)
+    return np.where(keep, idx, -1), dist

@@ -4,7 +4,7 @@
 input) -> ``tap_keys`` (classifier taps -> fused packed keys) -> :func:`hyperchroma.lookup.lookup` (keys ->
 ab, status, distance) -> ``smooth`` (median filter, then a guided filter of ab at model size, edges from the
 gray image) -> ``compose`` (ab upsampled to the input's resolution and joined with its gray so that the
-result converts back to exactly that gray -> RGB).
+result converts back to exactly that gray -> RGB; ab on a 1-unit grid, see :func:`compose`).
 
 :func:`colorize` runs them all for one image and returns a :class:`Colorization`.
 """
@@ -70,7 +70,7 @@ def prepare(image: np.ndarray, size: int) -> Prepared:
 def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1) -> np.ndarray:
     """Stage 2: the classifier's taps (into this thread's reused buffers) -> packed keys (h*w, words)."""
     maps = classifier.run_reusing(prepared.gray, threads=threads)
-    return quantizer.keys(maps, prepared.shape, threads)
+    return quantizer.keys(maps, prepared.shape, threads, classifier.frame(*prepared.shape))
 
 
 def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:
@@ -83,11 +83,18 @@ def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads
     return ab
 
 
-def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1) -> np.ndarray:
+def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1, exact: bool = False) -> np.ndarray:
     """Stage 5: ab (h, w, 2) upsampled bilinearly to the (H, W) of ``gray`` (uint8) and joined with it ->
-    uint8 RGB whose ``convert("L")`` is ``gray`` exactly (chroma reduced where the gamut forces it)."""
+    uint8 RGB whose ``convert("L")`` is ``gray`` exactly (chroma reduced where the gamut forces it).
+
+    By default the upsampled ab are rounded to the nearest multiple of ``core.COMPOSE_GRID_STEP`` (1 ab unit:
+    a CIE delta E of at most 0.71) and the answers come from a table filled as grid cells are met, in one pass
+    without a full-size ab (``core.upsample_compose``, about 5x faster); ``exact=True`` composes the upsampled
+    ab as they are (``core.compose_luma``). Both keep the gray exactly."""
+    planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0), dtype=np.float32)
+    if not exact:
+        return core.upsample_compose(gray, planar, threads=threads)
     H, W = gray.shape
-    planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0))
     ab_full = core.upsample_bilinear(planar, H, W, threads=threads)
     return core.compose_luma(gray, ab_full, planar=True, threads=threads)
 

@@ -70,13 +70,24 @@ class Projection:
         return int(self.mean.size)
 
     @classmethod
-    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int) -> "Projection":
-        """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap."""
+    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False) -> "Projection":
+        """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap.
+
+        ``balance``: first scale every tap to the same total variance, so that the components are not all
+        drawn from the widest (deepest, coarsest) taps; the scale is folded into the matrices."""
         x = samples.astype(np.float64)
         mu = x.mean(axis=0)
         xc = x - mu
+        scale = np.ones(x.shape[1])
+        if balance:
+            start = 0
+            for c in tap_channels:
+                var = float(xc[:, start:start + c].var(axis=0).sum())
+                scale[start:start + c] = 1.0 / np.sqrt(var) if var > 0 else 1.0
+                start += c
+            xc = xc * scale
         vals, vecs = np.linalg.eigh(xc.T @ xc)
-        p = vecs[:, ::-1][:, :k]  # (C, k), largest components first
+        p = vecs[:, ::-1][:, :k] * scale[:, None]  # (C, k), largest components first, tap scales folded in
         mats, start = [], 0
         for c in tap_channels:
             mats.append(p[start:start + c])
@@ -177,14 +188,15 @@ class Quantizer:
 
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
-              key_channels: int = 0) -> "Quantizer":
+              key_channels: int = 0, balance: bool = False) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
-        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many."""
+        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many (of the
+        taps scaled to equal variance with ``balance``, see :meth:`Projection.learn`)."""
         if samples.ndim != 2 or samples.shape[0] < 1:
             raise ValueError(f"samples: expected (N >= 1, channels) hypercolumns, got shape {samples.shape}")
         projection = None
         if key_channels and samples.shape[1] > key_channels:
-            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels)
+            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels, balance)
             samples = projection.project_samples(samples)
         thresholds = learn_thresholds(samples, levels)
         return cls(thresholds, projection_weights(quantize(samples, thresholds)), projection)
@@ -197,9 +209,25 @@ class Quantizer:
     def levels(self) -> int:
         return int(self.thresholds.shape[1]) + 1
 
-    def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
-        """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel)."""
-        if self.projection is not None:
+    def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1,
+             frame: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel).
+
+        ``frame``: the (H, W) the maps cover when it is larger than the image (``classifier.frame(h, w)``, a
+        reflect-padded input): the maps are upsampled to the frame and cropped to its top-left ``shape``, so
+        keys stay aligned with their pixels."""
+        if frame is not None and tuple(frame) != tuple(shape):
+            H, W = int(frame[0]), int(frame[1])
+            h, w = shape
+            if H < h or W < w:
+                raise ValueError(f"frame: {H}x{W} is smaller than the image's {h}x{w}")
+            if self.projection is not None:
+                full = self.projection.apply(maps, (H, W), threads)
+            else:
+                full = np.concatenate([core.upsample_bilinear(np.ascontiguousarray(m, dtype=np.float32), H, W,
+                                                              threads=threads) for m in maps])
+            maps = [np.ascontiguousarray(full[:, :h, :w])]
+        elif self.projection is not None:
             maps = [self.projection.apply(maps, shape, threads)]
         keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], self.thresholds, self.weights, threads=threads)
         return keys

@@ -30,6 +30,10 @@ MAX_SEED_RADIUS = 8  # image-neighbour radius for the nearest-key seeds
 MAX_SAMPLES_PER_IMAGE = 1 << 20
 MAX_GUIDED_RADIUS = 16  # guided filter radius at model size
 MAX_KEY_CHANNELS = 1024  # channels of a learned key projection
+#: Default cap on the channels a foreign classifier's default taps total (before the key projection): more only
+#: makes sampling and the projection's PCA slow (its covariance is channels squared).
+DEFAULT_TAP_CHANNELS = 1024
+MAX_TAP_CHANNELS = 16384  # the cap's upper bound (a 16384-channel PCA covariance is 2 GiB)
 
 
 def _integer(name: str, v: Any, lo: int, hi: int) -> int:
@@ -96,6 +100,7 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
+    balance_taps: bool = False  #: that PCA sees every tap scaled to the same variance (helps resnet18, hurts mobilenet)
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
 
     def checked(self) -> "FitSettings":
@@ -111,6 +116,7 @@ class FitSettings:
             seed=_integer("seed", self.seed, 0, 2**63 - 1),
             calibration_folds=_calibration_folds(self.calibration_folds),
             key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS),
+            balance_taps=_flag("balance_taps", self.balance_taps),
             keep_keyframes=_flag("keep_keyframes", self.keep_keyframes))
 
     @property

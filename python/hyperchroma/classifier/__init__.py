@@ -7,16 +7,20 @@ the input normalization, so that ``Classifier.from_bytes(clf.model_bytes)`` rebu
 classifier (same :attr:`Classifier.identity`).
 
 Any ONNX CNN can be tapped: by default every ``Conv`` (its activation's output where a BatchNormalization
-and/or an activation follows it alone), or the tensors / nodes named in ``taps``.
+and/or an activation follows it alone) that carries per-pixel information, up to a channel cap
+(:mod:`.choice`), or the tensors / nodes named in ``taps``. Input sizes are fitted to what the model accepts
+(:mod:`.geometry`: padded to a stride multiple, or resized to a fixed size).
 
 Providers (:mod:`.providers`): the CUDA execution provider when it is actually usable (the driver loads, a
 device exists, the provider's libraries load), else the CPU one, chosen without printing anything;
 ``providers=`` overrides.
 """
 
+from .choice import TapChoice
+from .geometry import Geometry
 from .metadata import IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, default_model_path
 from .providers import available_providers, cuda_status, cuda_usable, resolve_providers
 from .runner import Classifier
 
-__all__ = ["Classifier", "TapInfo", "default_model_path", "available_providers", "cuda_usable", "cuda_status",
+__all__ = ["Classifier", "TapInfo", "TapChoice", "Geometry", "default_model_path", "available_providers", "cuda_usable", "cuda_status",
            "resolve_providers", "IMAGENET_MEAN", "IMAGENET_STD", "META_PREFIX"]

@@ -7,6 +7,7 @@ Outputs can be written into caller-owned arrays (``out=``) or into this thread's
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -15,12 +16,26 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from . import choice as tap_choice
+from .choice import TapChoice
+from .geometry import PROBE_SIZE, Geometry, probe_geometry
 from .graph import finish, prepare
 from .metadata import TapInfo, default_model_path, meta_from_bytes
 from .providers import CUDA, ProviderArg, load_ort, quiet_ort, resolve_providers
 
 PathLike = Union[str, "os.PathLike[str]"]
-PROBE_SIZE = 224
+#: ONNX Runtime log severity of our sessions and runs: fatal only. Its errors come back to us as exceptions
+#: that we turn into one clear line; printed, they would leak to stderr before it.
+ORT_LOG_SEVERITY = 4
+
+
+def _probe_image(h: int, w: int) -> np.ndarray:
+    """A fixed gray image with structure at every scale (the probe that tells taps apart)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(12345)
+    g = 0.5 + 0.2 * np.sin(x / 7.0) * np.cos(y / 11.0) + 0.15 * np.sin((x + 2 * y) / 29.0)
+    g += 0.1 * rng.random((h, w), dtype=np.float32)
+    return np.clip(g, 0, 1).astype(np.float32)[None, None]
 
 
 def _ort_reason(e: BaseException) -> str:
@@ -44,9 +59,15 @@ class Classifier:
         taps: tensor or node names to tap; ``None`` for the model's recorded taps (ours) or every Conv (foreign).
         threads: ONNX Runtime intra-op threads; ``None`` for its default (one per physical core).
         mean, std: input normalization of a foreign model, on gray values in [0, 1] (per channel for a
-            3-channel model, which gets the gray plane replicated); default ImageNet's for a 3-channel model
-            without hyperchroma metadata, none for a 1-channel one. For a model fed 0..255, pass
-            ``mean=0, std=1/255``.
+            3-channel model, which gets the gray plane replicated); default: what its metadata states
+            (``mean``/``std`` props), else ImageNet's for a 3-channel model, none for a 1-channel one. For a
+            model fed 0..255, pass ``mean=0, std=1/255``.
+        max_channels: with default taps, the most channels tapped in total (0: no cap); see
+            :mod:`.choice` for which taps go first. Default :data:`hyperchroma.settings.DEFAULT_TAP_CHANNELS`.
+
+    Foreign models: NCHW or NHWC, 1 or 3 channels, float32 or float16 inputs; weights kept in external data
+    files beside the model are read from there and embedded. A model whose sides must be multiples of a
+    stride gets reflect-padded input (:mod:`.geometry`), a fixed-size one resized input.
 
     Raises:
         ValueError: the file is not a usable ONNX CNN (not ONNX, truncated, no conv, wrong input rank...).
@@ -61,6 +82,7 @@ class Classifier:
         *,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
+        max_channels: int | None = None,
     ) -> None:
         if path is None:
             path = default_model_path()
@@ -72,7 +94,8 @@ class Classifier:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"no such classifier file: {p}")
-        self._init(p.read_bytes(), str(p), providers, taps, threads, mean, std)
+        self._init(p.read_bytes(), str(p), providers, taps, threads, mean, std, max_channels,
+                   str(p.resolve().parent))
 
     @classmethod
     def from_bytes(
@@ -84,27 +107,37 @@ class Classifier:
         *,
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
+        max_channels: int | None = None,
     ) -> "Classifier":
         """A classifier from ONNX bytes, e.g. :attr:`model_bytes` of another one (then with the same
         :attr:`identity`)."""
         self = cls.__new__(cls)
-        self._init(data, "<bytes>", providers, taps, threads, mean, std)
+        self._init(data, "<bytes>", providers, taps, threads, mean, std, max_channels)
         return self
 
     # -------------------------------------------------------------------------------------------- set-up
-    def _init(self, data: Any, origin: str, providers: Any, taps: Any, threads: Any, mean: Any, std: Any) -> None:
+    def _init(self, data: Any, origin: str, providers: Any, taps: Any, threads: Any, mean: Any, std: Any,
+              max_channels: Any = None, base_dir: str | None = None) -> None:
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
             raise ValueError(f"threads: expected a non-negative int (0 or None: onnxruntime's default), got {threads!r}")
+        from ..settings import DEFAULT_TAP_CHANNELS, MAX_TAP_CHANNELS
+
+        if max_channels is None:
+            max_channels = DEFAULT_TAP_CHANNELS
+        if isinstance(max_channels, bool) or not isinstance(max_channels, int) or not 0 <= max_channels <= MAX_TAP_CHANNELS:
+            raise ValueError(f"max_channels: expected an integer in 0..{MAX_TAP_CHANNELS} (0: no cap), got {max_channels!r}")
         self._origin = origin
         self._threads = threads
         self._providers_arg = providers
         self._lock = threading.Lock()
         self._local = threading.local()
         self._shapes: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-        prep = prepare(data, origin, taps, mean, std)
+        prep = prepare(data, origin, taps, mean, std, base_dir)
         self._input_info = prep.input_info
         self._meta = prep.meta
         resolved = resolve_providers(providers)
+        geometry = Geometry.from_json(prep.meta.get("geometry"))
+        choice = tap_choice.from_json(prep.meta.get("tap_choice"))
         if prep.taps is not None and "taps" in prep.meta:  # an unchanged runtime model
             taps_info, min_size = prep.taps, prep.min_size
             self._model_bytes = prep.data
@@ -112,20 +145,27 @@ class Classifier:
             taps_info = prep.taps
             min_size = max(prep.min_size, max(t.stride for t in taps_info))
             self._model_bytes = finish(prep, taps_info, min_size)
-        else:  # a foreign model: one probe run tells the taps' channels and strides
-            taps_info, min_size = self._probe(self._make_session(prep.data, resolved), prep.meta)
+        else:  # a foreign model: probe runs tell its input geometry and the taps' channels and strides
+            static = prep.meta.get("source_size")
+            geometry, taps_info, maps = self._probe(self._make_session(prep.data, resolved),
+                                                    tuple(json.loads(static)) if static else None)
+            probe = geometry.input_shape(PROBE_SIZE, PROBE_SIZE)
             if taps is None:
-                # default taps must carry per-pixel information: a 1x1 map at the probe size (a squeeze-excitation
-                # gate, a globally pooled feature) would only raise the minimum image size to the probe size
-                spatial = [t for t in taps_info if t.stride < PROBE_SIZE]
-                if not spatial:
-                    raise ValueError(f"{origin}: every conv output is a 1x1 map at {PROBE_SIZE}x{PROBE_SIZE}: "
-                                     "nothing per-pixel to tap; name the layers to tap")
-                if len(spatial) < len(taps_info):
-                    prep = prepare(data, origin, [t.name for t in spatial], mean, std)
-                    taps_info = spatial
-                    min_size = max(t.stride for t in spatial)
-            self._model_bytes = finish(prep, taps_info, min_size)
+                choice = tap_choice.choose_taps(taps_info, maps, min(probe), max_channels)
+                chosen = [t for t, c in zip(taps_info, choice) if c.chosen]
+                if not chosen:
+                    raise ValueError(f"{origin}: no conv output carries per-pixel information at {probe[0]}x{probe[1]} "
+                                     "(all are 1x1 maps, constant or duplicates); name the layers to tap")
+                if len(chosen) < len(taps_info):
+                    prep = prepare(data, origin, [t.name for t in chosen], mean, std, base_dir)
+                    taps_info = chosen
+            else:
+                choice = tap_choice.named_choice(taps_info)
+            del maps
+            min_size = max(t.stride for t in taps_info)
+            self._model_bytes = finish(prep, taps_info, min_size, geometry.to_json(), tap_choice.to_json(choice))
+        self._geometry = geometry
+        self._choice = choice
         self._resolved = resolved
         self._session = self._make_session(self._model_bytes, resolved)
         self._sessions: dict[int, Any] = {}
@@ -137,7 +177,7 @@ class Classifier:
             raise ValueError(f"{origin}: internal error: session outputs {self._output_names} != taps")
         self._identity = hashlib.sha256(self._model_bytes).hexdigest()
         self._run_options = load_ort().RunOptions()
-        self._run_options.log_severity_level = 3
+        self._run_options.log_severity_level = ORT_LOG_SEVERITY
         self._provider = self._session.get_providers()[0]
 
     def _make_session(self, data: bytes, providers: list[Any], threads: int | None = None) -> Any:
@@ -149,7 +189,7 @@ class Classifier:
         threads = threads or self._threads
         if threads:
             so.intra_op_num_threads = threads
-        so.log_severity_level = 3
+        so.log_severity_level = ORT_LOG_SEVERITY
         # no busy-waiting: the threads sleep between runs instead of fighting the core's (and the caller's) threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.add_session_config_entry("session.inter_op.allow_spinning", "0")
@@ -173,24 +213,37 @@ class Classifier:
                 session = self._sessions.setdefault(threads, session)
         return session
 
-    def _probe(self, session: Any, meta: dict[str, str]) -> tuple[list[TapInfo], int]:
-        """Channels and strides of a foreign model's taps, from one run on a (1, 1, S, S) zero image."""
-        size = PROBE_SIZE
-        src = meta.get("source_input")
+    def _probe(self, session: Any, static: tuple[int | None, int | None] | None
+               ) -> tuple[Geometry, list[TapInfo], list[np.ndarray]]:
+        """A foreign model's input :class:`Geometry`, its taps' channels and strides, and their maps on the probe
+        image (for :func:`.choice.choose_taps`)."""
+        name = session.get_inputs()[0].name
+        options = load_ort().RunOptions()
+        options.log_severity_level = ORT_LOG_SEVERITY
+
+        def fails(h: int, w: int, n: int = 1) -> str | None:
+            try:
+                session.run(None, {name: np.zeros((n, 1, h, w), np.float32)}, options)
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+                return _ort_reason(e)
+            return None
+
+        geometry = probe_geometry(fails, static, self._origin)
+        H, W = geometry.input_shape(PROBE_SIZE, PROBE_SIZE)
         try:
-            x = np.zeros((1, 1, size, size), np.float32)
-            outs = session.run(None, {session.get_inputs()[0].name: x})
+            outs = session.run(None, {name: _probe_image(H, W)}, options)
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{self._origin}: the model fails on a {size}x{size} input"
-                             f"{' ' + repr(src) if src else ''}: {str(e).strip()[:800]}") from None
+            raise ValueError(f"{self._origin}: the model fails on a {H}x{W} input: {_ort_reason(e)}") from None
         taps = []
+        maps = []
         for o, arr in zip(session.get_outputs(), outs):
             if arr.ndim != 4 or arr.dtype != np.float32:
                 raise ValueError(f"{self._origin}: tap {o.name!r} is not a float32 (N, C, h, w) map "
                                  f"(got {arr.dtype} of shape {arr.shape}); tap conv layers")
-            stride = max(1, int(round(size / max(arr.shape[2], 1))))
+            stride = max(1, int(round(H / max(arr.shape[2], 1))))
             taps.append(TapInfo(o.name, int(arr.shape[1]), stride))
-        return taps, max(t.stride for t in taps)
+            maps.append(arr[0])
+        return geometry, taps, maps
 
     # ----------------------------------------------------------------------------------------- properties
     @property
@@ -225,8 +278,24 @@ class Classifier:
 
     @property
     def min_size(self) -> int:
-        """Smallest height and width :meth:`run` accepts."""
+        """Smallest height and width the model is run at (after padding or resizing, see :attr:`geometry`)."""
         return self._min_size
+
+    @property
+    def geometry(self) -> Geometry:
+        """How images are fitted to the model's input: as they are, padded to a stride multiple, or resized."""
+        return self._geometry
+
+    @property
+    def tap_choice(self) -> list[TapChoice]:
+        """Every candidate tap of a foreign model with whether it was chosen and why (empty for ours)."""
+        return list(self._choice)
+
+    def frame(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width), in image pixels, that :meth:`run`'s tap maps of an (height, width) image cover:
+        the reflect-padded image when the model needs a stride multiple (the image is its top-left corner;
+        make keys on the frame and crop them), else the image itself."""
+        return self._geometry.frame(int(height), int(width))
 
     @property
     def normalization(self) -> dict[str, Any]:
@@ -267,7 +336,8 @@ class Classifier:
         return list(shapes)
 
     def _check_size(self, h: int, w: int) -> None:
-        if h < self._min_size or w < self._min_size:
+        H, W = self._geometry.input_shape(h, w)
+        if H < self._min_size or W < self._min_size:
             raise ValueError(f"image of {h}x{w} pixels is smaller than the classifier's minimum "
                              f"{self._min_size}x{self._min_size}")
 
@@ -303,7 +373,8 @@ class Classifier:
 
         Returns:
             One float32 C-contiguous array per tap, in :attr:`taps` order: (C_i, h_i, w_i) for an (H, W) input,
-            (N, C_i, h_i, w_i) for a batch. ``h_i`` is about ``H / stride_i`` (pooling rounds down).
+            (N, C_i, h_i, w_i) for a batch. The maps cover :meth:`frame` (H, W) (the padded image for a model
+            that needs a stride multiple); ``h_i`` is about ``frame_H / stride_i`` (pooling rounds down).
 
         Thread-safe: concurrent calls share the one session.
         """
@@ -321,7 +392,18 @@ class Classifier:
             raise ValueError(f"gray: expected (H, W) or (N, H, W) gray values, got shape {x.shape}: a color image? "
                              "convert it to gray first")
         self._check_size(h, w)
-        x = np.ascontiguousarray(x, dtype=np.float32).reshape(n, 1, h, w)
+        if n > 1 and self._geometry.one_at_a_time:  # a model with a static batch of one
+            singles = [self.run(x[i], threads=threads) for i in range(n)]
+            stacked = [np.stack([s[k] for s in singles]) for k in range(len(singles[0]))]
+            if out is None:
+                return stacked
+            self._check_out(out, [a.shape for a in stacked])
+            for dst, src in zip(out, stacked):
+                dst[...] = src
+            return list(out)
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(n, h, w)
+        x = self._geometry.fit_input(x)
+        x = np.ascontiguousarray(x.reshape(n, 1, x.shape[1], x.shape[2]))
 
         with self._lock:
             shapes = self._shapes.get((h, w))

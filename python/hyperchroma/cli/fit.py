@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..settings import DEFAULT_TAP_CHANNELS
 from .common import add_cluster_arguments, csv_floats, csv_list, say
 
 
@@ -31,8 +32,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--mean", type=csv_floats, metavar="M[,M,M]",
                    help="with --classifier: its input normalization mean, on gray values in [0, 1]")
     p.add_argument("--std", type=csv_floats, metavar="S[,S,S]", help="with --classifier: its normalization std")
+    p.add_argument("--max-tap-channels", type=int, default=None, metavar="N",
+                   help="with --classifier: its default taps total at most N channels, before the key projection "
+                        f"(0: no cap; default {DEFAULT_TAP_CHANNELS}); `hyperchroma info --classifier X` shows the choice")
+    p.add_argument("--samples-per-image", type=int, default=4096,
+                   help="hypercolumns sampled per image to learn the quantization (default 4096)")
     p.add_argument("--key-channels", type=int, default=56,
                    help="taps with more channels than this are projected to this many by PCA (0: never; default 56)")
+    p.add_argument("--balance-taps", action="store_true",
+                   help="the key projection's PCA sees every tap scaled to the same variance (see README: helps "
+                        "some backbones, hurts others)")
     p.add_argument("--calibration-folds", type=int, default=4,
                    help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
     add_cluster_arguments(p)
@@ -47,13 +56,15 @@ def run(args) -> int:
 
     from ..classifier import Classifier
 
-    if (args.taps or args.mean or args.std) and not args.classifier:
-        raise ValueError("--taps, --mean and --std apply to a --classifier of your own")
-    clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std) if args.classifier else None
+    if (args.taps or args.mean or args.std or args.max_tap_channels is not None) and not args.classifier:
+        raise ValueError("--taps, --mean, --std and --max-tap-channels apply to a --classifier of your own")
+    clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std,
+                     max_channels=args.max_tap_channels) if args.classifier else None
     paths = image_paths(args.images)
     options = {"classifier": clf, "size": args.size, "levels": args.levels, "policy": args.policy,
                "tolerance": args.tolerance, "median_size": args.median, "max_distance": args.max_distance,
                "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
+               "samples_per_image": args.samples_per_image, "balance_taps": args.balance_taps,
                "progress": not args.quiet}
     if args.scheduler or args.workers:
         from ..distributed import client_for

@@ -23,7 +23,6 @@ import math
 import os
 import threading
 import uuid
-from concurrent.futures import CancelledError
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -37,6 +36,7 @@ from ..fitting import (
     as_classifier,
     calibrate_keys,
     calibration_picks,
+    check_sample_memory,
     keyframe_picks,
     learn_quantizer,
     sample_image,
@@ -51,8 +51,6 @@ from .cluster import task_threads as _share
 
 #: Parts per worker thread when the images come as a list (more parts: better balance, more merges).
 PARTS_PER_THREAD = 4
-#: Runs of the table tree (phase 3) before a lost worker's broken tree is an error.
-TREE_ATTEMPTS = 3
 
 # ------------------------------------------------------------------------------------- on the workers
 # Classifier maps of phase 1 kept for phase 3, per worker process: (fit id, image index) -> (image, maps).
@@ -83,7 +81,7 @@ def _sample_part(items: Sequence[Any], offset: int, classifier: Classifier, sett
         t = training_image(rgb, settings.size, _name(item, i))
         sizes.append(int(rgb.nbytes))
         maps = classifier.run(t.gray, threads=n_threads)
-        samples.append(sample_image(maps, t.shape, settings, i))
+        samples.append(sample_image(maps, t.shape, settings, i, classifier.frame(*t.shape)))
         nbytes = sum(m.nbytes for m in maps) + t.gray.nbytes + t.ab.nbytes
         with _CACHE_LOCK:
             if _CACHE_BYTES[0] + nbytes <= cache_bytes:
@@ -109,7 +107,7 @@ def _fill_part(items: Sequence[Any], offset: int, classifier: Classifier, quanti
     table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)
     for j, item in enumerate(items):
         t, maps = _image_and_maps(item, offset + j, classifier, settings, fit_id, n_threads)
-        table.insert(quantizer.keys(maps, t.shape, n_threads), t.ab)
+        table.insert(quantizer.keys(maps, t.shape, n_threads, classifier.frame(*t.shape)), t.ab)
     return table
 
 
@@ -132,7 +130,7 @@ def _keys_of(items: Sequence[Any], offset: int, pick: Sequence[int], classifier:
     out = []
     for j in pick:
         t, maps = _image_and_maps(items[j], offset + j, classifier, settings, fit_id, n_threads)
-        out.append((t, quantizer.keys(maps, t.shape, n_threads)))
+        out.append((t, quantizer.keys(maps, t.shape, n_threads, classifier.frame(*t.shape))))
     return out
 
 
@@ -212,6 +210,7 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
     n = sum(lengths)
     if n == 0:
         raise ValueError("fit needs at least one color training image")
+    check_sample_memory(n, clf.channels, fit_settings)  # the driver gathers every sample
     per_host = workers_per_host(client)
     fit_id = uuid.uuid4().hex
     cache_bytes = MAP_CACHE_BYTES // max(1, len(client.scheduler_info()["workers"]))
@@ -228,27 +227,22 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         sizes = [s for r in results for s in r[1]]
         del results
         # 2. quantizer
-        quantizer = learn_quantizer(sample, fit_settings.levels, fit_settings.key_channels)
+        quantizer = learn_quantizer(sample, fit_settings.levels, fit_settings.key_channels, fit_settings.balance_taps)
         del sample
         [q_f] = client.scatter([quantizer], broadcast=True, hash=False)
         # 3. tables, merged in a tree of consecutive parts
-        for attempt in range(TREE_ATTEMPTS):
-            level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
-                                   pure=False) for p, off in zip(parts, offsets)]
-            _progress(level, "fit: table", progress)
-            while len(level) > 1:  # a level's futures are let go as the next is submitted: bounded memory
-                level = [client.submit(_merge, *level[i:i + split_every], pure=False)
-                         for i in range(0, len(level), split_every)]
-            try:
-                table = level[0].result()
-                break
-            except CancelledError:
-                # a worker died holding a merge's input whose own inputs were already let go: the tree
-                # cannot be recomputed from there, so it runs again (the parts travel inside the tasks)
-                if attempt + 1 == TREE_ATTEMPTS:
-                    raise
-            finally:
-                del level
+        level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
+                               pure=False) for p, off in zip(parts, offsets)]
+        _progress(level, "fit: table", progress)
+        # every level's futures are held until the root is in: a worker lost after a merge finished leaves the
+        # scheduler able to recompute it from its inputs (released inputs would cancel it as "forgotten")
+        tree = [level]
+        while len(level) > 1:
+            level = [client.submit(_merge, *level[i:i + split_every], pure=False)
+                     for i in range(0, len(level), split_every)]
+            tree.append(level)
+        table = level[0].result()
+        del level, tree
         table.finalize()
         # keyframes and 5. calibration
         keyframes = _gather_by_part(client, parts, offsets, lengths, keyframe_picks(sizes, fit_settings),

@@ -1,0 +1,142 @@
+"""The lookup chain run once per distinct missing key (hyperchroma.lookup.lookup) against the same chain run
+once per pixel (the previous implementation, kept here as the obvious reference), and core.unique_keys
+against numpy."""
+
+import numpy as np
+import pytest
+
+from hyperchroma import ColorizeSettings, FitSettings, Status, core
+from hyperchroma.lookup import Lookup, lookup, lookup_py
+from hyperchroma.table import ColorTable
+
+
+def per_pixel(table, keys, shape, settings, threads=1):
+    """The chain one pixel at a time: every missing pixel probed and searched with its own bound."""
+    h, w = shape
+    ab, hit = table.lookup(keys, threads=threads)
+    exact = hit == core.STATUS_HIT
+    found = exact.view(np.uint8)
+    status = np.where(exact, np.uint8(Status.EXACT), np.uint8(Status.GRAY))
+    distance = np.where(exact, np.float32(0), np.float32(np.inf))
+    miss = np.flatnonzero(found == 0)
+    ab[miss] = 0
+    if miss.size and settings.one_step and settings.max_distance >= 1:
+        ab1, hits = table.lookup_one_step(keys[miss], threads=threads)
+        near = hits > 0
+        ab[miss[near]] = ab1[near]
+        status[miss[near]] = Status.NEAREST
+        distance[miss[near]] = 1.0
+        miss = miss[~near]
+    if miss.size:
+        bounds = seed = None
+        if settings.seed_radius > 0:
+            seed_all, seed_d = core.neighbor_seeds(keys, found, h, w, table.channels, table.levels,
+                                                   settings.seed_radius, threads=threads)
+            seed, bounds = seed_all[miss], seed_d[miss]
+        idx, dist = table.index.search(keys[miss], max_distance=settings.max_distance, max_scan=settings.max_scan,
+                                       exact=settings.exact, threads=threads, bounds=bounds)
+        from_index = idx >= 0
+        colors = table.index.colors(idx)
+        dist = np.where(from_index, dist, np.inf).astype(np.float32)
+        if seed is not None and bounds is not None:
+            from_seed = ~from_index & (seed >= 0) & (bounds <= settings.max_distance)
+            colors[from_seed] = ab[seed[from_seed]]
+            dist[from_seed] = bounds[from_seed]
+            from_index |= from_seed
+        colors[~from_index] = 0
+        ab[miss] = colors
+        status[miss] = np.where(from_index, np.uint8(Status.NEAREST), np.uint8(Status.GRAY))
+        distance[miss] = dist
+    return Lookup(ab, status, distance)
+
+
+def clustered_image(rng, h, w, channels, levels, centers=6, p=0.12):
+    """Keys of an image: smooth regions (a few cluster centres, repeated keys) with random level flips."""
+    c = rng.integers(0, levels, (centers, channels))
+    region = (np.arange(h)[:, None] * centers // h + np.arange(w)[None, :] * 2 // w) % centers
+    lv = c[region.ravel()].copy()
+    flip = rng.random(lv.shape) < p
+    lv[flip] = rng.integers(0, levels, int(flip.sum()))
+    return lv.astype(np.uint8)
+
+
+def make_table(rng, channels, levels, stored):
+    ab = rng.uniform(-60, 60, (len(stored), 2)).astype(np.float32)
+    weights = rng.normal(size=channels).astype(np.float32)
+    t = ColorTable.empty(channels, levels, weights, FitSettings(levels=levels))
+    t.insert(core.pack_keys(stored, levels), ab)
+    t.finalize()
+    return t
+
+
+@pytest.mark.parametrize("channels,levels", [(7, 3), (56, 3), (12, 4), (9, 2), (20, 5)])
+@pytest.mark.parametrize("one_step,seed_radius,max_scan,max_distance",
+                         [(True, 1, 64, 5.0), (False, 1, 64, 5.0), (True, 0, 8, 5.0), (False, 2, 3, 2.3),
+                          (True, 1, 16, 1.5), (False, 1, 64, 1.0), (False, 1, 64, 2 ** 0.5), (True, 3, 1, 100.0)])
+def test_distinct_equals_per_pixel(rng, channels, levels, one_step, seed_radius, max_scan, max_distance):
+    h, w = 23, 31
+    img = clustered_image(rng, h, w, channels, levels)
+    stored = np.unique(np.concatenate([img[rng.random(h * w) < 0.4],
+                                       rng.integers(0, levels, (200, channels), dtype=np.uint8)]), axis=0)
+    table = make_table(rng, channels, levels, stored)
+    keys = core.pack_keys(img, levels)
+    s = ColorizeSettings(one_step=one_step, seed_radius=seed_radius, max_scan=max_scan, max_distance=max_distance)
+    want = per_pixel(table, keys, (h, w), s)
+    for got in (lookup(table, keys, (h, w), s, threads=2), lookup(table, keys, (h, w), s),
+                lookup_py(table, keys, (h, w), s, threads=2)):
+        assert (got.status != Status.EXACT).any()
+        for a, b in zip((got.ab, got.status, got.distance), (want.ab, want.status, want.distance)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_exact_search_and_no_misses(rng):
+    h, w, channels, levels = 9, 11, 8, 3
+    img = clustered_image(rng, h, w, channels, levels)
+    keys = core.pack_keys(img, levels)
+    table = make_table(rng, channels, levels, np.unique(img[::3], axis=0))
+    for s in (ColorizeSettings(exact=True, one_step=False), ColorizeSettings(exact=True, seed_radius=0)):
+        want = per_pixel(table, keys, (h, w), s)
+        for got in (lookup(table, keys, (h, w), s), lookup_py(table, keys, (h, w), s)):
+            np.testing.assert_array_equal(got.ab, want.ab)
+            np.testing.assert_array_equal(got.status, want.status)
+            np.testing.assert_array_equal(got.distance, want.distance)
+    full = make_table(rng, channels, levels, np.unique(img, axis=0))
+    got = lookup(full, keys, (h, w), ColorizeSettings())
+    assert (got.status == Status.EXACT).all() and (got.distance == 0).all()
+
+
+@pytest.mark.parametrize("n,words", [(0, 1), (1, 2), (7, 1), (500, 2), (3000, 4)])
+def test_unique_keys_against_numpy(rng, n, words):
+    keys = rng.integers(0, 6, (n, words)).astype(np.uint64)  # many repeats
+    first, inverse = core.unique_keys(keys)
+    assert first.dtype == inverse.dtype == np.int64 and inverse.shape == (n,)
+    np.testing.assert_array_equal(keys[first][inverse], keys)
+    assert np.all(np.diff(first) > 0)  # order of first appearance
+    assert len(first) == len(np.unique(keys, axis=0))
+    if n:
+        assert first[0] == 0
+    np.testing.assert_array_equal(core.unique_keys(keys[::-1])[0].size, first.size)  # non-contiguous
+
+
+def test_unique_keys_bad_input():
+    with pytest.raises(TypeError, match="uint64"):
+        core.unique_keys(np.zeros((3, 2), np.int64))
+    with pytest.raises(ValueError, match=r"\(N, words\)"):
+        core.unique_keys(np.zeros(3, np.uint64))
+
+
+def test_chain_status_codes_and_bad_input(rng):
+    assert (core.LOOKUP_GRAY, core.LOOKUP_EXACT, core.LOOKUP_NEAREST) == (Status.GRAY, Status.EXACT, Status.NEAREST)
+    table = make_table(rng, 8, 3, rng.integers(0, 3, (50, 8), dtype=np.uint8))
+    keys = core.pack_keys(rng.integers(0, 3, (12, 8), dtype=np.uint8), 3)
+    with pytest.raises(ValueError, match="got 12"):
+        lookup(table, keys, (5, 5), ColorizeSettings())
+    with pytest.raises(ValueError, match="keys"):
+        core.lookup_chain(table.table, table.index, keys, 3, 5)
+    with pytest.raises(ValueError, match="max_scan"):
+        core.lookup_chain(table.table, table.index, keys, 3, 4, max_scan=0)
+    with pytest.raises(ValueError, match="out of range"):
+        core.lookup_chain(table.table, table.index, keys | np.uint64(3), 3, 4)
+    other = make_table(rng, 9, 3, rng.integers(0, 3, (50, 9), dtype=np.uint8))
+    with pytest.raises(ValueError, match="layout"):
+        core.lookup_chain(table.table, other.index, keys, 3, 4)

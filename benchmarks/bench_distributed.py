@@ -40,8 +40,6 @@ def main() -> None:
             return
 
     import distributed
-    from PIL import Image
-
     import hyperchroma as hc
     from hyperchroma import distributed as hd
     from hyperchroma.demo import demo_frames
@@ -49,6 +47,7 @@ def main() -> None:
     from hyperchroma.model import cpu_budget
     from hyperchroma.report import save_png_atomic
     from hyperchroma.settings import FitSettings
+    from PIL import Image
 
     train, test = demo_frames()
     tmp = tempfile.mkdtemp(prefix="hc-bench-dask-")
@@ -90,14 +89,14 @@ def main() -> None:
         cluster.close()
         rows.append((f"Dask, {n} worker{'s' if n > 1 else ''}", fit_n, col_n, start))
 
-    print(f"\n| run | fit images/s | colorize images/s | cluster start s |\n|---|---|---|---|")
+    print("\n| run | fit images/s | colorize images/s | cluster start s |\n|---|---|---|---|")
     for name, f, c, s in rows:
         print(f"| {name} | {len(images) / f:.2f} | {len(images) / c:.2f} | {s:.1f} |")
 
     # What travels, per task and per image (one part of 4 images, in this process).
     settings = FitSettings().checked()
     clf = one.classifier
-    sample, sizes = _sample_part(images[:4], 0, clf, settings, "bench", 0, {}, 1)
+    sample, _ = _sample_part(images[:4], 0, clf, settings, "bench", 0, {}, 1)
     part = _fill_part(images[:4], 0, clf, one.quantizer, settings, "bench", {}, 1)
     whole_state = len(pickle.dumps(hc.fit(images[:12], threads=cores).color_table))
     print(f"\nsent once per worker: classifier {len(clf.model_bytes) / 1024:.0f} KiB, quantizer "
@@ -132,7 +131,6 @@ def with_cuts(film: str, every: int, dst: str) -> str:
 def film_rows(film: str, workers: list, cuts_every: int = 0) -> None:
     import av
     import distributed
-
     import hyperchroma as hc
     from hyperchroma import distributed as hd
     from hyperchroma.model import cpu_budget

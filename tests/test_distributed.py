@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -251,7 +252,37 @@ def test_video_split_at_cuts_gives_the_same_frames(client, frames, tmp_path, mon
     assert kinds == ["audio", "video"] and len(got) == 48
 
 
+class KillAtMerge(distributed.WorkerPlugin):
+    """Kills its worker process (os._exit) when the k-th merge task of the cluster starts running."""
+
+    def __init__(self, folder: str, k: int):
+        self.folder, self.k = folder, k
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("_merge"):
+            n = len(os.listdir(self.folder))  # one file per merge started, over all the workers
+            open(os.path.join(self.folder, f"{n}-{os.getpid()}"), "w").close()
+            if n == self.k:
+                os._exit(1)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fit_survives_a_worker_killed_in_a_merge(frames, tmp_path, k):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    train = frames[0][:8]
+    want = hc.fit(train, threads=1)
+    (tmp_path / "merges").mkdir()
+    with local_cluster() as cluster, distributed.Client(cluster) as c:
+        c.register_plugin(KillAtMerge(str(tmp_path / "merges"), k))
+        got = hd.fit(train, c, threads=1, task_threads=1, partition_size=1, split_every=2)
+    assert len(os.listdir(tmp_path / "merges")) > k  # the kill happened, and the merges went on
+    assert_same_model(got, want, tmp_path)
+
+
 def test_fit_survives_a_killed_worker(frames, tmp_path):
+    stage = "_fill_part"
     train = frames[0][:6]
     want = hc.fit(train, threads=1)
     with local_cluster() as cluster, distributed.Client(cluster) as c:
@@ -263,8 +294,8 @@ def test_fit_survives_a_killed_worker(frames, tmp_path):
         victim = None
         deadline = time.monotonic() + 120
         while run.is_alive() and victim is None and time.monotonic() < deadline:
-            for worker, keys in c.processing().items():  # a worker filling a partial table (phase 3)
-                if any(str(k).startswith("_fill_part") for k in keys) and worker in pids:
+            for worker, keys in c.processing().items():  # a worker filling or merging partial tables
+                if any(str(k).startswith(stage) for k in keys) and worker in pids:
                     victim = worker
                     break
             time.sleep(0.01)

@@ -5,9 +5,11 @@
   and broadcast, partial color tables on the workers merged in a tree (``split_every`` at a time, in image
   order), the calibration's classifier runs on the workers and its k-fold on the driver. The model equals
   :func:`hyperchroma.fit` on the same images entry for entry and saves to the same bytes.
-- :func:`colorize`: images (and videos, one per task) colorized by the workers, each building its model once
-  from the model file's bytes, into one output folder; every file is written whole or not at all, and a task
-  that runs again (a worker lost) rewrites the same file, so outputs are never missing or duplicated.
+- :func:`colorize`: images colorized by the workers (a task each) and videos split at their cuts (segments of
+  whole shots on the workers, joined in order with the audio: :mod:`.video`), each worker process building
+  its model once from the model file's bytes, into one output folder; every file is written whole or not at
+  all, and a task that runs again (a worker lost) rewrites the same file, so outputs are never missing or
+  duplicated.
 
 ``client`` is a ``distributed.Client``; :func:`local_client` starts a local cluster for ``--workers N``.
 """

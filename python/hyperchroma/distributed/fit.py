@@ -236,13 +236,13 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         _progress(level, "fit: table", progress)
         # every level's futures are held until the root is in: a worker lost after a merge finished leaves the
         # scheduler able to recompute it from its inputs (released inputs would cancel it as "forgotten")
-        levels = [level]
+        tree = [level]
         while len(level) > 1:
             level = [client.submit(_merge, *level[i:i + split_every], pure=False)
                      for i in range(0, len(level), split_every)]
-            levels.append(level)
+            tree.append(level)
         table = level[0].result()
-        del level, levels
+        del level, tree
         table.finalize()
         # keyframes and 5. calibration
         keyframes = _gather_by_part(client, parts, offsets, lengths, keyframe_picks(sizes, fit_settings),

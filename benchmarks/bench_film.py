@@ -7,6 +7,7 @@ HYPERCHROMA_DATA):
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films tree --no-speed
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --films vtest tree --no-speed --methods  # engine only
     PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --speed-only --presets "" veryfast
+    PYTHONPATH=python:benchmarks python benchmarks/bench_film.py --speed-only --speed-size 720x528
     ... --variants "" "table_every=8"   # engine options side by side (quality and speed)
 
 Protocol (../shared/data/README.md): 8 keyframes evenly spread (``step = n // 8; key = range(step//2, n,
@@ -160,6 +161,23 @@ def speed(path, presets, variants):
     print(f"({W}x{H}, {os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.1f})")
 
 
+def resized_copy(path, size, folder):
+    """``path`` re-encoded (MPEG-4 Part 2, 4 Mbit/s, like the source) at ``size`` (W, H) into ``folder``."""
+    W, H = size
+    out = os.path.join(folder, f"{os.path.splitext(os.path.basename(path))[0]}_{W}x{H}.avi")
+    with av.open(path) as src, av.open(out, "w") as dst:
+        vs = src.streams.video[0]
+        o = dst.add_stream("mpeg4", rate=vs.average_rate)
+        o.width, o.height, o.pix_fmt, o.bit_rate = W, H, "yuv420p", 4_000_000
+        for f in src.decode(vs):
+            img = cv2.resize(f.to_ndarray(format="rgb24"), (W, H), interpolation=cv2.INTER_AREA)
+            for p in o.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                dst.mux(p)
+        for p in o.encode():
+            dst.mux(p)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--films", nargs="*", default=["vtest", "tree"])
@@ -169,6 +187,8 @@ def main():
     ap.add_argument("--no-half", action="store_true")
     ap.add_argument("--presets", nargs="*", default=["", "veryfast"], help="x264 presets for the speed run")
     ap.add_argument("--variants", nargs="*", default=[""], help='engine options, e.g. "decay=0.99"')
+    ap.add_argument("--speed-size", default=None, metavar="WxH",
+                    help="speed run on vtest.avi re-encoded at this size first (e.g. 720x528, the bar's size)")
     a = ap.parse_args()
     for film in a.films if not a.speed_only else []:
         rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
@@ -180,7 +200,11 @@ def main():
             sys.stdout.flush()
     if not a.no_speed:
         print(f"\nspeed on vtest.avi (load average {os.getloadavg()[0]:.1f})")
-        speed(os.path.join(DATA, "video", "vtest.avi"), [p or None for p in a.presets], a.variants)
+        path = os.path.join(DATA, "video", "vtest.avi")
+        with tempfile.TemporaryDirectory() as d:
+            if a.speed_size:
+                path = resized_copy(path, tuple(int(v) for v in a.speed_size.lower().split("x")), d)
+            speed(path, [p or None for p in a.presets], a.variants)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import uuid
+from concurrent.futures import CancelledError
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,6 +52,8 @@ from .cluster import task_threads as _share
 
 #: Parts per worker thread when the images come as a list (more parts: better balance, more merges).
 PARTS_PER_THREAD = 4
+#: Runs of the table tree (phase 3) before a lost worker's broken tree is an error.
+TREE_ATTEMPTS = 3
 
 # ------------------------------------------------------------------------------------- on the workers
 # Classifier maps of phase 1 kept for phase 3, per worker process: (fit id, image index) -> (image, maps).
@@ -231,18 +234,26 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         del sample
         [q_f] = client.scatter([quantizer], broadcast=True, hash=False)
         # 3. tables, merged in a tree of consecutive parts
-        level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
-                               pure=False) for p, off in zip(parts, offsets)]
-        _progress(level, "fit: table", progress)
-        # every level's futures are held until the root is in: a worker lost after a merge finished leaves the
-        # scheduler able to recompute it from its inputs (released inputs would cancel it as "forgotten")
-        tree = [level]
-        while len(level) > 1:
-            level = [client.submit(_merge, *level[i:i + split_every], pure=False)
-                     for i in range(0, len(level), split_every)]
-            tree.append(level)
-        table = level[0].result()
-        del level, tree
+        for attempt in range(TREE_ATTEMPTS):
+            level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
+                                   pure=False) for p, off in zip(parts, offsets)]
+            _progress(level, "fit: table", progress)
+            # every level's futures are held until the root is in, so a finished merge lost with a worker can
+            # usually be recomputed from its inputs; when the scheduler still cancels one ("already
+            # forgotten"), the tree runs again (the parts travel inside the tasks)
+            tree = [level]
+            while len(level) > 1:
+                level = [client.submit(_merge, *level[i:i + split_every], pure=False)
+                         for i in range(0, len(level), split_every)]
+                tree.append(level)
+            try:
+                table = level[0].result()
+                break
+            except CancelledError:
+                if attempt + 1 == TREE_ATTEMPTS:
+                    raise
+            finally:
+                del level, tree
         table.finalize()
         # keyframes and 5. calibration
         keyframes = _gather_by_part(client, parts, offsets, lengths, keyframe_picks(sizes, fit_settings),

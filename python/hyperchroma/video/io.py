@@ -119,6 +119,20 @@ class _Audio:
         return out + list(self.dst.encode(None))
 
 
+#: Pixel formats whose first plane is the luma (Y) at full size, one byte a pixel.
+_Y_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv410p", "nv12",
+            "nv21", "yuva420p", "gray"}
+
+
+def _luma_plane(frame) -> np.ndarray:
+    """A frame's luma for matching: its Y plane as stored when it has one (no conversion: the signature is
+    normalized, so the video range's offset and scale do not matter), else its gray conversion."""
+    if frame.format.name in _Y_FIRST:
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    return frame.to_ndarray(format="gray")
+
+
 def _locate(src, engine: FilmEngine) -> Dict[int, int]:
     """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream."""
     inp, vs = open_input(src)
@@ -126,7 +140,7 @@ def _locate(src, engine: FilmEngine) -> Dict[int, int]:
     rows = []
     try:
         for frame in inp.decode(vs):
-            rows.append(kf.scores(engine.key_sigs, engine.signature_of(frame.to_ndarray(format="gray"))))
+            rows.append(kf.scores(engine.key_sigs, engine.signature_of(_luma_plane(frame))))
     except (av.FFmpegError, OSError) as e:
         raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
     finally:

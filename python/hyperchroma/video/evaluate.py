@@ -112,7 +112,8 @@ def evaluate_video(src: Any, model: Any = None, keyframes: int = 8, every: int =
             ok = pp.consistency(back, fwd) > 0
             if ok.mean() > 0.2:  # a cut or a frame the flow cannot follow says nothing about steadiness
                 for dst, i in ((warp, 1), (warp_true, 2)):
-                    d = np.sqrt(((cur[i] - pp.warp(prev[i], back)) ** 2).sum(-1))
+                    e = cur[i] - pp.warp(prev[i], back)
+                    d = np.sqrt(e[..., 0] ** 2 + e[..., 1] ** 2)
                     dst.append(float(d[ok].mean()))
         prev = cur
     if not rows:

@@ -146,16 +146,16 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
 
 
 def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
-                    balance: bool = False, variance: float = 1.0, gray_channels: int = 0) -> Quantizer:
+                    balance: bool = False, components: int = 0, gray_channels: int = 0) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
     projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
-    variance with ``balance``; the components explaining ``variance``); a classifier's gray tap
+    variance with ``balance``; at most ``components`` principal components); a classifier's gray tap
     (:data:`~hyperchroma.classifier.GRAY_TAP`) keeps ``gray_channels`` key channels of its own."""
     if isinstance(sample, HypercolumnSample):
         gray = sample.tap_names.index(GRAY_TAP) if GRAY_TAP in sample.tap_names else None
-        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance, variance,
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance, components,
                                gray, gray_channels)
-    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance, variance)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance, components)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -222,7 +222,7 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
     try:
         quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps,
-                                    settings.key_variance, settings.gray_channels)
+                                    settings.pca_channels, settings.gray_channels)
     except MemoryError:
         raise ValueError(f"out of memory learning the quantizer from {sample.hypercolumns.shape[0]} hypercolumns of "
                          f"{sample.hypercolumns.shape[1]} channels; lower samples_per_image or tap fewer channels "

@@ -71,13 +71,13 @@ class Projection:
 
     @classmethod
     def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False,
-              variance: float = 1.0, passthrough: Optional[int] = None, thermometer: int = 0) -> "Projection":
+              components: int = 0, passthrough: Optional[int] = None, thermometer: int = 0) -> "Projection":
         """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap.
 
         ``balance``: first scale every tap to the same total variance, so that the components are not all
         drawn from the widest (deepest, coarsest) taps; the scale is folded into the matrices.
-        ``variance`` < 1: keep only the leading components that explain that share of the variance (fewer
-        key channels hit the table more often; at least one).
+        ``components`` > 0: at most that many principal components (fewer key channels hit the table more
+        often).
         ``passthrough``: the index of a tap kept out of the PCA (the gray tap): its first channel fills
         ``thermometer`` key channels (copies, which :meth:`Quantizer.learn` quantizes at interleaved
         thresholds: ``thermometer * (levels - 1) + 1`` levels of it), each other channel one; these come
@@ -105,10 +105,7 @@ class Projection:
             xc = xc * scale
         vals, vecs = np.linalg.eigh(xc.T @ xc)
         vals, vecs = vals[::-1], vecs[:, ::-1]
-        kp = max(1, min(k - extra, xc.shape[1]))
-        if variance < 1.0 and vals.sum() > 0:
-            explained = np.cumsum(np.maximum(vals, 0)) / np.maximum(vals, 0).sum()
-            kp = min(kp, int(np.searchsorted(explained, variance)) + 1)
+        kp = max(1, min(k - extra, xc.shape[1], components or k))
         p = np.zeros((C, kp + extra))
         p[own, :kp] = vecs[:, :kp] * scale[:, None]  # largest components first, tap scales folded in
         if passthrough is not None:
@@ -231,12 +228,12 @@ class Quantizer:
 
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
-              key_channels: int = 0, balance: bool = False, variance: float = 1.0,
+              key_channels: int = 0, balance: bool = False, components: int = 0,
               gray_tap: Optional[int] = None, gray_channels: int = 0) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
         ``key_channels`` > 0 and more channels than that (or a ``gray_tap``), first a PCA :class:`Projection`
-        to at most that many (of the taps scaled to equal variance with ``balance``, only the components
-        explaining ``variance``, see :meth:`Projection.learn`).
+        to at most that many (of the taps scaled to equal variance with ``balance``, at most ``components``
+        principal components, see :meth:`Projection.learn`).
 
         ``gray_tap``: the index of the classifier's gray tap (its first channel the gray value): with
         ``gray_channels`` > 0 it stays out of the PCA and its gray value gets that many key channels, cut at
@@ -247,7 +244,7 @@ class Quantizer:
         tap_channels = list(tap_channels or [samples.shape[1]])
         passthrough = gray_tap if gray_channels > 0 and gray_tap is not None else None
         if key_channels and (samples.shape[1] > key_channels or passthrough is not None):
-            projection = Projection.learn(samples, tap_channels, key_channels, balance, variance, passthrough,
+            projection = Projection.learn(samples, tap_channels, key_channels, balance, components, passthrough,
                                           gray_channels)
             samples = projection.project_samples(samples)
         thresholds = learn_thresholds(samples, levels)

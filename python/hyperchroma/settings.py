@@ -75,13 +75,6 @@ def _calibration_folds(v: Any) -> int:
     return k
 
 
-def _key_variance(v: Any) -> float:
-    x = _unit("key_variance", v)
-    if x == 0:
-        raise ValueError("key_variance must be a number in (0, 1], got 0")
-    return x
-
-
 S = TypeVar("S", "FitSettings", "ColorizeSettings")
 
 
@@ -109,9 +102,9 @@ class FitSettings:
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
     balance_taps: bool = False  #: that PCA sees every tap scaled to the same variance (helps resnet18, hurts mobilenet)
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
-    #: that PCA keeps only the leading components explaining this share of the variance (fewer key channels hit
-    #: more often; 1 = always key_channels)
-    key_variance: float = 0.999
+    #: that PCA keeps at most this many components (fewer key channels hit more often; the shipped net has 16
+    #: channels coarser than stride 1); 0 = key_channels
+    pca_channels: int = 16
     #: key channels for the gray value of a foreign classifier's gray tap (interleaved thresholds: 2 per channel
     #: at 3 levels); 0 = that tap joins the PCA like the others
     gray_channels: int = 8
@@ -131,7 +124,7 @@ class FitSettings:
             key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS),
             balance_taps=_flag("balance_taps", self.balance_taps),
             keep_keyframes=_flag("keep_keyframes", self.keep_keyframes),
-            key_variance=_key_variance(self.key_variance),
+            pca_channels=_integer("pca_channels", self.pca_channels, 0, MAX_KEY_CHANNELS),
             gray_channels=_integer("gray_channels", self.gray_channels, 0, MAX_KEY_CHANNELS))
 
     @property

@@ -1,0 +1,134 @@
+"""The gray tap of foreign models and the keys made of it: the tap is the model's gray input at stride 1 with
+two 5x5 local features (against a numpy reference, on the padded frame too), its gray value gets thermometer
+key channels outside the PCA, and the PCA of the other taps equals a materialized reference."""
+
+from __future__ import annotations
+
+import hyperchroma as hc
+import numpy as np
+import pytest
+from hyperchroma.classifier import GRAY_TAP, Classifier
+from hyperchroma.quantizer import Projection, Quantizer, quantize, thermometer_thresholds
+from hyperchroma.settings import FitSettings
+from test_byo import _fpn, _plain
+
+
+def _window_mean(x: np.ndarray, r: int = 2) -> np.ndarray:
+    """Mean over the (2r+1)^2 window cut at the borders (the slow obvious reference)."""
+    h, w = x.shape
+    out = np.empty_like(x, dtype=np.float64)
+    for y in range(h):
+        for i in range(w):
+            out[y, i] = x[max(0, y - r):y + r + 1, max(0, i - r):i + r + 1].mean()
+    return out
+
+
+def _reference(g: np.ndarray) -> np.ndarray:
+    g = g.astype(np.float64)
+    m = _window_mean(g)
+    std = np.sqrt(np.maximum(_window_mean(g * g) - m * m, 0))
+    return np.stack([g, g - m, std])
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (8, 8), (33, 20)])
+def test_gray_tap_is_the_gray_input_and_its_local_features(shape) -> None:
+    clf = Classifier.from_bytes(_plain().SerializeToString(), providers="cpu")
+    assert clf.taps[-1] == (GRAY_TAP, 3, 1) and [t.name for t in clf.taps].count(GRAY_TAP) == 1
+    g = np.random.default_rng(0).random(shape, dtype=np.float32)
+    got = clf.run(g)[-1]
+    np.testing.assert_allclose(got, _reference(g), atol=2e-3)  # float32 E[x^2]-E[x]^2 cancellation
+    np.testing.assert_array_equal(got[0], g)
+
+
+def test_gray_tap_covers_the_padded_frame() -> None:
+    clf = Classifier.from_bytes(_fpn(3).SerializeToString(), providers="cpu")
+    h, w = 40, 45
+    g = np.random.default_rng(1).random((h, w), dtype=np.float32)
+    tap = clf.run(g)[-1]
+    H, W = clf.frame(h, w)
+    assert tap.shape == (3, H, W) == (3, 64, 64)
+    padded = np.pad(g, ((0, H - h), (0, W - w)), mode="reflect")
+    np.testing.assert_allclose(tap, _reference(padded), atol=2e-3)
+
+
+def test_gray_tap_can_be_left_out_and_survives_a_round_trip() -> None:
+    data = _plain().SerializeToString()
+    without = Classifier.from_bytes(data, providers="cpu", gray_tap=False)
+    assert GRAY_TAP not in [t.name for t in without.taps]
+    clf = Classifier.from_bytes(data, providers="cpu")
+    again = Classifier.from_bytes(clf.model_bytes, providers="cpu")
+    assert again.taps == clf.taps and again.identity == clf.identity
+    assert GRAY_TAP not in [t.name for t in Classifier().taps]  # the shipped classifier keeps its own taps
+
+
+def test_thermometer_thresholds_split_into_equal_levels() -> None:
+    v = np.random.default_rng(2).random(9000).astype(np.float32)
+    for levels, copies in ((3, 8), (3, 1), (4, 3)):
+        t = thermometer_thresholds(v, levels, copies)
+        assert t.shape == (copies, levels - 1) and np.all(np.diff(t, axis=1) >= 0)
+        q = quantize(np.repeat(v[:, None], copies, axis=1), t).astype(int)
+        code = q.sum(axis=1)  # a thermometer: the sum of the levels tells the bin, one step per bin
+        n = copies * (levels - 1) + 1
+        counts = np.bincount(code, minlength=n)
+        assert len(counts) == n and counts.min() > 0.8 * len(v) / n and counts.max() < 1.2 * len(v) / n
+        order = np.argsort(v)
+        assert np.all(np.diff(code[order]) >= 0)  # monotone in the value
+        # neighbouring bins are one level apart in exactly one channel
+        assert np.all(np.abs(np.diff(q[order], axis=0)).sum(axis=1) <= 1)
+
+
+def test_projection_keeps_the_gray_tap_out_of_the_pca() -> None:
+    rng = np.random.default_rng(3)
+    n, widths = 3000, [20, 12, 3]
+    x = (rng.standard_normal((n, sum(widths))) * np.linspace(3, 0.1, sum(widths))).astype(np.float32)
+    p = Projection.learn(x, widths, 30, passthrough=2, thermometer=5, components=6)
+    assert p.channels == 6 + 5 + 2
+    z = p.project_samples(x)
+    # the reference: PCA of the materialized non-gray columns
+    xb = x[:, :32].astype(np.float64)
+    xc = xb - xb.mean(axis=0)
+    _, vecs = np.linalg.eigh(xc.T @ xc)
+    ref = xc @ vecs[:, ::-1][:, :6]
+    for j in range(6):
+        np.testing.assert_allclose(np.abs(z[:, j]), np.abs(ref[:, j]), rtol=1e-3, atol=1e-3)
+    for j in range(5):
+        np.testing.assert_allclose(z[:, 6 + j], x[:, 32], rtol=1e-5, atol=1e-5)  # thermometer copies
+    np.testing.assert_allclose(z[:, 11:], x[:, 33:], rtol=1e-5, atol=1e-5)
+    # apply() on maps == projection of the materialized samples (the gray tap at stride 1)
+    maps = [rng.standard_normal((c, 9, 11)).astype(np.float32) for c in widths]
+    full = np.concatenate([m.reshape(m.shape[0], -1).T for m in maps], axis=1)
+    np.testing.assert_allclose(p.apply(maps, (9, 11)).reshape(p.channels, -1).T, p.project_samples(full),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_quantizer_gives_the_gray_value_thermometer_channels() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4000, 50)).astype(np.float32)
+    x[:, 47] = rng.random(4000)
+    q = Quantizer.learn(x, 3, [30, 17, 3], key_channels=56, components=16, gray_tap=2, gray_channels=8)
+    assert q.channels == 16 + 8 + 2
+    np.testing.assert_array_equal(q.thresholds[16:24], thermometer_thresholds(x[:, 47], 3, 8))
+    plain = Quantizer.learn(x, 3, [30, 17, 3], key_channels=56)  # no gray tap, 50 <= 56 channels: as they are
+    assert plain.projection is None and plain.channels == 50
+
+
+def test_fit_settings_for_the_keys() -> None:
+    assert FitSettings().pca_channels == 16 and FitSettings().gray_channels == 8
+    with pytest.raises(ValueError, match="pca_channels"):
+        FitSettings(pca_channels=-1).checked()
+    with pytest.raises(TypeError, match="gray_channels"):
+        FitSettings(gray_channels=1.5).checked()
+
+
+def test_foreign_model_fits_with_gray_keys_and_reloads(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (40, 48, 3), np.uint8) for _ in range(3)]
+    clf = Classifier.from_bytes(_plain(3).SerializeToString(), providers="cpu")
+    model = hc.fit(images, classifier=clf, size=48, calibration_folds=0, key_channels=12)
+    proj = model.quantizer.projection
+    assert proj is not None and model.quantizer.channels == 12  # 2 PCA + 8 gray thermometer + 2 local
+    assert [m.shape[0] for m in proj.matrices] == [t.channels for t in clf.taps]
+    model.save(tmp_path / "m.hyc")
+    np.testing.assert_array_equal(hc.load(tmp_path / "m.hyc").colorize(images[0]), model.colorize(images[0]))
+    off = hc.fit(images, classifier=clf, size=48, calibration_folds=0, gray_channels=0)
+    assert off.quantizer.projection is None and off.quantizer.channels == clf.channels  # no gray keys, no PCA

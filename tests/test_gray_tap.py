@@ -8,7 +8,12 @@ import hyperchroma as hc
 import numpy as np
 import pytest
 from hyperchroma.classifier import GRAY_TAP, Classifier
-from hyperchroma.quantizer import Projection, Quantizer, quantize, thermometer_thresholds
+from hyperchroma.quantizer import (
+    Projection,
+    Quantizer,
+    quantize,
+    thermometer_thresholds,
+)
 from hyperchroma.settings import FitSettings
 from test_byo import _fpn, _plain
 

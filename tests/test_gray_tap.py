@@ -137,3 +137,35 @@ def test_foreign_model_fits_with_gray_keys_and_reloads(tmp_path) -> None:
     np.testing.assert_array_equal(hc.load(tmp_path / "m.hyc").colorize(images[0]), model.colorize(images[0]))
     off = hc.fit(images, classifier=clf, size=48, calibration_folds=0, gray_channels=0)
     assert off.quantizer.projection is None and off.quantizer.channels == clf.channels  # no gray keys, no PCA
+
+
+@pytest.mark.parametrize("shapes, out", [
+    ([(5, 9, 11), (7, 4, 6), (3, 9, 11), (2, 1, 1)], (17, 23)),  # two taps of one size, a 1x1 map
+    ([(4, 1, 1)], (1, 1)),
+    ([(6, 8, 8)], (8, 8)),  # the same size: no upsampling
+    ([(64, 28, 21), (3, 224, 168), (130, 7, 6)], (224, 168)),
+])
+def test_fused_projection_matches_the_numpy_reference(shapes, out) -> None:
+    rng = np.random.default_rng(6)
+    K = 5
+    maps = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    mats = [rng.standard_normal((s[0], K)).astype(np.float32) for s in shapes]
+    mats[0][1] = 0  # zero rows are skipped by the kernel
+    p = Projection(tuple(mats), rng.standard_normal(K).astype(np.float32))
+    ref = p.apply_reference(maps, out)
+    for threads in (1, 3):
+        np.testing.assert_allclose(p.apply(maps, out, threads=threads), ref, rtol=1e-4, atol=1e-4)
+    strided = [np.asfortranarray(m) for m in maps]  # converted, not misread
+    np.testing.assert_allclose(p.apply(strided, out), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_projection_rejects_mismatched_matrices() -> None:
+    from hyperchroma import core
+
+    m = np.zeros((3, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"expected \(3, 2\)"):
+        core.project_upsample([m], [np.zeros((4, 2), np.float32)], np.zeros(2, np.float32), 8, 8)
+    with pytest.raises(ValueError, match="one"):
+        core.project_upsample([m, m], [np.zeros((3, 2), np.float32)], np.zeros(2, np.float32), 8, 8)
+    with pytest.raises(ValueError, match="bias"):
+        core.project_upsample([m], [np.zeros((3, 2), np.float32)], np.zeros((1, 2), np.float32), 8, 8)

@@ -126,7 +126,14 @@ class Projection:
 
     def apply(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
         """The projected hypercolumns (K, H, W) float32 of tap maps: each tap projected at its own resolution,
-        taps of one size summed, each size's K channels upsampled, then summed."""
+        taps of one size summed, each size's K channels upsampled and accumulated in one pass (the fused core
+        kernel ``core.project_upsample``; :meth:`apply_reference` is its numpy reference)."""
+        if len(maps) != len(self.matrices):
+            raise ValueError(f"projection: {len(self.matrices)} taps expected, got {len(maps)}")
+        return core.project_upsample(list(maps), list(self.matrices), self.mean, shape[0], shape[1], threads=threads)
+
+    def apply_reference(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
+        """:meth:`apply` in numpy: a matrix product per tap, an upsampling per tap size, sums."""
         if len(maps) != len(self.matrices):
             raise ValueError(f"projection: {len(self.matrices)} taps expected, got {len(maps)}")
         by_size: Dict[Tuple[int, int], np.ndarray] = {}

@@ -83,7 +83,7 @@ class HypercolumnSample:
     cache: Dict[int, Cache] = field(default_factory=dict)
     keyframes: List[np.ndarray] = field(default_factory=list)
     tap_channels: List[int] = field(default_factory=list)
-    tap_names: List[str] = field(default_factory=list)
+    tap_names: list[str] = field(default_factory=list)
 
 
 def available_memory() -> Optional[int]:

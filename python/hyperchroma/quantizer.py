@@ -71,7 +71,7 @@ class Projection:
 
     @classmethod
     def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False,
-              components: int = 0, passthrough: Optional[int] = None, thermometer: int = 0) -> "Projection":
+              components: int = 0, passthrough: int | None = None, thermometer: int = 0) -> "Projection":
         """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap.
 
         ``balance``: first scale every tap to the same total variance, so that the components are not all
@@ -236,7 +236,7 @@ class Quantizer:
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
               key_channels: int = 0, balance: bool = False, components: int = 0,
-              gray_tap: Optional[int] = None, gray_channels: int = 0) -> "Quantizer":
+              gray_tap: int | None = None, gray_channels: int = 0) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
         ``key_channels`` > 0 and more channels than that (or a ``gray_tap``), first a PCA :class:`Projection`
         to at most that many (of the taps scaled to equal variance with ``balance``, at most ``components``

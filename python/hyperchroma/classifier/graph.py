@@ -22,7 +22,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metadata import GRAY_TAP, IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, read_meta
+from .metadata import (
+    GRAY_TAP,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    META_PREFIX,
+    TapInfo,
+    read_meta,
+)
 
 #: Conv-like ops whose output is a feature map to tap (``FusedConv``: ONNX Runtime's Conv + activation, in
 #: models saved after its graph optimizations).
@@ -500,7 +507,7 @@ def add_gray_tap(model: Any) -> None:
     graph = model.graph
     g = graph.input[0].name
     p = GRAY_TAP + "_"
-    pool = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2], "count_include_pad": 0}
+    pool: dict[str, Any] = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2], "count_include_pad": 0}
     nodes = [
         helper.make_node("AveragePool", [g], [p + "mean"], **pool),
         helper.make_node("Mul", [g, g], [p + "sq"]),

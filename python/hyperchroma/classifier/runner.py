@@ -20,7 +20,13 @@ from . import choice as tap_choice
 from .choice import TapChoice
 from .geometry import PROBE_SIZE, Geometry, probe_geometry
 from .graph import finish, prepare
-from .metadata import GRAY_TAP, GRAY_TAP_CHANNELS, TapInfo, default_model_path, meta_from_bytes
+from .metadata import (
+    GRAY_TAP,
+    GRAY_TAP_CHANNELS,
+    TapInfo,
+    default_model_path,
+    meta_from_bytes,
+)
 from .providers import CUDA, ProviderArg, load_ort, quiet_ort, resolve_providers
 
 PathLike = Union[str, "os.PathLike[str]"]

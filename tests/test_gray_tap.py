@@ -169,3 +169,26 @@ def test_fused_projection_rejects_mismatched_matrices() -> None:
         core.project_upsample([m, m], [np.zeros((3, 2), np.float32)], np.zeros(2, np.float32), 8, 8)
     with pytest.raises(ValueError, match="bias"):
         core.project_upsample([m], [np.zeros((3, 2), np.float32)], np.zeros((1, 2), np.float32), 8, 8)
+
+
+def test_cli_fit_key_settings(tmp_path) -> None:
+    import onnx
+    from hyperchroma import cli
+    from PIL import Image
+
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_plain(3), str(path))
+    rng = np.random.default_rng(11)
+    ims = []
+    for i in range(2):
+        ims.append(str(tmp_path / f"im{i}.png"))
+        Image.fromarray(rng.integers(0, 255, (20, 28, 3), np.uint8)).save(ims[-1])
+    out = tmp_path / "m.hyc"
+    common = ["fit", *ims, "-o", str(out), "-q", "--classifier", str(path), "--calibration-folds", "0"]
+    assert cli.main([*common, "--pca-channels", "3", "--gray-channels", "4"]) == 0
+    m = hc.load(out)
+    assert m.quantizer.channels == 3 + 4 + 2 and m.fit_settings.pca_channels == 3
+    assert m.classifier.taps[-1].name == GRAY_TAP
+    assert cli.main([*common, "--no-gray-tap"]) == 0
+    assert GRAY_TAP not in [t.name for t in hc.load(out).classifier.taps]
+    assert cli.main(["fit", *ims, "-o", str(out), "--no-gray-tap"]) == 1  # only with --classifier

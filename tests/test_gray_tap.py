@@ -118,7 +118,7 @@ def test_quantizer_gives_the_gray_value_thermometer_channels() -> None:
 
 
 def test_fit_settings_for_the_keys() -> None:
-    assert FitSettings().pca_channels == 16 and FitSettings().gray_channels == 8
+    assert FitSettings().pca_channels == 16 and FitSettings().gray_channels == 8 and FitSettings().balance_taps
     with pytest.raises(ValueError, match="pca_channels"):
         FitSettings(pca_channels=-1).checked()
     with pytest.raises(TypeError, match="gray_channels"):
@@ -189,6 +189,8 @@ def test_cli_fit_key_settings(tmp_path) -> None:
     m = hc.load(out)
     assert m.quantizer.channels == 3 + 4 + 2 and m.fit_settings.pca_channels == 3
     assert m.classifier.taps[-1].name == GRAY_TAP
+    assert m.fit_settings.balance_taps
+    assert cli.main([*common, "--no-balance-taps"]) == 0 and not hc.load(out).fit_settings.balance_taps
     assert cli.main([*common, "--no-gray-tap"]) == 0
     assert GRAY_TAP not in [t.name for t in hc.load(out).classifier.taps]
     assert cli.main(["fit", *ims, "-o", str(out), "--no-gray-tap"]) == 1  # only with --classifier

@@ -100,7 +100,9 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
-    balance_taps: bool = False  #: that PCA sees every tap scaled to the same variance (helps resnet18, hurts mobilenet)
+    #: that PCA sees every tap scaled to the same variance (the gray tap kept out of it), so that a few loud
+    #: channels do not take all the components
+    balance_taps: bool = True
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
     #: that PCA keeps at most this many components (fewer key channels hit more often; the shipped net has 16
     #: channels coarser than stride 1); 0 = key_channels

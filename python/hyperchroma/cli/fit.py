@@ -39,9 +39,9 @@ def add_parser(sub: Any) -> None:
                    help="hypercolumns sampled per image to learn the quantization (default 4096)")
     p.add_argument("--key-channels", type=int, default=56,
                    help="taps with more channels than this are projected to this many by PCA (0: never; default 56)")
-    p.add_argument("--balance-taps", action="store_true",
-                   help="the key projection's PCA sees every tap scaled to the same variance (see README: helps "
-                        "some backbones, hurts others)")
+    p.add_argument("--balance-taps", action=argparse.BooleanOptionalAction, default=True,
+                   help="the key projection's PCA sees every tap scaled to the same variance (default: on; "
+                        "--no-balance-taps for the plain PCA)")
     p.add_argument("--pca-channels", type=int, default=16,
                    help="the key projection's PCA keeps at most this many components (0: --key-channels; default 16)")
     p.add_argument("--gray-channels", type=int, default=8,

@@ -98,6 +98,21 @@ inline int max_width(const std::vector<FeatureMap>& maps) {
 
 constexpr std::size_t kRowsPerChunk = 4;
 
+// z[k*n + q] += sum_c P[c*K + k] * m[c*n + q] for the pixels q in [b0, b1): one tap's projection of a block.
+HYPERCHROMA_CLONES inline void project_block(const float* m, const float* P, int channels, int K, std::size_t n,
+                                             std::size_t b0, std::size_t b1, float* z) {
+    for (int c = 0; c < channels; ++c) {
+        const float* src = m + static_cast<std::size_t>(c) * n;
+        const float* pc = P + static_cast<std::size_t>(c) * K;
+        for (int k = 0; k < K; ++k) {
+            const float a = pc[k];
+            if (a == 0.0f) continue;  // the gray tap's rows are mostly zeros
+            float* dst = z + static_cast<std::size_t>(k) * n;
+            for (std::size_t q = b0; q < b1; ++q) dst[q] += a * src[q];
+        }
+    }
+}
+
 }  // namespace detail
 
 // (C,h,w) -> (C,H,W).
@@ -133,28 +148,16 @@ inline void project_upsample(const std::vector<FeatureMap>& maps, const std::vec
     std::vector<std::vector<float>> z(sizes.size());
     for (std::size_t g = 0; g < sizes.size(); ++g)
         z[g].assign(static_cast<std::size_t>(K) * sizes[g].first * sizes[g].second, 0.0f);
-    constexpr std::size_t kPixelsPerChunk = 512;
+    constexpr std::size_t kPixelsPerChunk = 256;  // K rows of it stay in L1 while a tap's channels stream by
     for (std::size_t g = 0; g < sizes.size(); ++g) {
         const std::size_t n = static_cast<std::size_t>(sizes[g].first) * sizes[g].second;
         float* zg = z[g].data();
         parallel_for(n, threads, kPixelsPerChunk / 4, [&](std::size_t p0, std::size_t p1) {
             for (std::size_t b0 = p0; b0 < p1; b0 += kPixelsPerChunk) {
                 const std::size_t b1 = std::min(p1, b0 + kPixelsPerChunk);
-                for (std::size_t i = 0; i < maps.size(); ++i) {
-                    if (group[i] != static_cast<int>(g)) continue;
-                    const FeatureMap& m = maps[i];
-                    const float* P = matrices[i];
-                    for (int c = 0; c < m.channels; ++c) {
-                        const float* src = m.data + static_cast<std::size_t>(c) * n;
-                        const float* pc = P + static_cast<std::size_t>(c) * K;
-                        for (int k = 0; k < K; ++k) {
-                            const float a = pc[k];
-                            if (a == 0.0f) continue;  // the gray tap's block is mostly zeros
-                            float* dst = zg + static_cast<std::size_t>(k) * n;
-                            for (std::size_t q = b0; q < b1; ++q) dst[q] += a * src[q];
-                        }
-                    }
-                }
+                for (std::size_t i = 0; i < maps.size(); ++i)
+                    if (group[i] == static_cast<int>(g))
+                        detail::project_block(maps[i].data, matrices[i], maps[i].channels, K, n, b0, b1, zg);
             }
         });
     }

@@ -194,3 +194,22 @@ def test_cli_fit_key_settings(tmp_path) -> None:
     assert cli.main([*common, "--no-gray-tap"]) == 0
     assert GRAY_TAP not in [t.name for t in hc.load(out).classifier.taps]
     assert cli.main(["fit", *ims, "-o", str(out), "--no-gray-tap"]) == 1  # only with --classifier
+
+
+def test_balanced_projection_scales_taps_but_not_the_gray_tap() -> None:
+    rng = np.random.default_rng(7)
+    widths = [10, 6, 3]
+    x = rng.standard_normal((2000, 19)).astype(np.float32)
+    x[:, :10] *= 50  # a loud tap: unbalanced, it would take every component
+    p = Projection.learn(x, widths, 20, balance=True, passthrough=2, thermometer=2, components=4)
+    z = p.project_samples(x)
+    xb = x[:, :16].astype(np.float64)
+    xc = xb - xb.mean(axis=0)
+    scale = np.concatenate([np.full(10, 1 / np.sqrt(xc[:, :10].var(axis=0).sum())),
+                            np.full(6, 1 / np.sqrt(xc[:, 10:].var(axis=0).sum()))])
+    _, vecs = np.linalg.eigh((xc * scale).T @ (xc * scale))
+    ref = (xc * scale) @ vecs[:, ::-1][:, :4]
+    for j in range(4):
+        np.testing.assert_allclose(np.abs(z[:, j]), np.abs(ref[:, j]), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(z[:, 4], x[:, 16], atol=1e-5)  # the gray value, unscaled
+    np.testing.assert_allclose(z[:, 6:], x[:, 17:], atol=1e-5)

@@ -253,6 +253,46 @@ void bind_hypercolumns(py::module_& m) {
         "(OpenCV INTER_LINEAR, PyTorch align_corners=False).");
 
     m.def(
+        "project_upsample",
+        [](const py::sequence& seq, const py::sequence& mats, const carray<float>& bias, long H, long W,
+           int threads) {
+            MapList ml = as_maps(seq);
+            check_size(H, W);
+            if (bias.ndim() != 1 || bias.shape(0) < 1)
+                throw std::invalid_argument("bias: expected (K,) float32, got shape " + shape_str(bias));
+            const int K = static_cast<int>(bias.shape(0));
+            if (static_cast<std::size_t>(py::len(mats)) != ml.maps.size())
+                throw std::invalid_argument("matrices: expected one (C_i, K) matrix per map (" +
+                                            std::to_string(ml.maps.size()) + "), got " +
+                                            std::to_string(py::len(mats)));
+            std::vector<carray<float>> keep;
+            std::vector<const float*> ptrs;
+            for (std::size_t i = 0; i < ml.maps.size(); ++i) {
+                py::object item = mats[i];
+                auto arr = carray<float>::ensure(item);
+                if (!arr) throw py::type_error("matrices[" + std::to_string(i) + "] must be a float32 numpy array");
+                if (arr.ndim() != 2 || arr.shape(0) != ml.maps[i].channels || arr.shape(1) != K)
+                    throw std::invalid_argument("matrices[" + std::to_string(i) + "]: expected (" +
+                                                std::to_string(ml.maps[i].channels) + ", " + std::to_string(K) +
+                                                ") float32 for that map, got shape " + shape_str(arr));
+                ptrs.push_back(arr.data());
+                keep.push_back(std::move(arr));
+            }
+            py::array_t<float> out({static_cast<py::ssize_t>(K), static_cast<py::ssize_t>(H),
+                                    static_cast<py::ssize_t>(W)});
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                project_upsample(ml.maps, ptrs, K, bias.data(), static_cast<int>(H), static_cast<int>(W), dst,
+                                 threads);
+            }
+            return out;
+        },
+        py::arg("maps"), py::arg("matrices"), py::arg("bias"), py::arg("H"), py::arg("W"), py::arg("threads") = 1,
+        "Projection fused with upsampling: sum_i upsample_bilinear(matrices[i].T @ maps[i]) - bias -> (K,H,W)\n"
+        "float32; maps (C_i,h_i,w_i) float32, matrices (C_i,K) float32, each map projected at its own size.");
+
+    m.def(
         "hypercolumns",
         [](const py::sequence& seq, long H, long W, int threads) {
             MapList ml = as_maps(seq);

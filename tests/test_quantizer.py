@@ -63,7 +63,7 @@ def test_wide_classifier_gets_compact_keys(tmp_path, frames):
     clf = hc.Classifier(wide)
     assert clf.channels == 448
     m = hc.fit(frames[0][:4], classifier=clf)
-    assert m.quantizer.projection is not None and m.quantizer.channels == 56
+    assert m.quantizer.projection is not None and m.quantizer.channels == m.fit_settings.pca_channels == 16
     r = m.evaluate(frames[1][:2])
     assert r["mean"]["psnr"] > r["mean"]["psnr_gray"]
     d = m.colorize(frames[1][0], details=True)

@@ -2,7 +2,7 @@
 
 Kernels (all take and return numpy arrays; compute runs with the GIL released):
 
-- :func:`upsample_bilinear`, :func:`hypercolumns`, :func:`hypercolumn_keys` (fused), :func:`pack_keys`,
+- :func:`upsample_bilinear`, :func:`project_upsample`, :func:`hypercolumns`, :func:`hypercolumn_keys` (fused), :func:`pack_keys`,
   :func:`unpack_keys`, :func:`key_words`: hypercolumn keys.
 - :class:`Table`: open-addressing hash table from packed keys to Lab ab colors with a conflict policy.
 - :class:`SortedIndex`: entries sorted by a weighted-sum projection; nearest key by binary search.

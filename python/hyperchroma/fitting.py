@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import core
-from .classifier import Classifier
+from .classifier import GRAY_TAP, Classifier
 from .images import ImageError, ImageLike, expand_inputs, load_image, model_gray, model_shape, resize_rgb
 from .calibration import MAX_IMAGES as MAX_CALIBRATION_IMAGES
 from .calibration import Calibration, calibrate
@@ -87,6 +87,7 @@ class HypercolumnSample:
     cache: Dict[int, Cache] = field(default_factory=dict)
     keyframes: List[np.ndarray] = field(default_factory=list)
     tap_channels: List[int] = field(default_factory=list)
+    tap_names: list[str] = field(default_factory=list)
 
 
 def available_memory() -> Optional[int]:
@@ -164,17 +165,21 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
         if budget >= 0:
             cache[i] = (t, maps if keep else None)
-    return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps])
+    return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps],
+                             [t.name for t in classifier.taps])
 
 
 def learn_quantizer(sample: Union[HypercolumnSample, np.ndarray], levels: int, key_channels: int = 0,
-                    balance: bool = False) -> Quantizer:
+                    balance: bool = False, components: int = 0, gray_channels: int = 0) -> Quantizer:
     """Phase 2: the quantizer learned from phase 1's hypercolumns (or an (N, C) array of them), with a PCA
     projection to ``key_channels`` when the taps have more channels than that (of taps scaled to equal
-    variance with ``balance``)."""
+    variance with ``balance``; at most ``components`` principal components); a classifier's gray tap
+    (:data:`~hyperchroma.classifier.GRAY_TAP`) keeps ``gray_channels`` key channels of its own."""
     if isinstance(sample, HypercolumnSample):
-        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance)
-    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance)
+        gray = sample.tap_names.index(GRAY_TAP) if GRAY_TAP in sample.tap_names else None
+        return Quantizer.learn(sample.hypercolumns, levels, sample.tap_channels, key_channels, balance, components,
+                               gray, gray_channels)
+    return Quantizer.learn(np.asarray(sample, np.float32), levels, None, key_channels, balance, components)
 
 
 def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Quantizer, settings: FitSettings,
@@ -252,7 +257,8 @@ def fit_parts(images: Sequence[ImageLike], classifier: Classifier, settings: Fit
         raise ValueError("fit needs at least one color training image")
     sample = sample_hypercolumns(images, classifier, settings, threads, progress)
     try:
-        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps)
+        quantizer = learn_quantizer(sample, settings.levels, settings.key_channels, settings.balance_taps,
+                                    settings.pca_channels, settings.gray_channels)
     except MemoryError:
         raise ValueError(f"out of memory learning the quantizer from {sample.hypercolumns.shape[0]} hypercolumns of "
                          f"{sample.hypercolumns.shape[1]} channels; lower samples_per_image or tap fewer channels "

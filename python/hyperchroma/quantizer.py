@@ -70,24 +70,50 @@ class Projection:
         return int(self.mean.size)
 
     @classmethod
-    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False) -> "Projection":
+    def learn(cls, samples: np.ndarray, tap_channels: Sequence[int], k: int, balance: bool = False,
+              components: int = 0, passthrough: int | None = None, thermometer: int = 0) -> "Projection":
         """PCA of sampled hypercolumns (N, C) to the ``k`` leading components, split per tap.
 
         ``balance``: first scale every tap to the same total variance, so that the components are not all
-        drawn from the widest (deepest, coarsest) taps; the scale is folded into the matrices."""
+        drawn from the widest (deepest, coarsest) taps; the scale is folded into the matrices.
+        ``components`` > 0: at most that many principal components (fewer key channels hit the table more
+        often).
+        ``passthrough``: the index of a tap kept out of the PCA (the gray tap): its first channel fills
+        ``thermometer`` key channels (copies, which :meth:`Quantizer.learn` quantizes at interleaved
+        thresholds: ``thermometer * (levels - 1) + 1`` levels of it), each other channel one; these come
+        after the PCA channels, and ``k`` counts them (the PCA gets what is left, at least one)."""
         x = samples.astype(np.float64)
-        mu = x.mean(axis=0)
-        xc = x - mu
-        scale = np.ones(x.shape[1])
+        C = x.shape[1]
+        own = np.ones(C, bool)
+        extra = 0
+        if passthrough is not None:
+            start = int(sum(tap_channels[:passthrough]))
+            c = int(tap_channels[passthrough])
+            own[start:start + c] = False
+            extra = max(1, thermometer) + c - 1
+        mu = np.where(own, x.mean(axis=0), 0.0)
+        xc = (x - mu)[:, own]
+        scale = np.ones(xc.shape[1])
         if balance:
             start = 0
-            for c in tap_channels:
+            for i, c in enumerate(tap_channels):
+                if i == passthrough:
+                    continue
                 var = float(xc[:, start:start + c].var(axis=0).sum())
                 scale[start:start + c] = 1.0 / np.sqrt(var) if var > 0 else 1.0
                 start += c
             xc = xc * scale
         vals, vecs = np.linalg.eigh(xc.T @ xc)
-        p = vecs[:, ::-1][:, :k] * scale[:, None]  # (C, k), largest components first, tap scales folded in
+        vals, vecs = vals[::-1], vecs[:, ::-1]
+        kp = max(1, min(k - extra, xc.shape[1], components or k))
+        p = np.zeros((C, kp + extra))
+        p[own, :kp] = vecs[:, :kp] * scale[:, None]  # largest components first, tap scales folded in
+        if passthrough is not None:
+            start = int(sum(tap_channels[:passthrough]))
+            m = max(1, thermometer)
+            p[start, kp:kp + m] = 1.0
+            for j in range(1, int(tap_channels[passthrough])):
+                p[start + j, kp + m + j - 1] = 1.0
         mats, start = [], 0
         for c in tap_channels:
             mats.append(p[start:start + c])
@@ -100,7 +126,14 @@ class Projection:
 
     def apply(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
         """The projected hypercolumns (K, H, W) float32 of tap maps: each tap projected at its own resolution,
-        taps of one size summed, each size's K channels upsampled, then summed."""
+        taps of one size summed, each size's K channels upsampled and accumulated in one pass (the fused core
+        kernel ``core.project_upsample``; :meth:`apply_reference` is its numpy reference)."""
+        if len(maps) != len(self.matrices):
+            raise ValueError(f"projection: {len(self.matrices)} taps expected, got {len(maps)}")
+        return core.project_upsample(list(maps), list(self.matrices), self.mean, shape[0], shape[1], threads=threads)
+
+    def apply_reference(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1) -> np.ndarray:
+        """:meth:`apply` in numpy: a matrix product per tap, an upsampling per tap size, sums."""
         if len(maps) != len(self.matrices):
             raise ValueError(f"projection: {len(self.matrices)} taps expected, got {len(maps)}")
         by_size: Dict[Tuple[int, int], np.ndarray] = {}
@@ -141,6 +174,20 @@ def learn_thresholds(samples: np.ndarray, levels: int) -> np.ndarray:
                 t = s[j] if j < n else top
             out[c, k] = t
             start = int(np.searchsorted(s, t, side="left"))
+    return out
+
+
+def thermometer_thresholds(values: np.ndarray, levels: int, copies: int) -> np.ndarray:
+    """Thresholds (copies, levels-1) of ``copies`` key channels that all hold the same value: cut at
+    interleaved quantiles of ``values``, so that together they split it into ``copies * (levels - 1) + 1``
+    about equally filled levels (a thermometer code; one step between neighbouring levels)."""
+    s = np.sort(np.asarray(values, np.float32).reshape(-1))
+    n = s.size
+    total = copies * (levels - 1) + 1
+    out = np.empty((copies, levels - 1), np.float32)
+    for j in range(copies):
+        for k in range(levels - 1):
+            out[j, k] = s[min(n - 1, (n * (j + k * copies + 1)) // total)]
     return out
 
 
@@ -188,17 +235,29 @@ class Quantizer:
 
     @classmethod
     def learn(cls, samples: np.ndarray, levels: int, tap_channels: Optional[Sequence[int]] = None,
-              key_channels: int = 0, balance: bool = False) -> "Quantizer":
+              key_channels: int = 0, balance: bool = False, components: int = 0,
+              gray_tap: int | None = None, gray_channels: int = 0) -> "Quantizer":
         """Learn thresholds (equal-fill levels) and the sort projection from sampled hypercolumns (N, C); with
-        ``key_channels`` > 0 and more channels than that, first a PCA :class:`Projection` to that many (of the
-        taps scaled to equal variance with ``balance``, see :meth:`Projection.learn`)."""
+        ``key_channels`` > 0 and more channels than that (or a ``gray_tap``), first a PCA :class:`Projection`
+        to at most that many (of the taps scaled to equal variance with ``balance``, at most ``components``
+        principal components, see :meth:`Projection.learn`).
+
+        ``gray_tap``: the index of the classifier's gray tap (its first channel the gray value): with
+        ``gray_channels`` > 0 it stays out of the PCA and its gray value gets that many key channels, cut at
+        :func:`thermometer_thresholds`."""
         if samples.ndim != 2 or samples.shape[0] < 1:
             raise ValueError(f"samples: expected (N >= 1, channels) hypercolumns, got shape {samples.shape}")
         projection = None
-        if key_channels and samples.shape[1] > key_channels:
-            projection = Projection.learn(samples, tap_channels or [samples.shape[1]], key_channels, balance)
+        tap_channels = list(tap_channels or [samples.shape[1]])
+        passthrough = gray_tap if gray_channels > 0 and gray_tap is not None else None
+        if key_channels and (samples.shape[1] > key_channels or passthrough is not None):
+            projection = Projection.learn(samples, tap_channels, key_channels, balance, components, passthrough,
+                                          gray_channels)
             samples = projection.project_samples(samples)
         thresholds = learn_thresholds(samples, levels)
+        if projection is not None and passthrough is not None:
+            first = projection.channels - (tap_channels[passthrough] - 1) - gray_channels
+            thresholds[first:first + gray_channels] = thermometer_thresholds(samples[:, first], levels, gray_channels)
         return cls(thresholds, projection_weights(quantize(samples, thresholds)), projection)
 
     @property

@@ -100,8 +100,16 @@ class FitSettings:
     seed: int = 0  #: seed of that sampling
     calibration_folds: int = 4  #: k of the k-fold confidence calibration over the training images (0 = off)
     key_channels: int = 56  #: taps with more channels than this are projected to this many by PCA (0 = never)
-    balance_taps: bool = False  #: that PCA sees every tap scaled to the same variance (helps resnet18, hurts mobilenet)
+    #: that PCA sees every tap scaled to the same variance (the gray tap kept out of it), so that a few loud
+    #: channels do not take all the components
+    balance_taps: bool = True
     keep_keyframes: bool = True  #: keep the color training images in the model for the film path (64 MiB max)
+    #: that PCA keeps at most this many components (fewer key channels hit more often; the shipped net has 16
+    #: channels coarser than stride 1); 0 = key_channels
+    pca_channels: int = 16
+    #: key channels for the gray value of a foreign classifier's gray tap (interleaved thresholds: 2 per channel
+    #: at 3 levels); 0 = that tap joins the PCA like the others
+    gray_channels: int = 8
 
     def checked(self) -> "FitSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -117,7 +125,9 @@ class FitSettings:
             calibration_folds=_calibration_folds(self.calibration_folds),
             key_channels=_integer("key_channels", self.key_channels, 0, MAX_KEY_CHANNELS),
             balance_taps=_flag("balance_taps", self.balance_taps),
-            keep_keyframes=_flag("keep_keyframes", self.keep_keyframes))
+            keep_keyframes=_flag("keep_keyframes", self.keep_keyframes),
+            pca_channels=_integer("pca_channels", self.pca_channels, 0, MAX_KEY_CHANNELS),
+            gray_channels=_integer("gray_channels", self.gray_channels, 0, MAX_KEY_CHANNELS))
 
     @property
     def bin_width(self) -> float:

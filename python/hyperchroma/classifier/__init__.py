@@ -18,9 +18,9 @@ device exists, the provider's libraries load), else the CPU one, chosen without 
 
 from .choice import TapChoice
 from .geometry import Geometry
-from .metadata import IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, default_model_path
+from .metadata import GRAY_TAP, IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, default_model_path
 from .providers import available_providers, cuda_status, cuda_usable, resolve_providers
 from .runner import Classifier
 
 __all__ = ["Classifier", "TapInfo", "TapChoice", "Geometry", "default_model_path", "available_providers", "cuda_usable", "cuda_status",
-           "resolve_providers", "IMAGENET_MEAN", "IMAGENET_STD", "META_PREFIX"]
+           "resolve_providers", "GRAY_TAP", "IMAGENET_MEAN", "IMAGENET_STD", "META_PREFIX"]

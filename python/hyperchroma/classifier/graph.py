@@ -22,7 +22,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metadata import IMAGENET_MEAN, IMAGENET_STD, META_PREFIX, TapInfo, read_meta
+from .metadata import (
+    GRAY_TAP,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    META_PREFIX,
+    TapInfo,
+    read_meta,
+)
 
 #: Conv-like ops whose output is a feature map to tap (``FusedConv``: ONNX Runtime's Conv + activation, in
 #: models saved after its graph optimizations).
@@ -492,14 +499,43 @@ def _cast_taps(model: Any, keep: list[Any], tap_names: Sequence[str], origin: st
     return casts
 
 
+def add_gray_tap(model: Any) -> None:
+    """Add the output :data:`GRAY_TAP` to a runtime model: its gray input g (N,1,H,W) at stride 1, g minus its
+    5x5 mean and the 5x5 standard deviation (N,3,H,W), with windows cut at the borders (no zero padding)."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    g = graph.input[0].name
+    p = GRAY_TAP + "_"
+    pool: dict[str, Any] = {"kernel_shape": [5, 5], "strides": [1, 1], "pads": [2, 2, 2, 2], "count_include_pad": 0}
+    nodes = [
+        helper.make_node("AveragePool", [g], [p + "mean"], **pool),
+        helper.make_node("Mul", [g, g], [p + "sq"]),
+        helper.make_node("AveragePool", [p + "sq"], [p + "sq_mean"], **pool),
+        helper.make_node("Mul", [p + "mean", p + "mean"], [p + "mean_sq"]),
+        helper.make_node("Sub", [p + "sq_mean", p + "mean_sq"], [p + "var0"]),
+        helper.make_node("Relu", [p + "var0"], [p + "var"]),
+        helper.make_node("Sqrt", [p + "var"], [p + "std"]),
+        helper.make_node("Sub", [g, p + "mean"], [p + "contrast"]),
+        helper.make_node("Concat", [g, p + "contrast", p + "std"], [GRAY_TAP], axis=1),
+    ]
+    for i, n in enumerate(nodes):
+        n.name = f"{p}{i}_{n.op_type}"
+    graph.node.extend(nodes)
+    graph.output.append(helper.make_tensor_value_info(GRAY_TAP, TensorProto.FLOAT, [None] * 4))
+
+
 def finish(prep: Prepared, taps: list[TapInfo], min_size: int, geometry: str | None = None,
            choice: str | None = None) -> bytes:
     """Write the taps and minimum size (and a foreign model's input geometry and tap choice, JSON) into the
-    runtime model's metadata; return the final bytes."""
+    runtime model's metadata; return the final bytes. A last tap named :data:`GRAY_TAP` that the graph does
+    not output yet is added (:func:`add_gray_tap`)."""
     import onnx
     from onnx import helper
 
     model = onnx.load_model_from_string(prep.data)
+    if taps and taps[-1].name == GRAY_TAP and GRAY_TAP not in [o.name for o in model.graph.output]:
+        add_gray_tap(model)
     meta = dict(prep.meta)
     meta["taps"] = json.dumps([t._asdict() for t in taps])
     meta["min_size"] = str(min_size)

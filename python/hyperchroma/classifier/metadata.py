@@ -10,6 +10,11 @@ from typing import Any, NamedTuple
 META_PREFIX = "hyperchroma."
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The tap added to every foreign model: its own gray input at stride 1 and two local features of it (contrast to
+#: and deviation in a 5x5 window), what the shipped net's stride-1 layers learn and a backbone's finest
+#: default tap (stride 2 or more) lacks. See :func:`hyperchroma.classifier.graph.add_gray_tap`.
+GRAY_TAP = "hyperchroma_gray"
+GRAY_TAP_CHANNELS = 3
 
 
 class TapInfo(NamedTuple):

@@ -20,7 +20,13 @@ from . import choice as tap_choice
 from .choice import TapChoice
 from .geometry import PROBE_SIZE, Geometry, probe_geometry
 from .graph import finish, prepare
-from .metadata import TapInfo, default_model_path, meta_from_bytes
+from .metadata import (
+    GRAY_TAP,
+    GRAY_TAP_CHANNELS,
+    TapInfo,
+    default_model_path,
+    meta_from_bytes,
+)
 from .providers import CUDA, ProviderArg, load_ort, quiet_ort, resolve_providers
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -64,6 +70,10 @@ class Classifier:
             model fed 0..255, pass ``mean=0, std=1/255``.
         max_channels: with default taps, the most channels tapped in total (0: no cap); see
             :mod:`.choice` for which taps go first. Default :data:`hyperchroma.settings.DEFAULT_TAP_CHANNELS`.
+        gray_tap: a foreign model also gets the tap :data:`~.metadata.GRAY_TAP` (its gray input at stride 1
+            and two 5x5 local features of it, last in :attr:`taps`); the fit gives its gray value its own key
+            channels (:class:`hyperchroma.quantizer.Projection`). Ignored for the shipped model and for
+            runtime models, which keep the taps they record.
 
     Foreign models: NCHW or NHWC, 1 or 3 channels, float32 or float16 inputs; weights kept in external data
     files beside the model are read from there and embedded. A model whose sides must be multiples of a
@@ -83,6 +93,7 @@ class Classifier:
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         max_channels: int | None = None,
+        gray_tap: bool = True,
     ) -> None:
         if path is None:
             path = default_model_path()
@@ -95,7 +106,7 @@ class Classifier:
         if not p.is_file():
             raise FileNotFoundError(f"no such classifier file: {p}")
         self._init(p.read_bytes(), str(p), providers, taps, threads, mean, std, max_channels,
-                   str(p.resolve().parent))
+                   str(p.resolve().parent), gray_tap)
 
     @classmethod
     def from_bytes(
@@ -108,16 +119,17 @@ class Classifier:
         mean: float | Sequence[float] | None = None,
         std: float | Sequence[float] | None = None,
         max_channels: int | None = None,
+        gray_tap: bool = True,
     ) -> "Classifier":
         """A classifier from ONNX bytes, e.g. :attr:`model_bytes` of another one (then with the same
         :attr:`identity`)."""
         self = cls.__new__(cls)
-        self._init(data, "<bytes>", providers, taps, threads, mean, std, max_channels)
+        self._init(data, "<bytes>", providers, taps, threads, mean, std, max_channels, None, gray_tap)
         return self
 
     # -------------------------------------------------------------------------------------------- set-up
     def _init(self, data: Any, origin: str, providers: Any, taps: Any, threads: Any, mean: Any, std: Any,
-              max_channels: Any = None, base_dir: str | None = None) -> None:
+              max_channels: Any = None, base_dir: str | None = None, gray_tap: bool = True) -> None:
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
             raise ValueError(f"threads: expected a non-negative int (0 or None: onnxruntime's default), got {threads!r}")
         from ..settings import DEFAULT_TAP_CHANNELS, MAX_TAP_CHANNELS
@@ -163,6 +175,8 @@ class Classifier:
                 choice = tap_choice.named_choice(taps_info)
             del maps
             min_size = max(t.stride for t in taps_info)
+            if gray_tap:
+                taps_info = list(taps_info) + [TapInfo(GRAY_TAP, GRAY_TAP_CHANNELS, 1)]
             self._model_bytes = finish(prep, taps_info, min_size, geometry.to_json(), tap_choice.to_json(choice))
         self._geometry = geometry
         self._choice = choice

@@ -39,9 +39,15 @@ def add_parser(sub: Any) -> None:
                    help="hypercolumns sampled per image to learn the quantization (default 4096)")
     p.add_argument("--key-channels", type=int, default=56,
                    help="taps with more channels than this are projected to this many by PCA (0: never; default 56)")
-    p.add_argument("--balance-taps", action="store_true",
-                   help="the key projection's PCA sees every tap scaled to the same variance (see README: helps "
-                        "some backbones, hurts others)")
+    p.add_argument("--balance-taps", action=argparse.BooleanOptionalAction, default=True,
+                   help="the key projection's PCA sees every tap scaled to the same variance (default: on; "
+                        "--no-balance-taps for the plain PCA)")
+    p.add_argument("--pca-channels", type=int, default=16,
+                   help="the key projection's PCA keeps at most this many components (0: --key-channels; default 16)")
+    p.add_argument("--gray-channels", type=int, default=8,
+                   help="key channels of a --classifier's gray tap's gray value (0: that tap joins the PCA; default 8)")
+    p.add_argument("--no-gray-tap", action="store_true",
+                   help="with --classifier: do not add the gray tap (its gray input and 5x5 local features at stride 1)")
     p.add_argument("--calibration-folds", type=int, default=4,
                    help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
     add_cluster_arguments(p)
@@ -56,15 +62,18 @@ def run(args) -> int:
 
     from ..classifier import Classifier
 
-    if (args.taps or args.mean or args.std or args.max_tap_channels is not None) and not args.classifier:
-        raise ValueError("--taps, --mean, --std and --max-tap-channels apply to a --classifier of your own")
+    if (args.taps or args.mean or args.std or args.max_tap_channels is not None or args.no_gray_tap) and \
+            not args.classifier:
+        raise ValueError("--taps, --mean, --std, --max-tap-channels and --no-gray-tap apply to a --classifier of "
+                         "your own")
     clf = Classifier(args.classifier, taps=args.taps, mean=args.mean, std=args.std,
-                     max_channels=args.max_tap_channels) if args.classifier else None
+                     max_channels=args.max_tap_channels, gray_tap=not args.no_gray_tap) if args.classifier else None
     paths = image_paths(args.images)
     options = {"classifier": clf, "size": args.size, "levels": args.levels, "policy": args.policy,
                "tolerance": args.tolerance, "median_size": args.median, "max_distance": args.max_distance,
                "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
                "samples_per_image": args.samples_per_image, "balance_taps": args.balance_taps,
+               "pca_channels": args.pca_channels, "gray_channels": args.gray_channels,
                "progress": not args.quiet}
     if args.scheduler or args.workers:
         from ..distributed import client_for

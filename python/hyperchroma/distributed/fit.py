@@ -226,11 +226,12 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         results = client.gather(sampled)
         del sampled
         sample = HypercolumnSample(np.concatenate([r[0] for r in results]),
-                                   tap_channels=[t.channels for t in clf.taps])
+                                   tap_channels=[t.channels for t in clf.taps], tap_names=[t.name for t in clf.taps])
         sizes = [s for r in results for s in r[1]]
         del results
         # 2. quantizer
-        quantizer = learn_quantizer(sample, fit_settings.levels, fit_settings.key_channels, fit_settings.balance_taps)
+        quantizer = learn_quantizer(sample, fit_settings.levels, fit_settings.key_channels, fit_settings.balance_taps,
+                                    fit_settings.pca_channels, fit_settings.gray_channels)
         del sample
         [q_f] = client.scatter([quantizer], broadcast=True, hash=False)
         # 3. tables, merged in a tree of consecutive parts

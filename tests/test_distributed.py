@@ -61,6 +61,21 @@ def test_fit_equals_one_machine(client, frames, tmp_path, policy):
     assert_same_model(got, want, tmp_path)
 
 
+def test_fit_with_a_foreign_classifier_equals_one_machine(client, frames, tmp_path):
+    """A stride-32 model of one's own: padded frame, gray tap and PCA projection, the same on the cluster."""
+    from test_byo import _fpn
+
+    from hyperchroma.classifier import Classifier
+
+    clf = Classifier.from_bytes(_fpn(3).SerializeToString(), providers="cpu")
+    train = frames[0][:4]
+    options = {"classifier": clf, "key_channels": 4, "pca_channels": 3, "calibration_folds": 2}
+    want = hc.fit(train, threads=1, **options)
+    assert want.quantizer.projection is not None  # the projected path is the one compared
+    got = hd.fit(train, client, threads=1, task_threads=1, partition_size=1, split_every=2, **options)
+    assert_same_model(got, want, tmp_path)
+
+
 def test_fit_from_a_bag_with_options(client, frames, tmp_path):
     import dask.bag as db
 

@@ -223,6 +223,16 @@ def test_still_film_blend_reference():
         np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
 
 
+def test_output_video_gets_the_permissions_of_a_plain_new_file(tmp_path, model_and_keys):
+    from hyperchroma._fs import FILE_MODE
+
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mkv"), frames[:6], audio=None)
+    dst = tmp_path / "out.mkv"
+    colorize_video(m, src, str(dst), keyframes=keys, progress=False)
+    assert dst.stat().st_mode & 0o777 == FILE_MODE  # not the temporary file's 0600
+
+
 def test_frames_and_video_agree_through_a_lossless_path(tmp_path, model_and_keys):
     m, keys, frames = model_and_keys
     src = write_video(str(tmp_path / "in.mkv"), frames, audio=None)

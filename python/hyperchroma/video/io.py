@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import av
 import numpy as np
 
+from .._fs import FILE_MODE
 from . import keyframes as kf
 from .film import FilmEngine, FilmOptions, compose
 
@@ -190,6 +191,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             out.close()
         except av.FFmpegError as e:
             raise VideoError(f"{dst}: writing failed ({e})") from None
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600, else: the permissions a plain open() would give
         os.replace(tmp, dst)
         tmp = None
         return stats

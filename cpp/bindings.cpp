@@ -51,6 +51,20 @@ std::string shape_str(const py::array& a) {
     return s.str();
 }
 
+// The RGB shape (..., 3) of a join of ``ref`` (...) with ``ab`` (..., 2), or (2, ...) when planar; else a
+// clear error naming both shapes (``hint`` ends it).
+std::vector<py::ssize_t> joined_rgb_shape(const py::array& ref, const char* ref_name, const py::array& ab,
+                                          bool planar, const std::string& hint) {
+    std::vector<py::ssize_t> shape(ref.shape(), ref.shape() + ref.ndim()), want = shape;
+    if (planar) want.insert(want.begin(), 2); else want.push_back(2);
+    if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
+        throw std::invalid_argument(std::string("ab: expected ") + (planar ? "(2, ...)" : "(..., 2)") + hint +
+                                    " matching " + ref_name + "'s shape " + shape_str(ref) + ", got " +
+                                    shape_str(ab) + (planar ? "" : " (pass planar=True for (2, ...) ab)"));
+    shape.push_back(3);
+    return shape;
+}
+
 // Keys must already be uint64: silently casting floats into keys would corrupt them.
 carray<std::uint64_t> as_keys(const py::handle& obj, const KeyLayout& layout, const char* what) {
     py::array arr = py::array::ensure(obj);
@@ -410,14 +424,7 @@ void bind_color(py::module_& m) {
     m.def(
         "lab_to_rgb",
         [](const carray<float>& L, const carray<float>& ab, bool planar, int threads) {
-            std::vector<py::ssize_t> lshape(L.shape(), L.shape() + L.ndim()), want = lshape;
-            if (planar) want.insert(want.begin(), 2); else want.push_back(2);
-            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
-                throw std::invalid_argument(std::string("ab: expected ") + (planar ? "(2, ...)" : "(..., 2)") +
-                                            " matching L's shape " + shape_str(L) + ", got " + shape_str(ab));
-            auto rgbshape = lshape;
-            rgbshape.push_back(3);
-            py::array_t<std::uint8_t> rgb(rgbshape);
+            py::array_t<std::uint8_t> rgb(joined_rgb_shape(L, "L", ab, planar, ""));
             std::uint8_t* rp = rgb.mutable_data();
             const std::size_t n = static_cast<std::size_t>(L.size());
             {
@@ -466,15 +473,7 @@ void bind_color(py::module_& m) {
             const auto ab = as_real_f32(ab_obj, "ab");
             if (threads < 0)
                 throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
-            std::vector<py::ssize_t> gshape(gray.shape(), gray.shape() + gray.ndim()), want = gshape;
-            if (planar) want.insert(want.begin(), 2); else want.push_back(2);
-            if (std::vector<py::ssize_t>(ab.shape(), ab.shape() + ab.ndim()) != want)
-                throw std::invalid_argument(std::string("ab: expected ") + (planar ? "(2, ...)" : "(..., 2)") +
-                                            " float32 matching gray's shape " + shape_str(gray) + ", got " +
-                                            shape_str(ab) + (planar ? "" : " (pass planar=True for (2, ...) ab)"));
-            auto rgbshape = gshape;
-            rgbshape.push_back(3);
-            py::array_t<std::uint8_t> rgb(rgbshape);
+            py::array_t<std::uint8_t> rgb(joined_rgb_shape(gray, "gray", ab, planar, " float32"));
             std::uint8_t* rp = rgb.mutable_data();
             const std::size_t n = static_cast<std::size_t>(gray.size());
             {

@@ -134,11 +134,12 @@ class _Key:
         self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
 
 
-def _warp_track(K: np.ndarray, c: np.ndarray, maps: pp.Maps) -> Tuple[np.ndarray, np.ndarray]:
-    """Colors and confidence carried along one flow in one 3-channel warp (border: nearest; the step's
-    reliability is 0 where the flow leaves the frame, so the confidence there is cut by _carry)."""
-    kc = pp.warp(np.dstack([K, c]), maps)
-    return kc[..., :2], kc[..., 2]
+def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: np.ndarray) -> Tuple[np.ndarray, ...]:
+    """Colors and their per-pixel planes (confidence, ...) carried along one flow in one warp (border:
+    nearest; the step's reliability is 0 where the flow leaves the frame, so the confidence there is cut by
+    _carry): (K, plane, ...)."""
+    kc = pp.warp(np.dstack([K, *planes]), maps)
+    return (kc[..., :2], *(kc[..., 2 + i] for i in range(len(planes))))
 
 
 def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
@@ -304,8 +305,7 @@ class FilmEngine:
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                Kc = pp.warp(np.dstack([K, c, keep]), fr.flow_next)
-                K, c, keep = Kc[..., :2], Kc[..., 2], Kc[..., 3]
+                K, c, keep = _warp_track(K, fr.flow_next, c, keep)
                 c = _carry(c, fr.rel_next, o)
                 keep = keep * np.float32(o.smooth ** (1.0 / o.table_every))
                 back[t] = (K, c, keep)
@@ -330,7 +330,7 @@ class FilmEngine:
             trust = zeros
         else:
             K, c, Q, last_table, _ = self._state
-            K, c = _warp_track(K, c, fr.flow_prev)
+            K, c = _warp_track(K, fr.flow_prev, c)
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev

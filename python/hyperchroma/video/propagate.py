@@ -86,7 +86,7 @@ def consistency(f_ab, f_ba: np.ndarray, alpha: float = 0.01, beta: float = 0.5) 
     s = f_ab + back
     err = s[..., 0] ** 2 + s[..., 1] ** 2
     # squared norms written out per component: numpy's reduction over a last axis of 2 is ~30x slower
-    mag = f_ab[..., 0] ** 2 + f_ab[..., 1] ** 2 + back[..., 0] ** 2 + back[..., 1] ** 2
+    mag = (f_ab[..., 0] ** 2 + f_ab[..., 1] ** 2) + (back[..., 0] ** 2 + back[..., 1] ** 2)  # the sums' order
     ok = err <= alpha * mag + beta
     xs, ys = _grid(h, w)
     tx = xs + f_ab[..., 0]

@@ -17,6 +17,10 @@ first half. Metrics: PSNR (RGB), AuC, warp error at model size (mean over consec
 ||ab_t(x) - ab_{t-1}(x + f(x))||, f = DIS (medium) flow on the truth's luminance, pixels failing a
 forward-backward check excluded; the truth's own warp error alongside), and the largest warp error on
 transitions into or out of a keyframe against the largest on ordinary transitions.
+
+``--flicker A``: the same protocols on a flickering copy of each film (old film's frame-to-frame exposure
+changes): every color frame multiplied by its own gain, uniform in [1 - A, 1 + A] (seeded), before anything
+else, so keyframes, gray input and truth all flicker alike.
 """
 
 import argparse
@@ -48,6 +52,12 @@ from protocols import DATA  # noqa: E402
 def decode(path):
     with av.open(path) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+
+
+def flicker(rgbs, amp, seed=0):
+    """The frames, each multiplied by its own gain, uniform in [1 - amp, 1 + amp] (seeded)."""
+    gains = 1 + amp * np.random.default_rng(seed).uniform(-1, 1, len(rgbs))
+    return [np.clip(r.astype(np.float32) * g, 0, 255).astype(np.uint8) for r, g in zip(rgbs, gains)]
 
 
 def small_ab(rgb, shape):
@@ -189,9 +199,14 @@ def main():
     ap.add_argument("--variants", nargs="*", default=[""], help='engine options, e.g. "decay=0.99"')
     ap.add_argument("--speed-size", default=None, metavar="WxH",
                     help="speed run on vtest.avi re-encoded at this size first (e.g. 720x528, the bar's size)")
+    ap.add_argument("--flicker", type=float, default=0.0, metavar="A",
+                    help="multiply each frame by a random gain in [1-A, 1+A] first (old film's flicker)")
     a = ap.parse_args()
     for film in a.films if not a.speed_only else []:
         rgbs = decode(os.path.join(DATA, "video", film + ".avi"))
+        if a.flicker:
+            rgbs = flicker(rgbs, a.flicker)
+            print(f"\n{film}: every frame times a gain in [{1 - a.flicker:.2f}, {1 + a.flicker:.2f}]")
         for half in ([False] if a.no_half else [False, True]):
             rows = quality(film, rgbs, half, a.methods, a.variants)
             print_table(["method", "PSNR dB", "AuC", "warp err", "max jump at keys", "max jump elsewhere"],

@@ -189,6 +189,22 @@ def test_cut_stops_propagation():
     assert all(chroma(a) < 0.5 for a in ab[:15])
 
 
+def flicker(frames, amp=0.12, seed=0):
+    """The frames with one random exposure gain each (old film's frame-to-frame flicker)."""
+    gains = 1 + amp * np.random.default_rng(seed).uniform(-1, 1, len(frames))
+    gains[::2] = 1 + amp  # every other frame at the extreme: a large jump each frame
+    return [np.clip(f.astype(np.float32) * g, 0, 255).astype(np.uint8) for f, g in zip(frames, gains)]
+
+
+def test_flicker_is_not_a_cut_and_colors_still_travel():
+    frames = flicker(film(cut_at=15))
+    ab, stats = run_engine(frames, [frames[5]])
+    assert stats["shots"] == 2  # the real cut only
+    assert chroma(ab[14]) > 10
+    assert all(chroma(a) < 0.5 for a in ab[15:])
+    assert min(chroma(a) for a in ab[:15]) > 10
+
+
 def test_still_film_blend_reference():
     """A still film with keyframes at both ends: the closed form of the confidence blend."""
     gray = np.full((H, W), 128, np.uint8)

@@ -86,6 +86,21 @@ def test_flow_follows_a_shift():
     assert abs(float(np.median(f[10:-10, 10:-10, 0])) - 2.0) < 0.3
 
 
+def test_match_brightness_reference(rng):
+    ref = rng.integers(40, 200, size=(30, 40), dtype=np.uint8)
+    for gain, offset in ((1.15, -10.0), (0.8, 20.0), (1.0, 0.0), (5.0, 0.0)):
+        src = np.clip(np.rint(ref * gain + offset), 0, 255).astype(np.uint8)
+        out = pp.match_brightness(src, ref)
+        g = np.clip(ref.std() / max(src.std(), 1.0), 0.5, 2.0)  # the gain is limited to [0.5, 2]
+        want = np.clip(np.rint(src * g + (ref.mean() - g * src.mean())), 0, 255)
+        assert out.dtype == np.uint8 and out.shape == src.shape
+        assert np.abs(out.astype(np.float64) - want).max() <= 1  # rounding of the float gain and offset
+        if gain != 5.0:
+            assert abs(out.mean() - ref.mean()) < 1.0 and abs(out.std() - ref.std()) < 1.0
+    flat = np.full((5, 5), 7, np.uint8)
+    assert (pp.match_brightness(flat, ref[:5, :5]) == np.rint(ref[:5, :5].mean())).all()  # no contrast: the mean
+
+
 def test_histogram_distance_reference(rng):
     a = rng.integers(0, 256, size=(20, 30), dtype=np.uint8)
     b = rng.integers(0, 128, size=(20, 30), dtype=np.uint8)

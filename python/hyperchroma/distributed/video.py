@@ -150,20 +150,19 @@ def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tupl
     flow, cuts = pp.Flow(o.flow_preset), CutDetector(o.cut_hist, o.cut_follow)
     out: List[bool] = []
     rows = []
-    prev = prev_hist = None
+    prev = None
     for i, gray in enumerate(_frames(src, max(0, start - 1), stop, anchor), start=max(0, start - 1)):
         small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
         hist = histogram(small)
         if i >= start:
             cut = True
-            if prev is not None and prev_hist is not None:
-                f_b, f_f = flow(small, prev), flow(prev, small)
-                rel_b = pp.reliability(small, prev, pp.Maps(f_b), f_f, o.tolerance)
-                cut = cuts.is_cut(prev_hist, hist, float(rel_b.mean()))
+            if prev is not None:
+                link = pp.Link(flow, prev, small, o.tolerance, both=False)
+                cut = cuts.is_cut(histogram(link.matched), hist, float(link.rel_back.mean()))
             out.append(bool(cut))
             if eng.key_sigs is not None:
                 rows.append(kf.scores(eng.key_sigs, eng.signature_of(gray)))
-        prev, prev_hist = small, hist
+        prev = small
     return out, (np.stack(rows) if rows else None)
 
 

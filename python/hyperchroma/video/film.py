@@ -176,7 +176,6 @@ class FilmEngine:
         self._cuts = CutDetector(self.opt.cut_hist, self.opt.cut_follow)
         self._buf: List[_Frame] = []
         self._prev: Optional[_Frame] = None
-        self._prev_hist = None
         self._state = None  # forward tracks after the last output frame: (K, c, Q, last table, key frame)
         self._locator: Optional[kf.KeyframeLocator] = None
         self._n = 0
@@ -200,22 +199,18 @@ class FilmEngine:
         cut = True
         prev = self._prev
         if prev is not None:
-            f_b = self._flow(fr.small, prev.small)
-            f_f = self._flow(prev.small, fr.small)
-            m_b = pp.Maps(f_b)
-            rel_b = pp.reliability(fr.small, prev.small, m_b, f_f, self.opt.tolerance)
-            cut = self._cuts.is_cut(self._prev_hist, hist, float(rel_b.mean()))
+            link = pp.Link(self._flow, prev.small, fr.small, self.opt.tolerance)
+            cut = self._cuts.is_cut(histogram(link.matched), hist, float(link.rel_back.mean()))
             if not cut:
                 fr.shot_start = False
-                fr.flow_prev, fr.rel_prev = m_b, rel_b
-                prev.flow_next = pp.Maps(f_f)
-                prev.rel_next = pp.reliability(prev.small, fr.small, prev.flow_next, f_b, self.opt.tolerance)
+                fr.flow_prev, fr.rel_prev = link.back, link.rel_back
+                prev.flow_next, prev.rel_next = link.fwd, link.rel_fwd
         self.shots += int(cut)
         if self._placements is not None:  # keyframes located beforehand (whole-film pass)
             if cut:
                 self._flush(len(self._buf))
             self._buf.append(fr)
-            self._prev, self._prev_hist = fr, hist
+            self._prev = fr
             if fr.index in self._placements:
                 self._place([(fr.index, self._placements[fr.index])])
             elif len(self._buf) > self.opt.window:
@@ -227,7 +222,7 @@ class FilmEngine:
             self._flush(len(self._buf))
             placed = []
         self._buf.append(fr)
-        self._prev, self._prev_hist = fr, hist
+        self._prev = fr
         self._place(placed)
         if len(self._buf) > self.opt.window:
             n = self._locator.undecided_from() - self._buf[0].index

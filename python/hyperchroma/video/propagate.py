@@ -101,6 +101,42 @@ def photometric(gray_a: np.ndarray, gray_b: np.ndarray, f_ab, tolerance: float =
     return (np.abs(wb - gray_a.astype(np.float32)) <= tolerance).astype(np.float32)
 
 
+def match_brightness(src: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """uint8 ``src`` with its gray levels mapped by one gain and offset so that its mean and standard deviation
+    are ``ref``'s (gain limited to [0.5, 2]).
+
+    Film flickers: the exposure of consecutive frames differs globally (old film by several percent from frame
+    to frame, a camera's automatic exposure when a bright or dark object enters). The flow, the photometric
+    check and the cut test compare two frames after this, so such a change neither breaks the motion nor looks
+    like a cut. Only the analysis uses it; the output keeps each frame's own luminance.
+    """
+    ms, ss = cv2.meanStdDev(src)
+    mr, sr = cv2.meanStdDev(ref)
+    gain = float(np.clip(sr[0, 0] / max(ss[0, 0], 1.0), 0.5, 2.0))
+    offset = float(mr[0, 0]) - gain * float(ms[0, 0])
+    return cv2.convertScaleAbs(src, alpha=gain, beta=offset)  # rounds and saturates to uint8
+
+
+class Link:
+    """The motion between two consecutive frames ``a`` (earlier) and ``b`` of a shot at model size, with each
+    direction's trust, as the film engine and the distributed scan both compute it: ``a`` is first brightness-
+    matched to ``b`` (:func:`match_brightness`); ``back`` samples ``a`` on ``b``'s pixels, ``fwd`` the reverse;
+    ``rel_back`` / ``rel_fwd`` their :func:`reliability`; ``matched``: the brightness-matched ``a`` (its
+    histogram goes into the cut test against ``b``'s)."""
+
+    __slots__ = ("back", "fwd", "rel_back", "rel_fwd", "matched")
+
+    def __init__(self, flow: "Flow", a: np.ndarray, b: np.ndarray, tolerance: float, both: bool = True):
+        am = match_brightness(a, b)
+        f_b = flow(b, am)
+        f_f = flow(am, b)
+        self.matched = am
+        self.back = Maps(f_b)
+        self.rel_back = reliability(b, am, self.back, f_f, tolerance)
+        self.fwd = Maps(f_f) if both else None
+        self.rel_fwd = reliability(am, b, self.fwd, f_b, tolerance) if both else None
+
+
 def reliability(gray_a: np.ndarray, gray_b: np.ndarray, f_ab, f_ba: np.ndarray,
                 tolerance: float = 24.0) -> np.ndarray:
     """Per-pixel trust (h,w) float32 in [0,1] of carrying frame b's colors to frame a along f_ab.

@@ -14,6 +14,7 @@
 
 #include "color.hpp"
 #include "compose_grid.hpp"
+#include "detail_sampling.hpp"
 #include "guided_filter.hpp"
 #include "hash_table.hpp"
 #include "hypercolumns.hpp"
@@ -142,6 +143,61 @@ void check_size(long H, long W) {
     constexpr long kMax = (1L << 31) - 1;
     if (H > kMax || W > kMax || H > kMax / W * 64)
         throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
+}
+
+// ---------------------------------------------------------------- film detail (detail_sampling.hpp)
+void bind_detail_sampling(py::module_& m) {
+    m.def(
+        "upsample_detail",
+        [](const carray<float>& ab, long H, long W, const py::sequence& details, const py::sequence& motions,
+           double scale, int threads) {
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            if (ab.ndim() != 3 || ab.shape(0) != 2 || ab.shape(1) < 1 || ab.shape(2) < 1)
+                throw std::invalid_argument("ab: expected (2, h, w) float32 (planar model-size ab), got shape " +
+                                            shape_str(ab));
+            check_size(H, W);
+            if (py::len(details) != py::len(motions))
+                throw std::invalid_argument("details and motions: one motion per detail plane, got " +
+                                            std::to_string(py::len(details)) + " and " +
+                                            std::to_string(py::len(motions)));
+            if (!(scale > 0) || !std::isfinite(scale))
+                throw std::invalid_argument("scale must be a positive number");
+            const long h = static_cast<long>(ab.shape(1)), w = static_cast<long>(ab.shape(2));
+            std::vector<carray<std::int16_t>> dk;
+            std::vector<carray<float>> mk;
+            std::vector<DetailTrack> tracks;
+            for (std::size_t i = 0; i < py::len(details); ++i) {
+                auto d = py::cast<carray<std::int16_t>>(details[i]);
+                auto mo = py::cast<carray<float>>(motions[i]);
+                if (d.ndim() != 3 || d.shape(0) != 2 || d.shape(1) != H || d.shape(2) != W)
+                    throw std::invalid_argument("details[" + std::to_string(i) + "]: expected (2, " +
+                                                std::to_string(H) + ", " + std::to_string(W) + ") int16, got " +
+                                                shape_str(d));
+                if (mo.ndim() != 3 || mo.shape(0) != 3 || mo.shape(1) != h || mo.shape(2) != w)
+                    throw std::invalid_argument("motions[" + std::to_string(i) + "]: expected (3, " +
+                                                std::to_string(h) + ", " + std::to_string(w) + ") float32, got " +
+                                                shape_str(mo));
+                dk.push_back(d);
+                mk.push_back(mo);
+            }
+            for (std::size_t i = 0; i < dk.size(); ++i) tracks.push_back(DetailTrack{dk[i].data(), mk[i].data()});
+            py::array_t<float> out({static_cast<py::ssize_t>(2), static_cast<py::ssize_t>(H),
+                                    static_cast<py::ssize_t>(W)});
+            float* op = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                upsample_detail(ab.data(), static_cast<int>(h), static_cast<int>(w), static_cast<int>(H),
+                                static_cast<int>(W), tracks, static_cast<float>(scale), op, threads);
+            }
+            return out;
+        },
+        py::arg("ab"), py::arg("H"), py::arg("W"), py::arg("details"), py::arg("motions"), py::arg("scale"),
+        py::arg("threads") = 1,
+        "upsample_bilinear(ab, H, W) plus, per track, weight * detail sampled at the position / scale: ab (2, h, w)\n"
+        "float32; details: (2, H, W) int16 planes; motions: (3, h, w) float32 (position x, y in model-size pixels,\n"
+        "weight), upsampled like ab; the position is mapped to full-resolution pixel centers and the detail sampled\n"
+        "bilinearly there, border replicated. -> (2, H, W) float32.");
 }
 
 // ---------------------------------------------------------------- grid composition (compose_grid.hpp)
@@ -1262,6 +1318,7 @@ PYBIND11_MODULE(_core, m) {
     bind_color(m);
     bind_unique_keys(m);
     bind_compose_grid(m);
+    bind_detail_sampling(m);
     bind_table(m);
     bind_index(m);
     bind_seeds(m);

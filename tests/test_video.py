@@ -239,6 +239,66 @@ def test_still_film_blend_reference():
         np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
 
 
+def test_keyframe_detail_travels_with_the_motion():
+    """Fine colored detail of a keyframe (finer than model size) reaches the later frames of a moving shot
+    where it moved; without ``detail`` it is blurred away."""
+    from hyperchroma.video.film import compose
+    Hf, Wf = 96, 128  # full resolution, twice the model size the FlatTable gives (48 x 64)
+
+    def frame(t):
+        y, x = np.mgrid[0:Hf, 0:Wf]
+        x = x - 2 * t  # the whole picture pans 2 px a frame
+        img = np.zeros((Hf, Wf, 3), np.float32)
+        img[...] = (120, 120, 120)
+        img += (25 * np.sin(x / 5.0) * np.cos(y / 7.0))[..., None]  # gray texture for the flow
+        stripes = (x // 2) % 2 == 0  # 2-pixel color stripes (half a model-size pixel)
+        band = (y > 30) & (y < 70) & (x > 20) & (x < 60)
+        img[band & stripes] = (220, 60, 60)
+        img[band & ~stripes] = (40, 90, 220)
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+    frames = [frame(t) for t in range(8)]
+    from hyperchroma.video.keyframes import luma
+    grays = [luma(f) for f in frames]
+
+    from hyperchroma.video.film import _TableSource
+
+    class HalfTable(FlatTable):  # model size = half the film's; composes like the real source
+        threads = 1
+        compose, compose_planar, compose_full = (_TableSource.compose, _TableSource.compose_planar,
+                                                 _TableSource.compose_full)
+
+        def shape(self, h, w):
+            return (h // 2, w // 2)
+
+        def table_ab(self, gray):
+            self.calls += 1
+            h, w = self.shape(*gray.shape)
+            return np.zeros((h, w, 2), np.float32), np.zeros((h, w), bool)
+
+    def run(**opts):
+        eng = FilmEngine(None, [frames[0]], FilmOptions(**opts), source=HalfTable(), placements={0: 0})
+        out = []
+        for g in grays:
+            eng.push(g)
+            out += [compose(eng.source, r) for r in eng.results()]
+        eng.finish()
+        out += [compose(eng.source, r) for r in eng.results()]
+        return out
+
+    def err(out, t):
+        a = core.rgb_to_lab(out[t])[1][35:65, 30:90]
+        b = core.rgb_to_lab(frames[t])[1][35:65, 30:90]
+        return float(np.abs(a - b).mean())
+
+    with_d, without = run(), run(detail=False)
+    for t in (0, 3, 6):
+        assert err(with_d, t) < 0.5 * err(without, t), (t, err(with_d, t), err(without, t))
+    assert err(with_d, 0) < 2.0  # the keyframe's own frame: its own full-resolution colors
+    for out in (with_d, without):  # the gray is the input's, always
+        assert all((luma(o) == g).all() for o, g in zip(out, grays))
+
+
 def test_output_video_gets_the_permissions_of_a_plain_new_file(tmp_path, model_and_keys):
     from hyperchroma._fs import FILE_MODE
 

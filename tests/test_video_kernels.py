@@ -101,6 +101,20 @@ def test_match_brightness_reference(rng):
     assert (pp.match_brightness(flat, ref[:5, :5]) == np.rint(ref[:5, :5].mean())).all()  # no contrast: the mean
 
 
+def test_locate_finds_a_shifted_frame():
+    import cv2
+    rng = np.random.default_rng(3)
+    base = cv2.GaussianBlur((rng.uniform(size=(60, 80)) * 255).astype(np.uint8), (7, 7), 2)
+    ref = np.clip(np.roll(base, 3, axis=1).astype(np.float32) * 1.1, 0, 255).astype(np.uint8)  # moved, brighter
+    pos, agree = pp.locate(pp.Flow("medium"), base, ref)
+    xs, ys = np.meshgrid(np.arange(80), np.arange(60))
+    inner = (slice(10, -10), slice(10, -10))
+    assert abs(float(np.median((pos[..., 0] - xs)[inner])) - 3.0) < 0.3
+    assert abs(float(np.median((pos[..., 1] - ys)[inner]))) < 0.3
+    assert pos.shape == (60, 80, 2) and pos.dtype == np.float32
+    assert float(agree[inner].mean()) > 0.9 and agree.min() >= 0 and agree.max() <= 1
+
+
 def test_histogram_distance_reference(rng):
     a = rng.integers(0, 256, size=(20, 30), dtype=np.uint8)
     b = rng.integers(0, 128, size=(20, 30), dtype=np.uint8)

@@ -9,6 +9,8 @@ Kernels (all take and return numpy arrays; compute runs with the GIL released):
 - :func:`median_filter`: exact median filter with replicated edges.
 - :func:`compose_luma` (exact), :func:`compose_luma_grid` and :func:`upsample_compose` (ab on a 1-unit grid, from a
   table filled as cells are met; the latter fused with the bilinear upsampling): gray + ab -> RGB that keeps the gray.
+- :func:`upsample_detail`: a film frame's full-resolution ab, model-size ab plus keyframe detail sampled along the
+  motion (``hyperchroma.video.film``).
 """
 
 from ._core import *  # noqa: F401,F403

@@ -18,7 +18,15 @@ Before a keyframe the fallback ``Q`` is mixed with ``K'`` by a share that decays
 of a keyframe lean on it alike). The table is consulted
 only on frames where its weight ``u`` matters (``table_share``), at most every ``table_every`` frames (in
 between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
-size like its neighbours, or at full resolution with ``key_full``).
+size plus its detail like its neighbours, or at full resolution with ``key_full``).
+
+Detail (``detail``, on by default): what model size loses of a keyframe's colors (its full-resolution ab minus
+its model-size ab upsampled) is added back at full resolution, sampled where a flow computed straight from the
+frame to the keyframe points (at model size, the positions upsampled; chained frame-to-frame flows drift by
+pixels over tens of frames, which smooth colors forgive and fine detail does not). The nearer of the shot's
+keyframes in reach gives its detail, weighted by the photometric agreement of its gray along that flow, so
+static and slowly moving content keeps the keyframes' small colored objects and edges. One more DIS flow and
+one full-resolution pass (``core.upsample_detail``) per frame; 4 bytes per full-resolution pixel per keyframe.
 
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
 (then the oldest go out with forward propagation only) plus the one-pass keyframe locator's ``lookahead``.
@@ -72,6 +80,11 @@ class _TableSource:
         """uint8 RGB (H,W,3) whose gray version is the frame, with ab upsampled from model size."""
         return pipeline.compose(gray, np.ascontiguousarray(ab_small, dtype=np.float32), self.threads)
 
+    def compose_planar(self, gray: np.ndarray, ab_planar: np.ndarray) -> np.ndarray:
+        """uint8 RGB (H,W,3) whose gray version is the frame, from a planar (2,H,W) full-resolution ab, composed
+        on the same ab grid as :meth:`compose`."""
+        return core.compose_luma_grid(gray, ab_planar, threads=self.threads)
+
     def compose_full(self, gray: np.ndarray, ab_full: np.ndarray) -> np.ndarray:
         """uint8 RGB (H,W,3) whose gray version is the frame, from an ab (H,W,2) already at full resolution."""
         return core.compose_luma(gray, np.ascontiguousarray(ab_full, dtype=np.float32), threads=self.threads)
@@ -94,6 +107,7 @@ class FilmOptions:
     cut_follow: float = 0.2
     floor: float = 0.5           # least weight of carried keyframe colors in the blend
     key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
+    detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
@@ -119,6 +133,16 @@ class _Frame:
     key: Optional[int] = None
 
 
+DETAIL_SCALE = 64.0  # fixed point of the keyframes' detail planes
+DETAIL_MIN = 0.02    # a track whose detail weight stays below this everywhere adds none
+
+
+def _identity(shape: Tuple[int, int]) -> np.ndarray:
+    """(h, w, 2) float32 pixel coordinates (x, y) of each pixel: where a keyframe's own pixels come from."""
+    xs, ys = pp._grid(*shape)
+    return np.dstack([xs, ys])
+
+
 class _Key:
     def __init__(self, rgb: np.ndarray, shape_full: Tuple[int, int], shape_small: Tuple[int, int]):
         rgb = np.ascontiguousarray(rgb)
@@ -131,7 +155,13 @@ class _Key:
         _, ab = core.rgb_to_lab(rgb)
         self.ab_full = np.ascontiguousarray(ab, dtype=np.float32)
         self.ab_small = cv2.resize(self.ab_full, (w, h), interpolation=cv2.INTER_AREA)
-        self.sig = kf.signature(cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA))
+        self.small = cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA)
+        self.sig = kf.signature(self.small)
+        # what model size loses: the full-resolution ab minus the model-size ab upsampled as compose does it,
+        # planar (2, H, W) int16 in 1/DETAIL_SCALE ab units (half the memory of float32)
+        up = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(self.ab_small, -1, 0)), H, W)
+        diff = np.moveaxis(self.ab_full, -1, 0) - up
+        self.detail = np.clip(np.rint(diff * DETAIL_SCALE), -32767, 32767).astype(np.int16)
 
 
 def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -158,9 +188,11 @@ def _to_gray(frame: np.ndarray) -> np.ndarray:
 
 
 class FilmEngine:
-    """Push gray frames in display order; pull (index, gray, ab_small, ab_full) results in the same order.
+    """Push gray frames in display order; pull (index, gray, ab_small, ab_full, detail) results in the same
+    order.
 
-    Exactly one of ab_small (model size) / ab_full (a keyframe's own frame) is set per result.
+    Exactly one of ab_small (model size) / ab_full (a keyframe's own frame) is set per result; ``detail`` is
+    None or the keyframe detail to add at full resolution (:func:`with_detail`), which :func:`compose` does.
     """
 
     def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,
@@ -182,7 +214,7 @@ class FilmEngine:
         self.shape_full: Optional[Tuple[int, int]] = None
         self.shots = 0
         self.keys_placed: List[Tuple[int, int]] = []  # (frame, keyframe)
-        self._out: List[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]] = []
+        self._out: List[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[list]]] = []
 
     # ------------------------------------------------------------------ input
     def push(self, frame: np.ndarray) -> None:
@@ -290,12 +322,13 @@ class FilmEngine:
         o = self.opt
         back: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None] * n
         if right is not None:
-            key = self._keys[seg[right].key]
+            kidx = seg[right].key
+            key = self._keys[kidx]
             K, c = key.ab_small, np.ones(self.shape_small, np.float32)
             # keep: the keyframe's share in the fallback before it, as Q's after one (Q starts as the keyframe's
             # colors and gives up 1 - smooth to the table every table_every frames): time-symmetric, no jump
             keep = c
-            back[right] = (K, c, keep)
+            back[right] = (K, c, keep, kidx)
             for t in range(right - 1, -1, -1):
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
@@ -303,7 +336,7 @@ class FilmEngine:
                 K, c, keep = _warp_track(K, fr.flow_next, c, keep)
                 c = _carry(c, fr.rel_next, o)
                 keep = keep * np.float32(o.smooth ** (1.0 / o.table_every))
-                back[t] = (K, c, keep)
+                back[t] = (K, c, keep, kidx)
         right_at = seg[right].index if right is not None else None
         for t, fr in enumerate(seg):
             self._emit(fr, back[t], right_at)
@@ -313,23 +346,25 @@ class FilmEngine:
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key)
             if o.key_full:
-                self._out.append((fr.index, fr.gray, None, key.ab_full))
-            else:  # the same path as its neighbours: no pop of detail at the keyframe
-                self._out.append((fr.index, fr.gray, key.ab_small, None))
+                self._out.append((fr.index, fr.gray, None, key.ab_full, None))
+            else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
+                self._out.append((fr.index, fr.gray, key.ab_small, None,
+                                  [(key.detail, _identity(self.shape_small), ones)] if o.detail else None))
             return
         zeros = np.zeros(self.shape_small, np.float32)
+        kf_at = None
         if fr.shot_start or self._state is None:
             K, c, Q, last_table = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9
             trust = zeros
         else:
-            K, c, Q, last_table, _ = self._state
+            K, c, Q, last_table, _, kf_at = self._state
             K, c = _warp_track(K, fr.flow_prev, c)
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
-        Kb, cb, keep = back if back is not None else (None, zeros, None)
+        Kb, cb, keep, kb_at = back if back is not None else (None, zeros, None, None)
         u = 1.0 - np.maximum(c, cb)
         if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
             T, known = self.source.table_ab(fr.gray)
@@ -341,6 +376,7 @@ class FilmEngine:
                 Q = a * Q + (1 - a) * T
         key_at = self._state[4] if (self._state is not None and not fr.shot_start) else None
         wf, wb = c, cb
+        tf = tb = np.float32(1.0)
         if o.floor > 0:  # colors carried from a keyframe keep some say even where the flow was doubtful
             if key_at is not None:
                 wf = np.maximum(c, np.float32(o.floor))
@@ -349,8 +385,8 @@ class FilmEngine:
         if key_at is not None and Kb is not None and right_at is not None:
             # between two keyframes: the nearer one leads (linear in time), so there is no jump at either
             span = float(right_at - key_at)
-            wf = wf * np.float32((right_at - fr.index) / span)
-            wb = wb * np.float32((fr.index - key_at) / span)
+            tf, tb = np.float32((right_at - fr.index) / span), np.float32((fr.index - key_at) / span)
+            wf, wb = wf * tf, wb * tb
         fallback = Q
         if keep is not None and Q is not None and Kb is not None:
             # before a keyframe the fallback leans on its colors as Q does after one (time-symmetric)
@@ -361,16 +397,30 @@ class FilmEngine:
         den = (wf + wb + u)[..., None] + np.float32(1e-6)
         if Q is None:  # no table yet and none needed: the carried colors stand in for it
             den = den - u[..., None]
-        ab = (num / np.maximum(den, np.float32(1e-6))).astype(np.float32)
+        den = np.maximum(den, np.float32(1e-6))
+        ab = (num / den).astype(np.float32)
         if Q is None:
             Q = ab.copy()
-        self._state = (K, c, Q, last_table, key_at)
-        self._out.append((fr.index, fr.gray, ab, None))
+        detail = None
+        if o.detail:
+            # the nearer keyframe's detail (of those the shot's tracks reach), found in this frame by a flow
+            # straight to it (chained flows drift), where its gray agrees along that flow. The table has no
+            # detail of its own: smooth colors from it still take the keyframe's. One keyframe a frame: where the
+            # nearer one changes, static content has the same detail in both (no pop), moving content little.
+            reach = [(abs(fr.index - a), k) for a, k in ((key_at, kf_at), (right_at, kb_at))
+                     if a is not None and k is not None]
+            if reach:
+                key = self._keys[min(reach)[1]]
+                P, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
+                if float(agree.max()) > DETAIL_MIN:
+                    detail = [(key.detail, P, agree)]
+        self._state = (K, c, Q, last_table, key_at, kf_at)
+        self._out.append((fr.index, fr.gray, ab, None, detail))
 
 
 def engine_results(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),
                    engine: Optional[FilmEngine] = None, **opts) -> Iterator[tuple]:
-    """(index, gray, ab_small, ab_full) per frame in order; ``engine`` (if given) keeps the stats."""
+    """(index, gray, ab_small, ab_full, detail) per frame in order; ``engine`` (if given) keeps the stats."""
     eng = engine or FilmEngine(model, keyframes, FilmOptions(**opts))
     for frame in frames:
         eng.push(frame)
@@ -379,9 +429,25 @@ def engine_results(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.n
     yield from eng.results()
 
 
+def with_detail(ab_small: np.ndarray, shape: Tuple[int, int], detail: List[tuple], threads: int = 1) -> np.ndarray:
+    """Planar (2, H, W) float32: the model-size ab upsampled as compose does it, plus each keyframe's detail
+    (``(detail plane, positions, weight)``: the keyframe's int16 detail sampled bilinearly where the model-size
+    positions (h, w, 2), upsampled, point, times the upsampled weight (h, w)), in one pass
+    (``core.upsample_detail``)."""
+    H, W = shape
+    motions = [np.ascontiguousarray(np.concatenate([np.moveaxis(P, -1, 0), weight[None]]), dtype=np.float32)
+               for _, P, weight in detail]
+    return core.upsample_detail(np.ascontiguousarray(np.moveaxis(ab_small, -1, 0), dtype=np.float32), H, W,
+                                [d for d, _, _ in detail], motions, DETAIL_SCALE, threads=threads)
+
+
 def compose(source: _TableSource, result: tuple) -> np.ndarray:
-    _, gray, ab_small, ab_full = result
-    return source.compose_full(gray, ab_full) if ab_full is not None else source.compose(gray, ab_small)
+    _, gray, ab_small, ab_full, detail = result
+    if ab_full is not None:
+        return source.compose_full(gray, ab_full)
+    if detail:
+        return source.compose_planar(gray, with_detail(ab_small, gray.shape, detail, source.threads))
+    return source.compose(gray, ab_small)
 
 
 def colorize_frames(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),

@@ -137,6 +137,20 @@ class Link:
         self.rel_fwd = reliability(am, b, self.fwd, f_b, tolerance) if both else None
 
 
+def locate(flow: "Flow", gray: np.ndarray, ref: np.ndarray, tolerance: float = 24.0
+           ) -> Tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of ``gray`` lies in ``ref`` (another frame of the shot, brightness-matched first), by one
+    flow straight between them: positions (h, w, 2) float32 (x, y) in ``ref``'s pixels, and the agreement (h, w)
+    float32 in [0, 1] of ``ref``'s gray sampled there with ``gray`` (the photometric check)."""
+    rm = match_brightness(ref, gray)
+    f = flow(gray, rm)
+    xs, ys = _grid(*gray.shape[:2])
+    pos = np.dstack([xs + f[..., 0], ys + f[..., 1]])
+    # softened by a 3x3 blur only: no erosion as in reliability(), since the detail worth carrying lies at
+    # the edges an erosion would drop (frames next to a keyframe would then lack what the keyframe has)
+    return pos, cv2.blur(photometric(gray, rm, f, tolerance), (3, 3))
+
+
 def reliability(gray_a: np.ndarray, gray_b: np.ndarray, f_ab, f_ba: np.ndarray,
                 tolerance: float = 24.0) -> np.ndarray:
     """Per-pixel trust (h,w) float32 in [0,1] of carrying frame b's colors to frame a along f_ab.

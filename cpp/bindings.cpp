@@ -170,9 +170,9 @@ void bind_detail_sampling(py::module_& m) {
             for (std::size_t i = 0; i < py::len(details); ++i) {
                 auto d = py::cast<carray<std::int16_t>>(details[i]);
                 auto mo = py::cast<carray<float>>(motions[i]);
-                if (d.ndim() != 3 || d.shape(0) != 2 || d.shape(1) != H || d.shape(2) != W)
-                    throw std::invalid_argument("details[" + std::to_string(i) + "]: expected (2, " +
-                                                std::to_string(H) + ", " + std::to_string(W) + ") int16, got " +
+                if (d.ndim() != 3 || d.shape(0) != H || d.shape(1) != W || d.shape(2) != 2)
+                    throw std::invalid_argument("details[" + std::to_string(i) + "]: expected (" +
+                                                std::to_string(H) + ", " + std::to_string(W) + ", 2) int16, got " +
                                                 shape_str(d));
                 if (mo.ndim() != 3 || mo.shape(0) != 3 || mo.shape(1) != h || mo.shape(2) != w)
                     throw std::invalid_argument("motions[" + std::to_string(i) + "]: expected (3, " +
@@ -195,7 +195,7 @@ void bind_detail_sampling(py::module_& m) {
         py::arg("ab"), py::arg("H"), py::arg("W"), py::arg("details"), py::arg("motions"), py::arg("scale"),
         py::arg("threads") = 1,
         "upsample_bilinear(ab, H, W) plus, per track, weight * detail sampled at the position / scale: ab (2, h, w)\n"
-        "float32; details: (2, H, W) int16 planes; motions: (3, h, w) float32 (position x, y in model-size pixels,\n"
+        "float32; details: (H, W, 2) int16 (a, b side by side); motions: (3, h, w) float32 (position x, y in model-size pixels,\n"
         "weight), upsampled like ab; the position is mapped to full-resolution pixel centers and the detail sampled\n"
         "bilinearly there, border replicated. -> (2, H, W) float32.");
 }

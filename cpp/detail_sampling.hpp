@@ -2,7 +2,7 @@
 // the motion (python/hyperchroma/video/film.py states the method and keeps a numpy reference in the tests).
 //
 // out (2, H, W) = upsample_bilinear(ab_small) + sum over tracks of weight(x) * sample(detail, pos(x)) / scale,
-// where per track: detail (2, H, W) int16 is a keyframe's fixed-point full-resolution detail; motion (3, h, w)
+// where per track: detail (H, W, 2) int16 is a keyframe's fixed-point full-resolution detail; motion (3, h, w)
 // float32 holds, per model-size pixel, the keyframe position (x, y) in model-size pixels and the weight;
 // pos(x) and weight(x) are motion upsampled bilinearly exactly as upsample_bilinear does (the same
 // interp_row), the position mapped to full-resolution pixels (X = x * W / w + (W / w - 1) / 2, the pixel
@@ -19,11 +19,44 @@
 
 #include "hypercolumns.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace hyperchroma {
 
+namespace detail {
+// One output row of one track: positions (rx, ry, model-size pixels, upsampled) and weights rw -> clamped
+// full-resolution coordinates (branch-free, vectorized; NaN and inf give weight 0), then the bilinear gathers.
+HYPERCHROMA_CLONES inline void sample_detail_row(const std::int16_t* dd, int H, int W, float sx, float sy, float ox,
+                                                 float oy, float inv, float* rx, float* ry, float* rw, float* oa,
+                                                 float* ob) {
+    const float xmax = static_cast<float>(W - 1), ymax = static_cast<float>(H - 1);
+    for (int x = 0; x < W; ++x) {
+        const float wt = rw[x];
+        const float X = rx[x] * sx + ox, Y = ry[x] * sy + oy;
+        const bool ok = (wt - wt == 0.0f) && (X - X == 0.0f) && (Y - Y == 0.0f);  // all finite
+        rw[x] = ok ? wt * inv : 0.0f;
+        rx[x] = ok ? std::min(std::max(X, 0.0f), xmax) : 0.0f;
+        ry[x] = ok ? std::min(std::max(Y, 0.0f), ymax) : 0.0f;
+    }
+    const std::size_t row2 = 2 * static_cast<std::size_t>(W);
+    for (int x = 0; x < W; ++x) {
+        const float wt = rw[x];
+        if (wt == 0.0f) continue;
+        const float X = rx[x], Y = ry[x];
+        const int x0 = static_cast<int>(X), y0 = static_cast<int>(Y);
+        const int dx = x0 + 1 < W ? 2 : 0;
+        const std::size_t dy = y0 + 1 < H ? row2 : 0;
+        const float fx = X - static_cast<float>(x0), fy = Y - static_cast<float>(y0);
+        const std::int16_t* p = dd + 2 * (static_cast<std::size_t>(y0) * W + x0);
+        const float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
+        oa[x] += wt * (w00 * p[0] + w01 * p[dx] + w10 * p[dy] + w11 * p[dy + dx]);
+        ob[x] += wt * (w00 * p[1] + w01 * p[dx + 1] + w10 * p[dy + 1] + w11 * p[dy + dx + 1]);
+    }
+}
+}  // namespace detail
+
 struct DetailTrack {
-    const std::int16_t* detail;  // (2, H, W)
+    const std::int16_t* detail;  // (H, W, 2): a and b of a pixel side by side
     const float* motion;         // (3, h, w): x, y, weight
 };
 
@@ -61,26 +94,9 @@ inline void upsample_detail(const float* ab_small, int h, int w, int H, int W, c
                 const float* py = detail::interp_row(m, t, 1, yi, tmp, ry, W);
                 if (py != ry) std::copy(py, py + W, ry);
                 const float* pw = detail::interp_row(m, t, 2, yi, tmp, rw, W);
-                const std::int16_t* da = tracks[k].detail;
-                const std::int16_t* db = da + plane;
-                for (int x = 0; x < W; ++x) {
-                    const float wt = pw[x];
-                    if (!(wt != 0.0f) || !std::isfinite(wt)) continue;
-                    float X = rx[x] * sx + ox, Y = ry[x] * sy + oy;
-                    if (!std::isfinite(X) || !std::isfinite(Y)) continue;
-                    X = std::min(std::max(X, 0.0f), static_cast<float>(W - 1));
-                    Y = std::min(std::max(Y, 0.0f), static_cast<float>(H - 1));
-                    const int x0 = static_cast<int>(X), yy0 = static_cast<int>(Y);
-                    const int x1 = std::min(x0 + 1, W - 1), yy1 = std::min(yy0 + 1, H - 1);
-                    const float fx = X - static_cast<float>(x0), fy = Y - static_cast<float>(yy0);
-                    const std::size_t i00 = static_cast<std::size_t>(yy0) * W + x0, i01 = static_cast<std::size_t>(yy0) * W + x1;
-                    const std::size_t i10 = static_cast<std::size_t>(yy1) * W + x0, i11 = static_cast<std::size_t>(yy1) * W + x1;
-                    const float w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
-                    const float va = w00 * da[i00] + w01 * da[i01] + w10 * da[i10] + w11 * da[i11];
-                    const float vb = w00 * db[i00] + w01 * db[i01] + w10 * db[i10] + w11 * db[i11];
-                    oa[x] += wt * inv * va;
-                    ob[x] += wt * inv * vb;
-                }
+                if (pw != rw) std::copy(pw, pw + W, rw);
+                pw = rw;
+                detail::sample_detail_row(tracks[k].detail, H, W, sx, sy, ox, oy, inv, rx, ry, rw, oa, ob);
             }
         }
     });

@@ -24,7 +24,7 @@ def reference(ab, H, W, details, motions, scale):
         x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
         fx, fy = X - x0, Y - y0
         for c in range(2):
-            p = d[c].astype(np.float64)
+            p = d[..., c].astype(np.float64)
             v = ((1 - fx) * (1 - fy) * p[y0, x0] + fx * (1 - fy) * p[y0, x1] + (1 - fx) * fy * p[y1, x0]
                  + fx * fy * p[y1, x1])
             out[c] += np.where(ok, np.where(ok, wt, 0) * v / scale, 0)
@@ -36,7 +36,7 @@ def test_matches_reference(rng, h, w, H, W):
     ab = rng.normal(0, 20, (2, h, w)).astype(np.float32)
     details, motions = [], []
     for k in range(3):
-        details.append(rng.integers(-3000, 3000, (2, H, W)).astype(np.int16))
+        details.append(rng.integers(-3000, 3000, (H, W, 2)).astype(np.int16))
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
         m = np.stack([xs + rng.normal(0, 2, (h, w)), ys + rng.normal(0, 2, (h, w)),
                       rng.uniform(0, 1, (h, w))]).astype(np.float32)
@@ -55,17 +55,17 @@ def test_no_tracks_is_upsampling_and_identity_gives_the_detail_back(rng):
     up = core.upsample_bilinear(ab, 24, 30)
     np.testing.assert_array_equal(core.upsample_detail(ab, 24, 30, [], [], 64.0), up)
     ys, xs = np.mgrid[0:8, 0:10].astype(np.float32)
-    d = rng.integers(-3000, 3000, (2, 24, 30)).astype(np.int16)
+    d = rng.integers(-3000, 3000, (24, 30, 2)).astype(np.int16)
     m = np.stack([xs, ys, np.ones((8, 10), np.float32)])
     got = core.upsample_detail(ab, 24, 30, [d], [m], 64.0)
     # each pixel center maps onto itself, but in the outer pixel (sx / 2) where the upsampling clamps
     inner = (slice(None), slice(2, -2), slice(2, -2))
-    np.testing.assert_allclose(got[inner], (up + d / 64.0)[inner], atol=1e-3)
+    np.testing.assert_allclose(got[inner], (up + np.moveaxis(d, -1, 0) / 64.0)[inner], atol=1e-3)
 
 
 def test_non_finite_positions_and_weights_add_nothing(rng):
     ab = np.zeros((2, 4, 4), np.float32)
-    d = np.full((2, 8, 8), 640, np.int16)
+    d = np.full((8, 8, 2), 640, np.int16)
     m = np.ones((3, 4, 4), np.float32)
     m[0] = np.nan
     np.testing.assert_array_equal(core.upsample_detail(ab, 8, 8, [d], [m], 64.0), 0)
@@ -76,7 +76,7 @@ def test_non_finite_positions_and_weights_add_nothing(rng):
 
 def test_bad_input():
     ab = np.zeros((2, 4, 4), np.float32)
-    d = np.zeros((2, 8, 8), np.int16)
+    d = np.zeros((8, 8, 2), np.int16)
     m = np.zeros((3, 4, 4), np.float32)
     with pytest.raises(ValueError, match="ab"):
         core.upsample_detail(np.zeros((3, 4, 4), np.float32), 8, 8, [], [], 64.0)

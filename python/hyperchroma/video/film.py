@@ -20,7 +20,8 @@ only on frames where its weight ``u`` matters (``table_share``), at most every `
 between ``Q`` is only carried along the flow). A keyframe's own frame takes the keyframe's colors (at model
 size plus its detail like its neighbours, or at full resolution with ``key_full``).
 
-Detail (``detail``, on by default): what model size loses of a keyframe's colors (its full-resolution ab minus
+Detail (``detail``, on by default in films at least ``detail_scale`` = 2 times the model size on both axes:
+below an octave the band is thin and, at such low resolutions, mostly codec noise): what model size loses of a keyframe's colors (its full-resolution ab minus
 its model-size ab upsampled) is added back at full resolution, sampled where a flow computed straight from the
 frame to the keyframe points (at model size, the positions upsampled; chained frame-to-frame flows drift by
 pixels over tens of frames, which smooth colors forgive and fine detail does not). The nearer of the shot's
@@ -107,7 +108,8 @@ class FilmOptions:
     cut_follow: float = 0.2
     floor: float = 0.5           # least weight of carried keyframe colors in the blend
     key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
-    detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion
+    detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion ...
+    detail_scale: float = 2.0    # ... in films at least this many times the model size (both axes)
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
@@ -144,7 +146,8 @@ def _identity(shape: Tuple[int, int]) -> np.ndarray:
 
 
 class _Key:
-    def __init__(self, rgb: np.ndarray, shape_full: Tuple[int, int], shape_small: Tuple[int, int]):
+    def __init__(self, rgb: np.ndarray, shape_full: Tuple[int, int], shape_small: Tuple[int, int],
+                 detail: bool = True):
         rgb = np.ascontiguousarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"keyframes must be uint8 (H,W,3) RGB arrays, got {rgb.dtype} {rgb.shape}")
@@ -158,10 +161,12 @@ class _Key:
         self.small = cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA)
         self.sig = kf.signature(self.small)
         # what model size loses: the full-resolution ab minus the model-size ab upsampled as compose does it,
-        # planar (2, H, W) int16 in 1/DETAIL_SCALE ab units (half the memory of float32)
-        up = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(self.ab_small, -1, 0)), H, W)
-        diff = np.moveaxis(self.ab_full, -1, 0) - up
-        self.detail = np.clip(np.rint(diff * DETAIL_SCALE), -32767, 32767).astype(np.int16)
+        # (H, W, 2) int16 in 1/DETAIL_SCALE ab units (half the memory of float32)
+        self.detail: Optional[np.ndarray] = None
+        if detail:
+            up = core.upsample_bilinear(np.ascontiguousarray(np.moveaxis(self.ab_small, -1, 0)), H, W)
+            diff = self.ab_full - np.moveaxis(up, 0, -1)
+            self.detail = np.clip(np.rint(diff * DETAIL_SCALE), -32767, 32767).astype(np.int16)
 
 
 def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -201,6 +206,7 @@ class FilmEngine:
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
         self._placements = None if placements is None else {int(f): int(k) for f, k in placements.items()}
+        self._detail = False
         if self._placements and not all(0 <= k < len(self._key_rgb) for k in self._placements.values()):
             raise ValueError("placements name a keyframe that is not given")
         self._keys: List[_Key] = []
@@ -297,7 +303,10 @@ class FilmEngine:
     def _start(self, shape: Tuple[int, int]) -> None:
         self.shape_full = shape
         self.shape_small = self.source.shape(*shape)
-        self._keys = [_Key(k, shape, self.shape_small) for k in self._key_rgb]
+        # below an octave above model size the detail is a thin band, at low resolutions mostly codec noise
+        scale = min(s / m for s, m in zip(shape, self.shape_small))
+        self._detail = self.opt.detail and scale >= self.opt.detail_scale
+        self._keys = [_Key(k, shape, self.shape_small, self._detail) for k in self._key_rgb]
         self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
                                            self.opt.lookahead)
         self.key_sigs = np.stack([k.sig for k in self._keys]) if self._keys else None
@@ -351,7 +360,7 @@ class FilmEngine:
                 self._out.append((fr.index, fr.gray, None, key.ab_full, None))
             else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
                 self._out.append((fr.index, fr.gray, key.ab_small, None,
-                                  [(key.detail, _identity(self.shape_small), ones)] if o.detail else None))
+                                  [(key.detail, _identity(self.shape_small), ones)] if self._detail else None))
             return
         zeros = np.zeros(self.shape_small, np.float32)
         kf_at = None
@@ -402,7 +411,7 @@ class FilmEngine:
         if Q is None:
             Q = ab.copy()
         detail = None
-        if o.detail:
+        if self._detail:
             # the nearer keyframe's detail (of those the shot's tracks reach), found in this frame by a flow
             # straight to it (chained flows drift), where its gray agrees along that flow. The table has no
             # detail of its own: smooth colors from it still take the keyframe's. One keyframe a frame: where the

@@ -156,7 +156,7 @@ class FlatTable:
 
     def table_ab(self, gray):
         self.calls += 1
-        return np.zeros(gray.shape + (2,), np.float32), np.zeros(gray.shape, bool)
+        return np.zeros(gray.shape + (2,), np.float32), np.zeros(gray.shape, bool), 1.0
 
 
 def run_engine(frames, keys, **opts):
@@ -205,7 +205,15 @@ def test_flicker_is_not_a_cut_and_colors_still_travel():
     assert min(chroma(a) for a in ab[:15]) > 10
 
 
-def test_still_film_blend_reference():
+class DoubtfulTable(FlatTable):
+    """Knows nothing, and is only 40% confident in each frame."""
+
+    def table_ab(self, gray):
+        return super().table_ab(gray)[:2] + (0.4,)
+
+
+@pytest.mark.parametrize("source", [FlatTable, DoubtfulTable])
+def test_still_film_blend_reference(source):
     """A still film with keyframes at both ends: the closed form of the confidence blend."""
     gray = np.full((H, W), 128, np.uint8)
     gray[10:30, 10:40] = 200  # texture so the flow is defined
@@ -214,7 +222,8 @@ def test_still_film_blend_reference():
     k1[...] = (150, 100, 100)
     k2 = np.zeros((H, W, 3), np.uint8)
     k2[...] = (100, 100, 150)
-    eng = FilmEngine(None, [k1, k2], FilmOptions(decay=0.9, floor=0.5), source=FlatTable())
+    eng = FilmEngine(None, [k1, k2], FilmOptions(decay=0.9, floor=0.5), source=source())
+    q, g = source().table_ab(gray)[2], FilmOptions().unsure_gray
     eng._start((H, W))
     # place them by hand (a still film cannot tell its frames apart): keyframe 0 at frame 0, 1 at frame 11
     eng._locator.feed = lambda i, s, c: [(0, 0)] if i == 1 else []
@@ -235,8 +244,11 @@ def test_still_film_blend_reference():
         # keyframe 1 the fallback leans on it by a share that decays by smooth every table_every frames
         keep = FilmOptions().smooth ** ((11 - t) / FilmOptions().table_every)
         fallback = keep * a2 + (1 - keep) * a1
-        want = (w * a1 + wb * a2 + u * fallback) / (w + wb + u)
-        np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05)
+        # the table's doubt (1 - q) frees weight: the share g stays gray, the rest goes to the keyframe colors
+        # (the table is first asked table_every frames after the keyframe, whose own colors are sure)
+        lend = u * (1 - (q if t >= FilmOptions().table_every else 1.0)) * (1 - g)
+        want = (w * a1 + wb * a2 + u * fallback + lend * (w * a1 + wb * a2) / (w + wb)) / (w + wb + u)
+        np.testing.assert_allclose(res[t][2][20, 20], want[20, 20], atol=0.05, err_msg=f"frame {t}")
 
 
 def test_keyframe_detail_travels_with_the_motion():
@@ -274,7 +286,7 @@ def test_keyframe_detail_travels_with_the_motion():
         def table_ab(self, gray):
             self.calls += 1
             h, w = self.shape(*gray.shape)
-            return np.zeros((h, w, 2), np.float32), np.zeros((h, w), bool)
+            return np.zeros((h, w, 2), np.float32), np.zeros((h, w), bool), 1.0
 
     def run(**opts):
         eng = FilmEngine(None, [frames[0]], FilmOptions(**opts), source=HalfTable(), placements={0: 0})

@@ -10,8 +10,13 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
   track and newly uncovered pixels take the table's color at once).
 
 Confidence after a step is ``min(carried, reliability) * decay``.
-``ab = (w K + w' K' + u Q) / (w + w' + u)`` with ``u = 1 - max(c, c')`` and ``w = max(c, floor)`` (carried
-keyframe colors keep some say where the flow is doubtful; the table alone is noisier); between two keyframes
+``ab = (w K + w' K' + u Q + u (1 - q) (1 - g) Kc) / (w + w' + u)`` with ``u = 1 - max(c, c')``,
+``w = max(c, floor)`` (carried keyframe colors keep some say where the flow is doubtful; the table alone is
+noisier) and ``Kc = (w K + w' K') / (w + w')`` (0 where no keyframe reaches): ``Q`` comes scaled toward gray by
+the model's confidence ``q`` in the frame (as a single image's colors), and of the weight that doubt frees the
+share ``g`` (``unsure_gray``, 0.5) stays gray, the rest goes to the carried keyframe colors (a frame made
+unfamiliar by a new object keeps its known parts' colors; with no keyframe in reach all of it stays gray);
+between two keyframes
 ``w`` and ``w'`` are also scaled linearly by temporal distance (the nearer keyframe leads: no jump at either).
 Before a keyframe the fallback ``Q`` is mixed with ``K'`` by a share that decays by ``smooth`` every
 ``table_every`` frames, as ``Q`` itself starts from a keyframe's colors after one (so the frames on either side
@@ -64,18 +69,22 @@ class _TableSource:
     def shape(self, height: int, width: int) -> Tuple[int, int]:
         return model_shape(height, width, self.size)
 
-    def table_ab(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, and where it knows;
-        scaled by the model's confidence in the frame, like a single image's colors."""
+    def table_ab(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray, float]:
+        """The table's ab (h,w,2) float32 at model size for a full-resolution gray frame, where it knows, and
+        the model's confidence in the frame (1.0 uncalibrated); the ab are scaled by that confidence, like a
+        single image's colors."""
         self.calls += 1
         m = self.model
         s = m.colorize_settings
         prepared = pipeline.prepare(gray, self.size)
         ab, found = pipeline.model_colors(m.classifier, m.quantizer, m.color_table, prepared, s, self.threads)
         conf, _ = pipeline.confidence(m.calibration, found, prepared.shape, s)
+        scale = 1.0
         if conf is not None and s.use_confidence and conf < 1.0:
             ab = ab * np.float32(conf)
-        return np.ascontiguousarray(ab, dtype=np.float32), (found.status != Status.GRAY).reshape(prepared.shape)
+            scale = float(conf)
+        return (np.ascontiguousarray(ab, dtype=np.float32), (found.status != Status.GRAY).reshape(prepared.shape),
+                scale)
 
     def compose(self, gray: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
         """uint8 RGB (H,W,3) whose gray version is the frame, with ab upsampled from model size."""
@@ -107,6 +116,8 @@ class FilmOptions:
     cut_hist: float = 0.5
     cut_follow: float = 0.2
     floor: float = 0.5           # least weight of carried keyframe colors in the blend
+    unsure_gray: float = 0.5     # of the table's weight its doubt (1 - frame confidence) gives, the share gray
+                                 # takes (the rest goes to the carried keyframe colors)
     key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
     detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion ...
     detail_scale: float = 2.0    # ... in films at least this many times the model size (both axes)
@@ -117,6 +128,8 @@ class FilmOptions:
             raise ValueError(f"decay must be in (0, 1], got {self.decay}")
         if not 0 <= self.smooth < 1:
             raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
+        if not 0 <= self.unsure_gray <= 1:
+            raise ValueError(f"unsure_gray must be in [0, 1], got {self.unsure_gray}")
         if self.table_every < 1 or self.window < 1 or self.lookahead < 1:
             raise ValueError("table_every, window and lookahead must be >= 1")
         return self
@@ -355,7 +368,7 @@ class FilmEngine:
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key, 1.0)
             if o.key_full:
                 self._out.append((fr.index, fr.gray, None, key.ab_full, None))
             else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
@@ -365,10 +378,10 @@ class FilmEngine:
         zeros = np.zeros(self.shape_small, np.float32)
         kf_at = None
         if fr.shot_start or self._state is None:
-            K, c, Q, last_table = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9
+            K, c, Q, last_table, qc = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9, 1.0
             trust = zeros
         else:
-            K, c, Q, last_table, _, kf_at = self._state
+            K, c, Q, last_table, _, kf_at, qc = self._state
             K, c = _warp_track(K, fr.flow_prev, c)
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
@@ -376,7 +389,7 @@ class FilmEngine:
         Kb, cb, keep, kb_at = back if back is not None else (None, zeros, None, None)
         u = 1.0 - np.maximum(c, cb)
         if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
-            T, known = self.source.table_ab(fr.gray)
+            T, known, qc = self.source.table_ab(fr.gray)
             last_table = fr.index
             if Q is None:
                 Q = T
@@ -403,6 +416,13 @@ class FilmEngine:
         num = wf[..., None] * K + u[..., None] * (fallback if fallback is not None else 0.0)
         if Kb is not None:
             num = num + wb[..., None] * Kb
+        if fallback is not None and qc < 1.0:
+            # the table's colors come scaled toward gray by its confidence qc; of the weight that doubt frees,
+            # unsure_gray stays gray and the rest goes to the carried keyframe colors where any reach
+            keyed = wf + wb
+            lend = u * np.float32((1.0 - qc) * (1.0 - o.unsure_gray))
+            carried = num - u[..., None] * fallback
+            num = num + (lend / np.maximum(keyed, np.float32(1e-6)))[..., None] * carried
         den = (wf + wb + u)[..., None] + np.float32(1e-6)
         if Q is None:  # no table yet and none needed: the carried colors stand in for it
             den = den - u[..., None]
@@ -423,7 +443,7 @@ class FilmEngine:
                 P, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
                 if float(agree.max()) > DETAIL_MIN:
                     detail = [(key.detail, P, agree)]
-        self._state = (K, c, Q, last_table, key_at, kf_at)
+        self._state = (K, c, Q, last_table, key_at, kf_at, qc)
         self._out.append((fr.index, fr.gray, ab, None, detail))
 
 

@@ -236,6 +236,8 @@ def fit(images: Any, client: Any, classifier: ClassifierArg = None, size: int = 
         [q_f] = client.scatter([quantizer], broadcast=True, hash=False)
         # 3. tables, merged in a tree of consecutive parts
         for attempt in range(TREE_ATTEMPTS):
+            if attempt:  # scattered data cannot be recomputed: a copy lost with a worker is sent again
+                [clf_f, q_f] = client.scatter([clf, quantizer], broadcast=True, hash=False)
             level = [client.submit(_fill_part, p, off, clf_f, q_f, fit_settings, fit_id, per_host, task_threads,
                                    pure=False) for p, off in zip(parts, offsets)]
             _progress(level, "fit: table", progress)

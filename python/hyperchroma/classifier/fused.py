@@ -68,7 +68,8 @@ def tables(w1: np.ndarray, b1: np.ndarray, w2: np.ndarray, b2: np.ndarray) -> tu
     w2 = np.asarray(w2, np.float64)
     cout, _, K, _ = w2.shape
     nz = w1 != 0
-    breaks = np.unique((-b1[nz] / w1[nz]).astype(np.float32))
+    with np.errstate(over="ignore", invalid="ignore"):  # a breakpoint beyond float32: +-inf, still in order
+        breaks = np.unique((-b1[nz] / w1[nz]).astype(np.float32))
     S = len(breaks) + 1
     b64 = breaks.astype(np.float64)
     # a value inside each segment: tells which channels are active there
@@ -139,7 +140,14 @@ def plan(data: bytes) -> Fusion | None:
             continue
         b1 = numpy_helper.to_array(init[c1.input[2]]) if len(c1.input) > 2 and c1.input[2] else np.zeros(w1.shape[0])
         b2 = numpy_helper.to_array(init[c2.input[2]]) if len(c2.input) > 2 and c2.input[2] else np.zeros(w2.shape[0])
+        params = (w1, b1, w2, b2)
+        if any(p.dtype.kind != "f" for p in params) or not all(np.isfinite(p).all() for p in params):
+            return None  # only float weights, all finite (a damaged model runs whole and fails there if it must)
+        if b1.shape != (w1.shape[0],) or b2.shape != (w2.shape[0],):
+            return None
         breaks, A, B, bias = tables(w1.reshape(-1), b1, w2, b2)
+        if not (np.isfinite(breaks).all() and np.isfinite(A).all() and np.isfinite(B).all()):
+            return None  # breakpoints or sums beyond float32
         return _split(m, c1.input[0], c2.output[0], int(w2.shape[0]), outputs, breaks, A, B, bias,
                       (int(pads[0]), int(pads[1])))
     return None

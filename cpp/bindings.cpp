@@ -1327,6 +1327,69 @@ void bind_pwl_conv(py::module_& m) {
         "convolutions (the sums are regrouped).");
 }
 
+void bind_pool_conv(py::module_& m) {
+    m.def(
+        "pool_conv",
+        [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj, int pad_top, int pad_left,
+           bool pool, py::object out_obj, int threads) {
+            const auto x = as_real_f32(x_obj, "x");
+            const auto w = as_real_f32(w_obj, "weights");
+            const auto bias = as_real_f32(bias_obj, "bias");
+            if (x.ndim() != 4 || x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) < 1 || x.shape(3) < 1)
+                throw std::invalid_argument("pool_conv: x: expected a non-empty (N,C,H,W) float32 map, got shape " +
+                                            shape_str(x));
+            if (w.ndim() != 4 || w.shape(0) < 1 || w.shape(1) != x.shape(1) || w.shape(2) != w.shape(3) ||
+                w.shape(2) < 1)
+                throw std::invalid_argument("pool_conv: weights: expected (Cout," + std::to_string(x.shape(1)) +
+                                            ",K,K) float32, got shape " + shape_str(w));
+            const int K = static_cast<int>(w.shape(2));
+            if (bias.ndim() != 1 || bias.shape(0) != w.shape(0))
+                throw std::invalid_argument("pool_conv: bias: expected (" + std::to_string(w.shape(0)) +
+                                            ",) float32, got shape " + shape_str(bias));
+            if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
+                throw std::invalid_argument("pool_conv: pads must be in 0.." + std::to_string(K - 1));
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            const auto N = static_cast<std::size_t>(x.shape(0)), C = static_cast<std::size_t>(x.shape(1)),
+                       H = static_cast<std::size_t>(x.shape(2)), W = static_cast<std::size_t>(x.shape(3));
+            const std::size_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W;
+            if (Ho < 1 || Wo < 1)
+                throw std::invalid_argument("pool_conv: x: too small to pool, shape " + shape_str(x));
+            const auto cout = static_cast<std::size_t>(w.shape(0));
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(cout),
+                                          static_cast<py::ssize_t>(Ho), static_cast<py::ssize_t>(Wo)});
+            } else {
+                if (!py::isinstance<py::array_t<float>>(out_obj))
+                    throw std::invalid_argument("pool_conv: out: expected a float32 numpy array");
+                out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
+                if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 ||
+                    static_cast<std::size_t>(out.shape(0)) != N || static_cast<std::size_t>(out.shape(1)) != cout ||
+                    static_cast<std::size_t>(out.shape(2)) != Ho || static_cast<std::size_t>(out.shape(3)) != Wo)
+                    throw std::invalid_argument("pool_conv: out: expected a writeable C-contiguous float32 array of "
+                                                "shape (" + std::to_string(N) + "," + std::to_string(cout) + "," +
+                                                std::to_string(Ho) + "," + std::to_string(Wo) + ")");
+            }
+            PoolConv p;
+            p.cin = static_cast<int>(C), p.cout = static_cast<int>(cout), p.K = K;
+            p.pad_top = pad_top, p.pad_left = pad_left, p.pool = pool;
+            p.weights = w.data(), p.bias = bias.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                for (std::size_t i = 0; i < N; ++i) pool_conv(p, x.data() + i * C * H * W, H, W, dst + i * cout * Ho * Wo, threads);
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("pad_top"), py::arg("pad_left"),
+        py::arg("pool") = true, py::arg("out") = py::none(), py::arg("threads") = 1,
+        "conv_KxK(maxpool_2x2_stride_2(x)) + bias (pool=False: no pool), stride 1, zero padding (pad_top /\n"
+        "pad_left leading), output the pooled size, from x (N,C,H,W) float32 (the pool floors odd sizes).\n"
+        "weights (Cout,C,K,K), bias (Cout,). Returns (N,Cout,Ho,Wo) float32, written into out when given. Equal\n"
+        "to the two operators up to float rounding (sums in input-channel, row, column order).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -1349,4 +1412,5 @@ PYBIND11_MODULE(_core, m) {
     bind_median(m);
     bind_guided(m);
     bind_pwl_conv(m);
+    bind_pool_conv(m);
 }

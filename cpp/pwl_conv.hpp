@@ -175,3 +175,123 @@ inline void pwl_conv(const PwlConv& p, const float* L, std::size_t H, std::size_
 }
 
 }  // namespace hyperchroma
+
+namespace hyperchroma {
+
+// A 2x2 stride-2 max pool (floor; or none) then a KxK convolution (stride 1, zero padding, group 1, output the
+// pooled size) of a few-channel output: the shipped classifier's pool1 + conv3 (25 -> 4, 5x5), which ONNX
+// Runtime runs at a fraction of its speed elsewhere (its kernels want 8+ output channels). Direct form: the pooled
+// map zero-padded in a scratch buffer, 8 output pixels of 4 output channels per step (8-float vectors), each
+// input load shared by 4 multiply-adds. Sums in (ci, ky, kx) order from the bias: equal to the convolution up to
+// float rounding.
+struct PoolConv {
+    int cin = 1, cout = 1, K = 1, pad_top = 0, pad_left = 0;
+    bool pool = true;
+    const float* weights = nullptr;  // (cout, cin, K, K)
+    const float* bias = nullptr;     // cout
+};
+
+namespace detail {
+
+inline std::vector<float>& pool_conv_scratch() {
+    thread_local std::vector<float> s;
+    return s;
+}
+
+// Output rows [b, e) of channels [co0, co0 + G) (G <= 4) from the padded pooled map P (cin planes of Hp x Wp).
+template <int G>
+HYPERCHROMA_CLONES void pool_conv_rows(const PoolConv& p, int co0, const float* P, std::size_t Hp, std::size_t Wp,
+                                       std::size_t Ho, std::size_t Wo, std::size_t b, std::size_t e, float* out) {
+    const int K = p.K;
+    const std::size_t plane = Hp * Wp;
+    for (std::size_t y = b; y < e; ++y) {
+        for (std::size_t x0 = 0; x0 < Wo; x0 += 8) {
+#if defined(__GNUC__) || defined(__clang__)
+            pwl_vf acc[G];
+            for (int g = 0; g < G; ++g) {
+                const float bb = p.bias[co0 + g];
+                acc[g] = pwl_vf{bb, bb, bb, bb, bb, bb, bb, bb};
+            }
+            for (int ci = 0; ci < p.cin; ++ci) {
+                const float* src = P + static_cast<std::size_t>(ci) * plane + y * Wp + x0;
+                for (int ky = 0; ky < K; ++ky) {
+                    const float* r = src + static_cast<std::size_t>(ky) * Wp;
+                    for (int kx = 0; kx < K; ++kx) {
+                        pwl_vf v;
+                        std::memcpy(&v, r + kx, sizeof v);
+                        for (int g = 0; g < G; ++g) {
+                            const float w = p.weights[((static_cast<std::size_t>(co0 + g) * p.cin + ci) * K + ky) * K + kx];
+                            acc[g] += v * w;
+                        }
+                    }
+                }
+            }
+            const std::size_t nu = std::min<std::size_t>(8, Wo - x0);
+            for (int g = 0; g < G; ++g) {
+                float tmp[8];
+                std::memcpy(tmp, &acc[g], sizeof tmp);
+                float* dst = out + (static_cast<std::size_t>(co0 + g) * Ho + y) * Wo + x0;
+                for (std::size_t u = 0; u < nu; ++u) dst[u] = tmp[u];
+            }
+#else
+            const std::size_t nu = std::min<std::size_t>(8, Wo - x0);
+            for (int g = 0; g < G; ++g)
+                for (std::size_t u = 0; u < nu; ++u) {
+                    float a = p.bias[co0 + g];
+                    for (int ci = 0; ci < p.cin; ++ci)
+                        for (int ky = 0; ky < K; ++ky)
+                            for (int kx = 0; kx < K; ++kx)
+                                a += P[static_cast<std::size_t>(ci) * plane + (y + ky) * Wp + x0 + u + kx] *
+                                     p.weights[((static_cast<std::size_t>(co0 + g) * p.cin + ci) * K + ky) * K + kx];
+                    out[(static_cast<std::size_t>(co0 + g) * Ho + y) * Wo + x0 + u] = a;
+                }
+#endif
+        }
+    }
+}
+
+}  // namespace detail
+
+// out (cout, Ho, Wo) from in (cin, H, W): Ho, Wo = H / 2, W / 2 pooled (floor), else H, W. Checked by the caller.
+inline void pool_conv(const PoolConv& p, const float* in, std::size_t H, std::size_t W, float* out, int threads) {
+    const std::size_t Ho = p.pool ? H / 2 : H, Wo = p.pool ? W / 2 : W;
+    const std::size_t K = static_cast<std::size_t>(p.K);
+    const std::size_t Hp = Ho + K - 1, Wp = Wo + K - 1 + 8;  // + 8: the last 8-pixel step reads past the row
+    const std::size_t plane = Hp * Wp;
+    auto& s = detail::pool_conv_scratch();
+    const std::size_t need = static_cast<std::size_t>(p.cin) * plane;
+    if (s.size() < need) s.resize(need);
+    float* P = s.data();
+    const std::size_t pt = static_cast<std::size_t>(p.pad_top), pl = static_cast<std::size_t>(p.pad_left);
+    parallel_for(static_cast<std::size_t>(p.cin), threads, 1, [&](std::size_t c0, std::size_t c1) {
+        for (std::size_t c = c0; c < c1; ++c) {
+            float* dst = P + c * plane;
+            std::fill(dst, dst + plane, 0.0f);
+            const float* src = in + c * H * W;
+            for (std::size_t y = 0; y < Ho; ++y) {
+                float* d = dst + (y + pt) * Wp + pl;
+                if (p.pool) {
+                    const float* r0 = src + 2 * y * W;
+                    const float* r1 = r0 + W;
+                    for (std::size_t x = 0; x < Wo; ++x)
+                        d[x] = std::max(std::max(r0[2 * x], r0[2 * x + 1]), std::max(r1[2 * x], r1[2 * x + 1]));
+                } else {
+                    std::copy(src + y * W, src + (y + 1) * W, d);
+                }
+            }
+        }
+    });
+    for (int co = 0; co < p.cout; co += 4) {
+        const int G = std::min(4, p.cout - co);
+        parallel_for(Ho, threads, 4, [&](std::size_t b, std::size_t e) {
+            switch (G) {
+                case 4: detail::pool_conv_rows<4>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
+                case 3: detail::pool_conv_rows<3>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
+                case 2: detail::pool_conv_rows<2>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
+                default: detail::pool_conv_rows<1>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
+            }
+        });
+    }
+}
+
+}  // namespace hyperchroma

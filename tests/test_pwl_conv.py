@@ -114,7 +114,8 @@ def test_shipped_classifier_is_fused(shipped):
     assert shipped.fused
     f = shipped._fusion
     assert (f.l_name, f.mid_name, f.mid_channels) == ("L", "conv2", 25)
-    assert f.source == ["before", "mid", "after", "after", "after", "after"]
+    assert f.source == ["before", "mid", "pool", "after", "after", "after"]
+    assert (f.pool_name, f.pool_channels, f.pool_pads) == ("conv3", 4, (2, 2))
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (37, 53), (164, 224)])
@@ -146,6 +147,85 @@ def test_fused_off_and_on(rng):
     assert clf.fused
     for a, b in zip(on, off):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5)
+
+
+def pool_conv_reference(x, w, b, pads, pool=True):
+    """conv_KxK(maxpool_2x2(x)) + b, zero padding, in float64."""
+    x = x.astype(np.float64)
+    if pool:
+        N, C, H, W = x.shape
+        x = x[:, :, : H // 2 * 2, : W // 2 * 2].reshape(N, C, H // 2, 2, W // 2, 2).max(axis=(3, 5))
+    N, C, H, W = x.shape
+    cout, _, K, _ = w.shape
+    padded = np.zeros((N, C, H + K - 1, W + K - 1))
+    padded[:, :, pads[0]:pads[0] + H, pads[1]:pads[1] + W] = x
+    out = np.zeros((N, cout, H, W)) + b[None, :, None, None]
+    for ky in range(K):
+        for kx in range(K):
+            out += np.einsum("nchw,oc->nohw", padded[:, :, ky:ky + H, kx:kx + W], w[:, :, ky, kx])
+    return out
+
+
+@pytest.mark.parametrize("K,pads", [(1, (0, 0)), (3, (1, 1)), (5, (2, 2)), (5, (0, 4)), (4, (2, 1))])
+@pytest.mark.parametrize("shape", [(1, 1, 2, 2), (1, 3, 7, 9), (2, 5, 20, 33), (1, 25, 16, 8)])
+@pytest.mark.parametrize("pool", [True, False])
+def test_pool_conv_equals_the_two_operators(rng, K, pads, shape, pool):
+    for cout in (1, 3, 4, 6, 9):
+        x = rng.normal(size=shape).astype(np.float32)
+        w = rng.normal(size=(cout, shape[1], K, K)).astype(np.float32)
+        b = rng.normal(size=cout).astype(np.float32)
+        want = pool_conv_reference(x, w, b, pads, pool)
+        for threads in (1, 3):
+            got = core.pool_conv(x, w, b, pads[0], pads[1], pool=pool, threads=threads)
+            assert got.shape == want.shape and got.dtype == np.float32
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * (1 + np.abs(want).max()))
+
+
+def test_pool_conv_out_and_bad_inputs(rng):
+    x = rng.normal(size=(1, 3, 9, 10)).astype(np.float32)
+    w = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+    b = rng.normal(size=2).astype(np.float32)
+    out = np.empty((1, 2, 4, 5), np.float32)
+    core.pool_conv(x, w, b, 1, 1, out=out)
+    np.testing.assert_array_equal(out, core.pool_conv(x, w, b, 1, 1))
+    np.testing.assert_allclose(core.pool_conv(x.astype(np.float64)[:, :, ::-1], w, b, 1, 1),
+                               pool_conv_reference(x[:, :, ::-1], w, b, (1, 1)), atol=1e-4)
+    with pytest.raises(ValueError, match="out"):
+        core.pool_conv(x, w, b, 1, 1, out=np.empty((1, 2, 9, 10), np.float32))
+    with pytest.raises(ValueError, match="weights"):
+        core.pool_conv(x, w[:, :2], b, 1, 1)
+    with pytest.raises(ValueError, match="bias"):
+        core.pool_conv(x, w, b[:1], 1, 1)
+    with pytest.raises(ValueError, match="pads"):
+        core.pool_conv(x, w, b, 3, 1)
+    with pytest.raises(ValueError, match="small"):
+        core.pool_conv(x[:, :, :1], w, b, 1, 1)
+    with pytest.raises(ValueError, match=r"\(N,C,H,W\)"):
+        core.pool_conv(x[0], w, b, 1, 1)
+
+
+def test_pool_stage_only_when_the_pooled_map_is_internal():
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    def graph(pool_out=False, k=2):
+        inits = [numpy_helper.from_array(np.ones((4, 1, 1, 1), np.float32), "w1"),
+                 numpy_helper.from_array(np.ones((3, 4, 3, 3), np.float32), "w2"),
+                 numpy_helper.from_array(np.ones((2, 3, 5, 5), np.float32), "w3")]
+        nodes = [helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+                 helper.make_node("Conv", ["r", "w2"], ["y"], pads=[1, 1, 1, 1]),
+                 helper.make_node("MaxPool", ["y"], ["p"], kernel_shape=[k, k], strides=[k, k]),
+                 helper.make_node("Conv", ["p", "w3"], ["z"], pads=[2, 2, 2, 2])]
+        outs = ["r", "y", "z"] + (["p"] if pool_out else [])
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+    f = fused.plan(graph())
+    assert f is not None and f.pool_name == "z" and f.source == ["before", "mid", "pool"] and f.after is None
+    for other in (graph(pool_out=True), graph(k=3)):
+        f = fused.plan(other)
+        assert f is not None and f.pool_name is None
 
 
 def test_other_graphs_are_not_fused():

@@ -42,6 +42,10 @@ def pwl_conv(
     L: npt.ArrayLike, breaks: npt.ArrayLike, A: npt.ArrayLike, B: npt.ArrayLike, bias: npt.ArrayLike, pad_top: int,
     pad_left: int, out: F32 | None = None, threads: int = 1,
 ) -> F32: ...
+def pool_conv(
+    x: npt.ArrayLike, weights: npt.ArrayLike, bias: npt.ArrayLike, pad_top: int, pad_left: int, pool: bool = True,
+    out: F32 | None = None, threads: int = 1,
+) -> F32: ...
 def neighbor_seeds(
     keys: U64, found: npt.ArrayLike, H: int, W: int, channels: int, levels: int, radius: int = 1, threads: int = 1,
     pixels: npt.ArrayLike | None = None,

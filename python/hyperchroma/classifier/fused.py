@@ -1,13 +1,16 @@
 """The first two convolutions of a one-channel CNN in one C++ pass, on the CPU (``core.pwl_conv``).
 
 The shipped classifier starts with a 1x1 convolution of its one input channel (1 -> 15), a ReLU, then a 3x3
-convolution (15 -> 25), the bulk of its compute. Each ReLU'd channel ``relu(w_k * l + b_k)`` is linear in the
+convolution (15 -> 25), the bulk of its compute, then a 2x2 max pool and a 5x5 convolution (25 -> 4) that ONNX
+Runtime runs slowly (its kernels want 8 or more output channels). Each ReLU'd channel ``relu(w_k * l + b_k)`` is linear in the
 input value ``l`` between the breakpoints ``-b_k / w_k``, so the 3x3 convolution's contribution of a neighbour
 is ``A[tap, s] * l + B[tap, s]`` with ``s`` the segment of ``l``: 2 flops per output channel and kernel tap
 instead of 2 * 15. :func:`plan` finds that pattern in a runtime graph and splits the graph around the second
 convolution: ONNX Runtime runs the part before it (the input normalization, the 1x1 map and its tap) and the
-part after it; ``core.pwl_conv`` computes the second convolution in between. The taps equal the whole graph's
-up to float rounding (the sums are regrouped, as between ONNX Runtime's own kernels); the tests compare them.
+part after it; ``core.pwl_conv`` computes the second convolution in between, and ``core.pool_conv`` the pool
+and the convolution after it when the graph goes on that way (the pooled map used by nothing else). The taps
+equal the whole graph's up to float rounding (the sums are regrouped, as between ONNX Runtime's own kernels);
+the tests compare them.
 
 Only for the CPU provider (a GPU runs the whole graph) and only for an exact match of the pattern:
 Conv (1x1, one input channel, no padding, stride 1) -> Relu -> Conv (KxK, group 1, stride 1, dilation 1, the
@@ -17,7 +20,7 @@ convolution and the graph outputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,13 @@ class Fusion:
     B: np.ndarray
     bias: np.ndarray
     pads: tuple[int, int]
+    #: the 2x2 max pool + conv after the fused one (``core.pool_conv``), when the graph goes on that way: its
+    #: output's name and channels, weights, bias and leading pads; ``after`` then starts from its output
+    pool_name: str | None = None
+    pool_channels: int = 0
+    pool_weights: np.ndarray | None = None
+    pool_bias: np.ndarray | None = None
+    pool_pads: tuple[int, int] = (0, 0)
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
@@ -148,9 +158,65 @@ def plan(data: bytes) -> Fusion | None:
         breaks, A, B, bias = tables(w1.reshape(-1), b1, w2, b2)
         if not (np.isfinite(breaks).all() and np.isfinite(A).all() and np.isfinite(B).all()):
             return None  # breakpoints or sums beyond float32
-        return _split(m, c1.input[0], c2.output[0], int(w2.shape[0]), outputs, breaks, A, B, bias,
-                      (int(pads[0]), int(pads[1])))
+        f = _split(m, c1.input[0], c2.output[0], int(w2.shape[0]), outputs, breaks, A, B, bias,
+                   (int(pads[0]), int(pads[1])))
+        if f is None:
+            return None
+        return _with_pool_conv(m, f, consumers, init, outputs, plain_conv) or f
     return None
+
+
+def _with_pool_conv(m: Any, f: Fusion, consumers: dict[str, list[Any]], init: dict[str, Any], outputs: list[str],
+                    plain_conv: Any) -> Fusion | None:
+    """``f`` extended by the 2x2 stride-2 MaxPool + conv that follow its convolution (the pooled map used by
+    nothing else), or None when the graph does not go on that way."""
+    from onnx import numpy_helper
+
+    pools = consumers.get(f.mid_name, [])
+    if len(pools) != 1 or pools[0].op_type != "MaxPool" or pools[0].domain not in ("", "ai.onnx"):
+        return None
+    pool = pools[0]
+    if (list(_attr(pool, "kernel_shape", [])) != [2, 2] or list(_attr(pool, "strides", [1, 1])) != [2, 2]
+            or any(_attr(pool, "pads", [0, 0, 0, 0])) or _attr(pool, "ceil_mode", 0) != 0
+            or list(_attr(pool, "dilations", [1, 1])) != [1, 1] or len(pool.output) != 1
+            or _attr(pool, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        return None
+    t = pool.output[0]
+    users = consumers.get(t, [])
+    if t in outputs or len(users) != 1 or not plain_conv(users[0]) or users[0].input[0] != t:
+        return None
+    c3 = users[0]
+    w3 = numpy_helper.to_array(init[c3.input[1]])
+    b3 = numpy_helper.to_array(init[c3.input[2]]) if len(c3.input) > 2 and c3.input[2] else np.zeros(w3.shape[0])
+    if w3.ndim != 4 or w3.shape[1] != f.mid_channels or w3.shape[2] != w3.shape[3] or w3.shape[0] > MAX_CHANNELS:
+        return None
+    if w3.dtype.kind != "f" or b3.shape != (w3.shape[0],) or not (np.isfinite(w3).all() and np.isfinite(b3).all()):
+        return None
+    K = int(w3.shape[2])
+    pads = list(_attr(c3, "pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or pads[0] + pads[2] != K - 1 or pads[1] + pads[3] != K - 1:
+        return None
+    mid2 = c3.output[0]
+    from_mid = _downstream(m.graph, f.mid_name)
+    from_mid2 = _downstream(m.graph, mid2)
+    if any(o in from_mid and o not in from_mid2 and o != f.mid_name for o in outputs):
+        return None
+    consts = {i.name for i in m.graph.initializer}
+    for n in m.graph.node:  # nothing after that conv needs more than its output
+        after_node = mid2 not in n.output and any(o in from_mid2 for o in n.output)
+        if after_node and any(i and i not in from_mid2 and i not in consts for i in n.input):
+            return None
+    after_outputs = [o for o in outputs if o in from_mid2 and o != mid2]
+    source = ["mid" if o == f.mid_name else "pool" if o == mid2 else "after" if o in from_mid2 else "before"
+              for o in outputs]
+    try:
+        after = _extract(m, [mid2], after_outputs) if after_outputs else None
+    except Exception:  # noqa: BLE001
+        return None
+    return replace(f, after=after.SerializeToString() if after is not None else None, after_outputs=after_outputs,
+                   source=source, pool_name=mid2, pool_channels=int(w3.shape[0]),
+                   pool_weights=np.ascontiguousarray(w3, np.float32), pool_bias=np.asarray(b3, np.float32),
+                   pool_pads=(int(pads[0]), int(pads[1])))
 
 
 def _downstream(g: Any, start: str) -> set[str]:
@@ -174,8 +240,11 @@ def _split(m: Any, l_name: str, mid: str, mid_channels: int, outputs: list[str],
     after_outputs = [o for o in outputs if o in from_mid and o != mid]
     source = ["mid" if o == mid else "after" if o in from_mid else "before" for o in outputs]
     inputs = [i.name for i in m.graph.input if i.name not in consts]
-    before = _extract(m, inputs, [l_name] + before_outputs)
-    after = _extract(m, [mid], after_outputs) if after_outputs else None
+    try:
+        before = _extract(m, inputs, [l_name] + before_outputs)
+        after = _extract(m, [mid], after_outputs) if after_outputs else None
+    except Exception:  # noqa: BLE001 - a graph we cannot split cleanly runs whole
+        return None
     return Fusion(before.SerializeToString(), after.SerializeToString() if after is not None else None, l_name, mid,
                   mid_channels, before_outputs, after_outputs, source, breaks, A, B, bias, pads)
 
@@ -198,8 +267,9 @@ def _extract(m: Any, inputs: list[str], outputs: list[str]) -> Any:
     inits = [t for t in g.initializer if t.name in used]
 
     def info(name: str) -> Any:
-        if name in declared:
-            return declared[name]
+        v = declared.get(name)
+        if v is not None and v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+            return v
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", None, None, None])
 
     sub = helper.make_graph(keep, g.name + "_part", [info(i) for i in inputs], [info(o) for o in outputs], inits)

@@ -285,22 +285,36 @@ class Classifier:
                 mid = scratch[("mid", n, H, W)] = np.empty((n, f.mid_channels, H, W), np.float32)
         core.pwl_conv(L.reshape(n, H, W), f.breaks, f.A, f.B, f.bias, f.pads[0], f.pads[1], out=mid, threads=kthreads)
         got[f.mid_name] = mid
+        cut, cut_arr = f.mid_name, mid
+        if f.pool_name is not None:  # the max pool + conv after it, in C++ too
+            assert f.pool_weights is not None and f.pool_bias is not None
+            pooled = by_name.get(f.pool_name)
+            if pooled is None:
+                shape = (n, f.pool_channels, H // 2, W // 2)
+                pooled = scratch.get(("pool",) + shape)
+                if pooled is None:
+                    pooled = scratch[("pool",) + shape] = np.empty(shape, np.float32)
+            core.pool_conv(mid, f.pool_weights, f.pool_bias, f.pool_pads[0], f.pool_pads[1], out=pooled,
+                           threads=kthreads)
+            got[f.pool_name] = pooled
+            cut, cut_arr = f.pool_name, pooled
         if after is not None:
             a = after.io_binding()
-            a.bind_cpu_input(f.mid_name, mid)
+            a.bind_cpu_input(cut, cut_arr)
             for name in f.after_outputs:
                 if name in by_name:
                     arr = by_name[name]
                     a.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
                 else:
                     a.bind_output(name, "cpu")
-            self._run(after, a, mid.shape)
+            self._run(after, a, cut_arr.shape)
             if not by_name:
                 got.update(zip(f.after_outputs, [np.ascontiguousarray(v, dtype=np.float32)
                                                  for v in a.copy_outputs_to_cpu()]))
         if outs is not None:
             return list(outs)
-        return [got[name] if name != f.mid_name else mid.copy() for name in self._output_names]
+        scratched = {f.mid_name, f.pool_name}  # held in this thread's scratch: copied out
+        return [got[name].copy() if name in scratched else got[name] for name in self._output_names]
 
     def _probe(self, session: Any, static: tuple[int | None, int | None] | None
                ) -> tuple[Geometry, list[TapInfo], list[np.ndarray]]:
@@ -402,9 +416,9 @@ class Classifier:
 
     @property
     def fused(self) -> bool:
-        """Whether :meth:`run` computes the graph's leading 1x1 conv + ReLU + KxK conv in one C++ pass
-        (:mod:`.fused`: the shipped classifier on the CPU, about 3x less compute in that layer; taps equal to the
-        whole graph's up to float rounding). Set it to False to run the graph whole (as the GPU does)."""
+        """Whether :meth:`run` computes the graph's leading 1x1 conv + ReLU + KxK conv in one C++ pass, and the
+        2x2 max pool + conv after it (:mod:`.fused`: the shipped classifier on the CPU; taps equal to the whole
+        graph's up to float rounding). Set it to False to run the graph whole (as the GPU does)."""
         return self._fusion is not None
 
     @fused.setter

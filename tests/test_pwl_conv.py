@@ -114,8 +114,9 @@ def test_shipped_classifier_is_fused(shipped):
     assert shipped.fused
     f = shipped._fusion
     assert (f.l_name, f.mid_name, f.mid_channels) == ("L", "conv2", 25)
-    assert f.source == ["before", "mid", "pool", "after", "after", "after"]
-    assert (f.pool_name, f.pool_channels, f.pool_pads) == ("conv3", 4, (2, 2))
+    assert f.source == ["before", "mid", "stage", "stage", "stage", "stage"] and f.after is None
+    assert [(st.name, st.channels, st.pool, st.pads) for st in f.stages] == [
+        ("conv3", 4, True, (2, 2)), ("conv4", 4, False, (2, 2)), ("conv5", 4, True, (3, 3)), ("conv6", 4, False, (7, 7))]
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (37, 53), (164, 224)])
@@ -222,10 +223,11 @@ def test_pool_stage_only_when_the_pooled_map_is_internal():
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
     f = fused.plan(graph())
-    assert f is not None and f.pool_name == "z" and f.source == ["before", "mid", "pool"] and f.after is None
+    assert f is not None and [st.name for st in f.stages] == ["z"] and f.source == ["before", "mid", "stage"]
+    assert f.after is None and f.stages[0].pool
     for other in (graph(pool_out=True), graph(k=3)):
         f = fused.plan(other)
-        assert f is not None and f.pool_name is None
+        assert f is not None and not f.stages
 
 
 def test_other_graphs_are_not_fused():

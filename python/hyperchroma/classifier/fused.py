@@ -50,14 +50,27 @@ class Fusion:
     B: np.ndarray
     bias: np.ndarray
     pads: tuple[int, int]
-    #: the 2x2 max pool + conv after the fused one (``core.pool_conv``), when the graph goes on that way: its
-    #: output's name and channels, weights, bias and leading pads; ``after`` then starts from its output
-    pool_name: str | None = None
-    pool_channels: int = 0
-    pool_weights: np.ndarray | None = None
-    pool_bias: np.ndarray | None = None
-    pool_pads: tuple[int, int] = (0, 0)
+    #: the convolutions after the fused one that run in C++ too (``core.pool_conv``, each with an optional 2x2
+    #: max pool before it), in order; ``after`` then starts from the last one's output
+    stages: tuple[Stage, ...] = ()
 
+    @property
+    def cut(self) -> str:
+        """The tensor ``after`` starts from."""
+        return self.stages[-1].name if self.stages else self.mid_name
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A (2x2 max pool +) convolution run by ``core.pool_conv``: its output's name and channels, weights
+    (Cout, Cin, K, K), bias and leading pads."""
+
+    name: str
+    channels: int
+    pool: bool
+    weights: np.ndarray
+    bias: np.ndarray
+    pads: tuple[int, int]
 
 def _attr(node: Any, name: str, default: Any) -> Any:
     from onnx import helper
@@ -162,61 +175,76 @@ def plan(data: bytes) -> Fusion | None:
                    (int(pads[0]), int(pads[1])))
         if f is None:
             return None
-        return _with_pool_conv(m, f, consumers, init, outputs, plain_conv) or f
+        return _with_conv_stages(m, f, consumers, init, outputs, plain_conv) or f
     return None
 
 
-def _with_pool_conv(m: Any, f: Fusion, consumers: dict[str, list[Any]], init: dict[str, Any], outputs: list[str],
-                    plain_conv: Any) -> Fusion | None:
-    """``f`` extended by the 2x2 stride-2 MaxPool + conv that follow its convolution (the pooled map used by
-    nothing else), or None when the graph does not go on that way."""
+def _with_conv_stages(m: Any, f: Fusion, consumers: dict[str, list[Any]], init: dict[str, Any], outputs: list[str],
+                      plain_conv: Any) -> Fusion | None:
+    """``f`` extended by the convolutions that follow its own, each optionally after a 2x2 stride-2 MaxPool whose
+    map nothing else uses, while their input has no other consumer; None when not even one follows."""
     from onnx import numpy_helper
 
-    pools = consumers.get(f.mid_name, [])
-    if len(pools) != 1 or pools[0].op_type != "MaxPool" or pools[0].domain not in ("", "ai.onnx"):
-        return None
-    pool = pools[0]
-    if (list(_attr(pool, "kernel_shape", [])) != [2, 2] or list(_attr(pool, "strides", [1, 1])) != [2, 2]
-            or any(_attr(pool, "pads", [0, 0, 0, 0])) or _attr(pool, "ceil_mode", 0) != 0
-            or list(_attr(pool, "dilations", [1, 1])) != [1, 1] or len(pool.output) != 1
-            or _attr(pool, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
-        return None
-    t = pool.output[0]
-    users = consumers.get(t, [])
-    if t in outputs or len(users) != 1 or not plain_conv(users[0]) or users[0].input[0] != t:
-        return None
-    c3 = users[0]
-    w3 = numpy_helper.to_array(init[c3.input[1]])
-    b3 = numpy_helper.to_array(init[c3.input[2]]) if len(c3.input) > 2 and c3.input[2] else np.zeros(w3.shape[0])
-    if w3.ndim != 4 or w3.shape[1] != f.mid_channels or w3.shape[2] != w3.shape[3] or w3.shape[0] > MAX_CHANNELS:
-        return None
-    if w3.dtype.kind != "f" or b3.shape != (w3.shape[0],) or not (np.isfinite(w3).all() and np.isfinite(b3).all()):
-        return None
-    K = int(w3.shape[2])
-    pads = list(_attr(c3, "pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[0] + pads[2] != K - 1 or pads[1] + pads[3] != K - 1:
-        return None
-    mid2 = c3.output[0]
+    stages: list[Stage] = []
+    cur, channels = f.mid_name, f.mid_channels
+    while True:
+        users = consumers.get(cur, [])
+        if len(users) != 1:
+            break
+        node, pool = users[0], False
+        if node.op_type == "MaxPool" and node.domain in ("", "ai.onnx"):
+            if (list(_attr(node, "kernel_shape", [])) != [2, 2] or list(_attr(node, "strides", [1, 1])) != [2, 2]
+                    or any(_attr(node, "pads", [0, 0, 0, 0])) or _attr(node, "ceil_mode", 0) != 0
+                    or list(_attr(node, "dilations", [1, 1])) != [1, 1] or len(node.output) != 1
+                    or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or node.output[0] in outputs):
+                break
+            nxt = consumers.get(node.output[0], [])
+            if len(nxt) != 1:
+                break
+            node, pool = nxt[0], True
+        if not plain_conv(node) or node.input[0] == node.input[1]:
+            break
+        w = numpy_helper.to_array(init[node.input[1]])
+        b = numpy_helper.to_array(init[node.input[2]]) if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0])
+        if w.ndim != 4 or w.shape[1] != channels or w.shape[2] != w.shape[3] or w.shape[0] > MAX_CHANNELS:
+            break
+        if w.dtype.kind != "f" or b.shape != (w.shape[0],) or not (np.isfinite(w).all() and np.isfinite(b).all()):
+            break
+        K = int(w.shape[2])
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+        if len(pads) != 4 or pads[0] + pads[2] != K - 1 or pads[1] + pads[3] != K - 1:
+            break
+        stages.append(Stage(node.output[0], int(w.shape[0]), pool, np.ascontiguousarray(w, np.float32),
+                            np.asarray(b, np.float32), (int(pads[0]), int(pads[1]))))
+        cur, channels = node.output[0], int(w.shape[0])
+    # keep the longest prefix after which every output is a stage's, the fused conv's, or computed from the cut
+    names = {f.mid_name}
     from_mid = _downstream(m.graph, f.mid_name)
-    from_mid2 = _downstream(m.graph, mid2)
-    if any(o in from_mid and o not in from_mid2 and o != f.mid_name for o in outputs):
-        return None
     consts = {i.name for i in m.graph.initializer}
-    for n in m.graph.node:  # nothing after that conv needs more than its output
-        after_node = mid2 not in n.output and any(o in from_mid2 for o in n.output)
-        if after_node and any(i and i not in from_mid2 and i not in consts for i in n.input):
-            return None
-    after_outputs = [o for o in outputs if o in from_mid2 and o != mid2]
-    source = ["mid" if o == f.mid_name else "pool" if o == mid2 else "after" if o in from_mid2 else "before"
-              for o in outputs]
+    best = 0
+    for k in range(1, len(stages) + 1):
+        names.add(stages[k - 1].name)
+        from_cut = _downstream(m.graph, stages[k - 1].name)
+        if any(o in from_mid and o not in from_cut and o not in names for o in outputs):
+            continue
+        if any(stages[k - 1].name not in n.output and any(o in from_cut for o in n.output)
+               and any(i and i not in from_cut and i not in consts for i in n.input) for n in m.graph.node):
+            continue  # something after the cut needs more than its output
+        best = k
+    if best == 0:
+        return None
+    chosen = stages[:best]
+    cut = chosen[-1].name
+    from_cut = _downstream(m.graph, cut)
+    after_outputs = [o for o in outputs if o in from_cut and o != cut]
+    kinds = {s.name: "stage" for s in chosen}
+    source = ["mid" if o == f.mid_name else kinds.get(o) or ("after" if o in from_cut else "before") for o in outputs]
     try:
-        after = _extract(m, [mid2], after_outputs) if after_outputs else None
+        after = _extract(m, [cut], after_outputs) if after_outputs else None
     except Exception:  # noqa: BLE001
         return None
     return replace(f, after=after.SerializeToString() if after is not None else None, after_outputs=after_outputs,
-                   source=source, pool_name=mid2, pool_channels=int(w3.shape[0]),
-                   pool_weights=np.ascontiguousarray(w3, np.float32), pool_bias=np.asarray(b3, np.float32),
-                   pool_pads=(int(pads[0]), int(pads[1])))
+                   source=source, stages=tuple(chosen))
 
 
 def _downstream(g: Any, start: str) -> set[str]:

@@ -285,22 +285,22 @@ class Classifier:
                 mid = scratch[("mid", n, H, W)] = np.empty((n, f.mid_channels, H, W), np.float32)
         core.pwl_conv(L.reshape(n, H, W), f.breaks, f.A, f.B, f.bias, f.pads[0], f.pads[1], out=mid, threads=kthreads)
         got[f.mid_name] = mid
-        cut, cut_arr = f.mid_name, mid
-        if f.pool_name is not None:  # the max pool + conv after it, in C++ too
-            assert f.pool_weights is not None and f.pool_bias is not None
-            pooled = by_name.get(f.pool_name)
-            if pooled is None:
-                shape = (n, f.pool_channels, H // 2, W // 2)
-                pooled = scratch.get(("pool",) + shape)
-                if pooled is None:
-                    pooled = scratch[("pool",) + shape] = np.empty(shape, np.float32)
-            core.pool_conv(mid, f.pool_weights, f.pool_bias, f.pool_pads[0], f.pool_pads[1], out=pooled,
+        cut_arr = mid
+        for st in f.stages:  # the (pool +) convolutions after it, in C++ too
+            Hs, Ws = cut_arr.shape[2:]
+            shape = (n, st.channels, Hs // 2, Ws // 2) if st.pool else (n, st.channels, Hs, Ws)
+            dst = by_name.get(st.name)
+            if dst is None:
+                dst = scratch.get((st.name,) + shape)
+                if dst is None:
+                    dst = scratch[(st.name,) + shape] = np.empty(shape, np.float32)
+            core.pool_conv(cut_arr, st.weights, st.bias, st.pads[0], st.pads[1], pool=st.pool, out=dst,
                            threads=kthreads)
-            got[f.pool_name] = pooled
-            cut, cut_arr = f.pool_name, pooled
+            got[st.name] = dst
+            cut_arr = dst
         if after is not None:
             a = after.io_binding()
-            a.bind_cpu_input(cut, cut_arr)
+            a.bind_cpu_input(f.cut, cut_arr)
             for name in f.after_outputs:
                 if name in by_name:
                     arr = by_name[name]
@@ -313,7 +313,7 @@ class Classifier:
                                                  for v in a.copy_outputs_to_cpu()]))
         if outs is not None:
             return list(outs)
-        scratched = {f.mid_name, f.pool_name}  # held in this thread's scratch: copied out
+        scratched = {f.mid_name} | {st.name for st in f.stages}  # held in this thread's scratch: copied out
         return [got[name].copy() if name in scratched else got[name] for name in self._output_names]
 
     def _probe(self, session: Any, static: tuple[int | None, int | None] | None

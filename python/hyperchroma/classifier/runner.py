@@ -256,14 +256,17 @@ class Classifier:
         assert f is not None
         before, after = self._fused_pair(threads)
         n, _, H, W = x.shape
-        scratch = getattr(self._local, "fused", None)
+        sizes: dict[tuple[int, int, int], dict[str, np.ndarray]] | None = getattr(self._local, "fused", None)
+        if sizes is None:
+            sizes = self._local.fused = {}
+        scratch = sizes.get((n, H, W))  # this thread's buffers for this input size
         if scratch is None:
-            scratch = self._local.fused = {}
-        L = scratch.get((n, H, W))
+            if len(sizes) >= 8:  # many image sizes: keep the memory bounded
+                sizes.clear()
+            scratch = sizes[(n, H, W)] = {}
+        L = scratch.get("L")
         if L is None:
-            if len(scratch) >= 8:  # many image sizes: keep the memory bounded
-                scratch.clear()
-            L = scratch[(n, H, W)] = np.empty((n, 1, H, W), np.float32)
+            L = scratch["L"] = np.empty((n, 1, H, W), np.float32)
         by_name = dict(zip(self._output_names, outs)) if outs is not None else {}
         b = before.io_binding()
         b.bind_cpu_input(self._input_name, x)
@@ -280,9 +283,9 @@ class Classifier:
         kthreads = threads if threads else (self._threads or 0)
         mid = by_name.get(f.mid_name)
         if mid is None:
-            mid = scratch.get(("mid", n, H, W))
+            mid = scratch.get(f.mid_name)
             if mid is None:
-                mid = scratch[("mid", n, H, W)] = np.empty((n, f.mid_channels, H, W), np.float32)
+                mid = scratch[f.mid_name] = np.empty((n, f.mid_channels, H, W), np.float32)
         core.pwl_conv(L.reshape(n, H, W), f.breaks, f.A, f.B, f.bias, f.pads[0], f.pads[1], out=mid, threads=kthreads)
         got[f.mid_name] = mid
         cut_arr = mid
@@ -291,9 +294,9 @@ class Classifier:
             shape = (n, st.channels, Hs // 2, Ws // 2) if st.pool else (n, st.channels, Hs, Ws)
             dst = by_name.get(st.name)
             if dst is None:
-                dst = scratch.get((st.name,) + shape)
+                dst = scratch.get(st.name)
                 if dst is None:
-                    dst = scratch[(st.name,) + shape] = np.empty(shape, np.float32)
+                    dst = scratch[st.name] = np.empty(shape, np.float32)
             core.pool_conv(cut_arr, st.weights, st.bias, st.pads[0], st.pads[1], pool=st.pool, out=dst,
                            threads=kthreads)
             got[st.name] = dst

@@ -281,17 +281,16 @@ inline void pool_conv(const PoolConv& p, const float* in, std::size_t H, std::si
             }
         }
     });
-    for (int co = 0; co < p.cout; co += 4) {
-        const int G = std::min(4, p.cout - co);
-        parallel_for(Ho, threads, 4, [&](std::size_t b, std::size_t e) {
-            switch (G) {
+    parallel_for(Ho, threads, 4, [&](std::size_t b, std::size_t e) {  // one pass over rows, all channel groups
+        for (int co = 0; co < p.cout; co += 4) {
+            switch (std::min(4, p.cout - co)) {
                 case 4: detail::pool_conv_rows<4>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
                 case 3: detail::pool_conv_rows<3>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
                 case 2: detail::pool_conv_rows<2>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
                 default: detail::pool_conv_rows<1>(p, co, P, Hp, Wp, Ho, Wo, b, e, out); break;
             }
-        });
-    }
+        }
+    });
 }
 
 }  // namespace hyperchroma

@@ -22,6 +22,7 @@
 #include "lookup_chain.hpp"
 #include "median_filter.hpp"
 #include "neighbor_seeds.hpp"
+#include "pwl_conv.hpp"
 #include "sorted_index.hpp"
 #include "unique_keys.hpp"
 
@@ -1303,6 +1304,148 @@ void bind_guided(py::module_& m) {
         "b = mean(p) - a * mean(I), per channel of src.");
 }
 
+// ---------------------------------------------------------------- fused 1x1 + ReLU + KxK convolution (pwl_conv.hpp)
+void bind_pwl_conv(py::module_& m) {
+    m.def(
+        "pwl_conv",
+        [](const py::handle& L_obj, const py::handle& breaks_obj, const py::handle& A_obj, const py::handle& B_obj,
+           const py::handle& bias_obj, int pad_top, int pad_left, py::object out_obj, int threads) {
+            const auto L = as_real_f32(L_obj, "L");
+            const auto br = as_real_f32(breaks_obj, "breaks");
+            const auto A = as_real_f32(A_obj, "A");
+            const auto B = as_real_f32(B_obj, "B");
+            const auto bias = as_real_f32(bias_obj, "bias");
+            if (L.ndim() != 3 || L.shape(0) < 1 || L.shape(1) < 1 || L.shape(2) < 1)
+                throw std::invalid_argument("pwl_conv: L: expected a non-empty (N,H,W) float32 map, got shape " +
+                                            shape_str(L));
+            if (A.ndim() != 4 || A.shape(0) < 1 || A.shape(1) < 1 || A.shape(3) % 8 != 0 || A.shape(3) > 64 ||
+                A.shape(1) > 256)
+                throw std::invalid_argument("pwl_conv: A: expected (K,K,S,Cpad) float32 with S <= 256 and Cpad a "
+                                            "multiple of 8 up to 64, got shape " + shape_str(A));
+            if (A.shape(0) != A.shape(1))
+                throw std::invalid_argument("pwl_conv: A: expected a square kernel (K,K,S,Cpad), got shape " +
+                                            shape_str(A));
+            const int K = static_cast<int>(A.shape(0)), S = static_cast<int>(A.shape(2));
+            const int CP = static_cast<int>(A.shape(3));
+            if (B.ndim() != 4 || B.shape(0) != K || B.shape(1) != K || B.shape(2) != S || B.shape(3) != CP)
+                throw std::invalid_argument("pwl_conv: B: expected the shape of A " + shape_str(A) + ", got " +
+                                            shape_str(B));
+            if (br.ndim() != 1 || br.shape(0) != S - 1)
+                throw std::invalid_argument("pwl_conv: breaks: expected (" + std::to_string(S - 1) +
+                                            ",) float32 (S - 1 ascending breakpoints), got shape " + shape_str(br));
+            for (int k = 1; k < S - 1; ++k)
+                if (!(br.data()[k - 1] <= br.data()[k]))
+                    throw std::invalid_argument("pwl_conv: breaks must be ascending");
+            if (bias.ndim() != 1 || bias.shape(0) < 1 || bias.shape(0) > CP)
+                throw std::invalid_argument("pwl_conv: bias: expected (Cout,) float32 with Cout <= " +
+                                            std::to_string(CP) + ", got shape " + shape_str(bias));
+            if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
+                throw std::invalid_argument("pwl_conv: pads must be in 0.." + std::to_string(K - 1));
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            const auto N = static_cast<std::size_t>(L.shape(0)), H = static_cast<std::size_t>(L.shape(1)),
+                       W = static_cast<std::size_t>(L.shape(2));
+            const auto cout = static_cast<std::size_t>(bias.shape(0));
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(cout),
+                                          static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W)});
+            } else {
+                if (!py::isinstance<py::array_t<float>>(out_obj))
+                    throw std::invalid_argument("pwl_conv: out: expected a float32 numpy array");
+                out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
+                if (!(out.flags() & py::array::c_style) ||
+                    !out.writeable() || out.ndim() != 4 || static_cast<std::size_t>(out.shape(0)) != N ||
+                    static_cast<std::size_t>(out.shape(1)) != cout || static_cast<std::size_t>(out.shape(2)) != H ||
+                    static_cast<std::size_t>(out.shape(3)) != W)
+                    throw std::invalid_argument("pwl_conv: out: expected a writeable C-contiguous float32 array of "
+                                                "shape (" + std::to_string(N) + "," + std::to_string(cout) + "," +
+                                                std::to_string(H) + "," + std::to_string(W) + ")");
+            }
+            PwlConv p;
+            p.K = K, p.pad_top = pad_top, p.pad_left = pad_left, p.segments = S;
+            p.cout = static_cast<int>(cout), p.cpad = CP;
+            p.breaks = br.data(), p.A = A.data(), p.B = B.data(), p.bias = bias.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                for (std::size_t i = 0; i < N; ++i) pwl_conv(p, L.data() + i * H * W, H, W, dst + i * cout * H * W, threads);
+            }
+            return out;
+        },
+        py::arg("L"), py::arg("breaks"), py::arg("A"), py::arg("B"), py::arg("bias"), py::arg("pad_top"),
+        py::arg("pad_left"), py::arg("out") = py::none(), py::arg("threads") = 1,
+        "conv_KxK(relu(w * L + b)) + bias (stride 1, zero padding, output the size of L) from the one-channel maps\n"
+        "L (N,H,W), through the piecewise-linear tables of hyperchroma.classifier.fused: breaks (S-1,) ascending,\n"
+        "A and B (K,K,S,Cpad): a neighbour of value l in segment s (the number of breaks < l) at kernel tap\n"
+        "(ky,kx) adds A[ky,kx,s] * l + B[ky,kx,s]. pad_top / pad_left: the convolution's leading pads. Returns\n"
+        "(N,Cout,H,W) float32 (Cout = len(bias)), written into out when given. Not bitwise equal to the two\n"
+        "convolutions (the sums are regrouped).");
+}
+
+void bind_pool_conv(py::module_& m) {
+    m.def(
+        "pool_conv",
+        [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& bias_obj, int pad_top, int pad_left,
+           bool pool, py::object out_obj, int threads) {
+            const auto x = as_real_f32(x_obj, "x");
+            const auto w = as_real_f32(w_obj, "weights");
+            const auto bias = as_real_f32(bias_obj, "bias");
+            if (x.ndim() != 4 || x.shape(0) < 1 || x.shape(1) < 1 || x.shape(2) < 1 || x.shape(3) < 1)
+                throw std::invalid_argument("pool_conv: x: expected a non-empty (N,C,H,W) float32 map, got shape " +
+                                            shape_str(x));
+            if (w.ndim() != 4 || w.shape(0) < 1 || w.shape(1) != x.shape(1) || w.shape(2) != w.shape(3) ||
+                w.shape(2) < 1)
+                throw std::invalid_argument("pool_conv: weights: expected (Cout," + std::to_string(x.shape(1)) +
+                                            ",K,K) float32, got shape " + shape_str(w));
+            const int K = static_cast<int>(w.shape(2));
+            if (bias.ndim() != 1 || bias.shape(0) != w.shape(0))
+                throw std::invalid_argument("pool_conv: bias: expected (" + std::to_string(w.shape(0)) +
+                                            ",) float32, got shape " + shape_str(bias));
+            if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
+                throw std::invalid_argument("pool_conv: pads must be in 0.." + std::to_string(K - 1));
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            const auto N = static_cast<std::size_t>(x.shape(0)), C = static_cast<std::size_t>(x.shape(1)),
+                       H = static_cast<std::size_t>(x.shape(2)), W = static_cast<std::size_t>(x.shape(3));
+            const std::size_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W;
+            if (Ho < 1 || Wo < 1)
+                throw std::invalid_argument("pool_conv: x: too small to pool, shape " + shape_str(x));
+            const auto cout = static_cast<std::size_t>(w.shape(0));
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(cout),
+                                          static_cast<py::ssize_t>(Ho), static_cast<py::ssize_t>(Wo)});
+            } else {
+                if (!py::isinstance<py::array_t<float>>(out_obj))
+                    throw std::invalid_argument("pool_conv: out: expected a float32 numpy array");
+                out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
+                if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 ||
+                    static_cast<std::size_t>(out.shape(0)) != N || static_cast<std::size_t>(out.shape(1)) != cout ||
+                    static_cast<std::size_t>(out.shape(2)) != Ho || static_cast<std::size_t>(out.shape(3)) != Wo)
+                    throw std::invalid_argument("pool_conv: out: expected a writeable C-contiguous float32 array of "
+                                                "shape (" + std::to_string(N) + "," + std::to_string(cout) + "," +
+                                                std::to_string(Ho) + "," + std::to_string(Wo) + ")");
+            }
+            PoolConv p;
+            p.cin = static_cast<int>(C), p.cout = static_cast<int>(cout), p.K = K;
+            p.pad_top = pad_top, p.pad_left = pad_left, p.pool = pool;
+            p.weights = w.data(), p.bias = bias.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                for (std::size_t i = 0; i < N; ++i) pool_conv(p, x.data() + i * C * H * W, H, W, dst + i * cout * Ho * Wo, threads);
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("weights"), py::arg("bias"), py::arg("pad_top"), py::arg("pad_left"),
+        py::arg("pool") = true, py::arg("out") = py::none(), py::arg("threads") = 1,
+        "conv_KxK(maxpool_2x2_stride_2(x)) + bias (pool=False: no pool), stride 1, zero padding (pad_top /\n"
+        "pad_left leading), output the pooled size, from x (N,C,H,W) float32 (the pool floors odd sizes).\n"
+        "weights (Cout,C,K,K), bias (Cout,). Returns (N,Cout,Ho,Wo) float32, written into out when given. Equal\n"
+        "to the two operators up to float rounding (sums in input-channel, row, column order).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -1325,4 +1468,6 @@ PYBIND11_MODULE(_core, m) {
     bind_lookup_chain(m);
     bind_median(m);
     bind_guided(m);
+    bind_pwl_conv(m);
+    bind_pool_conv(m);
 }

@@ -21,7 +21,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -137,7 +136,14 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
         inv_cols[x] = 1.0 / static_cast<double>(std::min(W, x + r + 1) - (x >= r ? x - r : 0));
 
     // Pass 1: a and b per pixel, interleaved: ab[(y * W + x) * 2C + k], k < C is a_k, k >= C is b_(k-C).
-    std::unique_ptr<double[]> ab(new double[H * W * 2 * C]);  // every element is written by pass 1
+    // every element is written by pass 1; the calling thread's buffer, kept for its next call (no per-call
+    // allocation once grown; the helpers only write into it)
+    thread_local std::vector<double> ab_buf;
+    if (ab_buf.size() < H * W * 2 * C) ab_buf.resize(H * W * 2 * C);
+    struct {
+        double* p;
+        double* get() const { return p; }
+    } ab{ab_buf.data()};
     const std::size_t K1 = 2 + 2 * C;  // I, I*I, p_c..., I*p_c...
     parallel_for(bands, threads, min_bands, [&](std::size_t b0, std::size_t b1) {
         auto row = [&](std::size_t y, double* v) -> const double* {

@@ -57,6 +57,16 @@
 #include "parallel.hpp"
 #include "simd.hpp"
 
+// The one-step filter test has an AVX2 path (intrinsics in a target("avx2") function, picked at run time);
+// off where the clones are off (sanitizer builds test the portable loop), and off the compilers that lack it.
+#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define HYPERCHROMA_ONE_STEP_AVX2 1
+#include <immintrin.h>
+#else
+#define HYPERCHROMA_ONE_STEP_AVX2 0
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define HYPERCHROMA_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
 #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
@@ -88,17 +98,83 @@ inline const char* policy_name(Policy p) {
 
 constexpr std::uint8_t STATUS_MISS = 0, STATUS_HIT = 1, STATUS_CONFLICT = 2;
 
-// hash_key (keys.hpp) of n keys that share all words but one: `pre` is the hash state before that word
-// (hash_key's loop variable after the words in front of it), v[j] the word's value in key j, rest the
-// nrest words behind it. Plain loops over j, vectorized where the CPU allows (64-bit multiplies).
-HYPERCHROMA_CLONES inline void hash_one_word_variants(std::uint64_t pre, const std::uint64_t* v, std::size_t n,
-                                                      const std::uint64_t* rest, int nrest, std::uint64_t* out) {
-    for (std::size_t j = 0; j < n; ++j) out[j] = mix64(pre ^ v[j]) + 0x9e3779b97f4a7c15ULL;
-    for (int w = 0; w < nrest; ++w) {
-        const std::uint64_t k = rest[w];
-        for (std::size_t j = 0; j < n; ++j) out[j] = mix64(out[j] ^ k) + 0x9e3779b97f4a7c15ULL;
+// The table's hash of a packed key: simple tabulation by channel, h = XOR over channels c of T[c][level of c]
+// (T: random 64-bit words, mix64 of the channel and level). It is linear in XOR, so the hash of the key with one
+// channel's level changed from l to l' is h ^ T[c][l] ^ T[c][l'], one load from D (below): the one-step probes
+// (~2 * channels per key) need no rehashing. A whole key is hashed byte by byte through TB (the XOR of the T
+// words of the fields a byte holds) when fields do not straddle bytes (bits 1, 2, 4, 8), else channel by
+// channel. Simple tabulation gives linear probing constant expected probe lengths for any key set (Patrascu and
+// Thorup 2011). One shared, never freed instance per (channels, levels).
+struct Tabulation {
+    int bits = 1, fields_per_word = 64, words = 1, channels = 1;
+    bool by_bytes = false;
+    std::vector<std::uint64_t> T;   // channels x 2^bits
+    std::vector<std::uint64_t> TB;  // words * 8 x 256, when by_bytes
+    std::vector<std::uint64_t> D;   // channels x 2^bits x 2: T[c][v] ^ T[c][v - 1], T[c][v] ^ T[c][v + 1] (0 off the range)
+
+    explicit Tabulation(const KeyLayout& L)
+        : bits(L.bits), fields_per_word(L.fields_per_word), words(L.words), channels(L.channels),
+          by_bytes(8 % L.bits == 0) {
+        const std::size_t nv = std::size_t{1} << bits;
+        T.resize(static_cast<std::size_t>(channels) * nv);
+        for (std::size_t i = 0; i < T.size(); ++i) T[i] = mix64(0x2545f4914f6cdd1dULL + (i + 1) * 0x9e3779b97f4a7c15ULL);
+        D.assign(T.size() * 2, 0);
+        for (std::size_t c = 0; c < static_cast<std::size_t>(channels); ++c)
+            for (std::size_t v = 0; v < nv; ++v) {
+                const std::uint64_t t = T[c * nv + v];
+                if (v >= 1) D[(c * nv + v) * 2] = t ^ T[c * nv + v - 1];
+                if (v + 1 < nv) D[(c * nv + v) * 2 + 1] = t ^ T[c * nv + v + 1];
+            }
+        if (!by_bytes) return;
+        TB.assign(static_cast<std::size_t>(words) * 8 * 256, 0);
+        const int per_byte = 8 / bits;
+        const std::uint64_t fmask = nv - 1;
+        for (int w = 0; w < words; ++w)
+            for (int p = 0; p < 8; ++p)
+                for (std::uint64_t byte = 0; byte < 256; ++byte) {
+                    std::uint64_t h = 0;
+                    for (int f = 0; f < per_byte; ++f) {
+                        const int c = w * fields_per_word + p * per_byte + f;
+                        const std::uint64_t v = (byte >> (f * bits)) & fmask;
+                        if (p * per_byte + f < fields_per_word && c < channels) h ^= T[static_cast<std::size_t>(c) * nv + v];
+                        else if (v) h ^= mix64(~byte);  // stray bits of an invalid key: any fixed value (0 for 0)
+                    }
+                    TB[(static_cast<std::size_t>(w) * 8 + static_cast<std::size_t>(p)) * 256 + byte] = h;
+                }
     }
-}
+
+    std::uint64_t hash(const std::uint64_t* key) const {
+        std::uint64_t h = 0;
+        if (by_bytes) {
+            const std::uint64_t* t = TB.data();
+            for (int w = 0; w < words; ++w, t += 8 * 256) {  // all 8 bytes (a zero byte past the fields adds 0)
+                const std::uint64_t x = key[w];
+                std::uint64_t h0 = t[x & 255] ^ t[256 + ((x >> 8) & 255)];
+                std::uint64_t h1 = t[512 + ((x >> 16) & 255)] ^ t[768 + ((x >> 24) & 255)];
+                h0 ^= t[1024 + ((x >> 32) & 255)] ^ t[1280 + ((x >> 40) & 255)];
+                h1 ^= t[1536 + ((x >> 48) & 255)] ^ t[1792 + (x >> 56)];
+                h ^= h0 ^ h1;
+            }
+            return h;
+        }
+        const std::uint64_t fmask = (std::uint64_t{1} << bits) - 1;
+        for (int c = 0; c < channels; ++c) {
+            const int w = c / fields_per_word, sh = (c % fields_per_word) * bits;
+            h ^= T[(static_cast<std::size_t>(c) << bits) + ((key[w] >> sh) & fmask)];
+        }
+        return h;
+    }
+
+    static const Tabulation& of(const KeyLayout& L) {
+        static std::mutex m;
+        static std::vector<std::unique_ptr<Tabulation>> all;
+        std::lock_guard<std::mutex> lock(m);
+        for (const auto& t : all)
+            if (t->channels == L.channels && t->bits == L.bits) return *t;
+        all.push_back(std::make_unique<Tabulation>(L));
+        return *all.back();
+    }
+};
 
 class HashTable {
 public:
@@ -112,7 +188,7 @@ public:
     HashTable(int channels, int levels, Policy policy = Policy::mean, double tolerance = 12.0,
               std::size_t capacity = 0, double vote_bin = 10.0)
         : layout_(channels, levels), words_(layout_.words), stride_(static_cast<std::size_t>(layout_.words) + 1),
-          policy_(policy), tolerance_(tolerance), vote_bin_(vote_bin) {
+          policy_(policy), tolerance_(tolerance), vote_bin_(vote_bin), tab_(&Tabulation::of(layout_)) {
         if (!(std::isfinite(tolerance) && tolerance >= 0.0))
             throw std::invalid_argument("tolerance must be a finite number >= 0 (ab units), got " +
                                         std::to_string(tolerance));
@@ -164,10 +240,11 @@ public:
 
     // For each of n keys, the usable entries one quantization step away (one channel's level +-1, L2
     // distance 1: the nearest a missing key can have): ab = their mean color, hits = how many (<= 255).
-    // The key itself is not probed. Per key: all probe hashes at once (only the changed word and the words
-    // behind it are rehashed), then the presence filter (filter_) rejects most probes before the slot array
-    // is touched; keys go through a 4-stage pipeline (one_step_range) so filter words, slots and rows are
-    // prefetched a key or two before they are read. The sums are exact integers, so the result does not
+    // The key itself is not probed. Per key: all probe hashes at once (the key's tabulation hash with one
+    // channel's term swapped: one XOR each, see Tabulation), then the presence filter (filter_) rejects most
+    // probes before the slot array is touched (AVX2 where the CPU has it, the slots scanned 8 at a time); keys
+    // go through a 4-stage pipeline (one_step_range) so filter words, slots and rows are prefetched a key or
+    // two before they are read. The sums are exact integers, so the result does not
     // depend on the probe order or on threads.
     void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits,
                          int threads) const {
@@ -215,7 +292,7 @@ public:
         std::uint64_t ring[R];
         for (std::size_t i = 0; i < n + DD; ++i) {
             if (i < n) {
-                const std::uint64_t h = hash_key(keys + i * words_, words_);
+                const std::uint64_t h = hash(keys + i * words_);
                 ring[i % R] = h;
                 if (cap_) HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
             }
@@ -426,7 +503,7 @@ public:
             const std::uint64_t* key = s.keys.data() + i * w;
             if (meta_count(s.meta[i]) == 0) throw std::invalid_argument("state: an entry with count 0");
             if (acc && s.acc_counts[i] == 0) throw std::invalid_argument("state: an entry with no colors");
-            const std::uint64_t h = hash_key(key, t->words_);
+            const std::uint64_t h = t->hash(key);
             h32[i] = static_cast<std::uint32_t>(h);
             std::uint64_t pos = 0;
             if (t->find(key, h, &pos) != kEmpty) throw std::invalid_argument("state: duplicate keys");
@@ -478,7 +555,7 @@ public:
         const int w = t->words_;
         for (std::size_t i = 0; i < n; ++i) {
             const std::uint64_t* key = keys + i * w;
-            const std::uint64_t h = hash_key(key, w);
+            const std::uint64_t h = t->hash(key);
             std::uint64_t pos = 0;
             const std::uint32_t found = t->find(key, h, &pos);
             if (found != kEmpty)
@@ -508,6 +585,8 @@ public:
 
 private:
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
+
+    std::uint64_t hash(const std::uint64_t* key) const { return tab_->hash(key); }
     static constexpr int kChunkShift = 14;
     static constexpr std::size_t kChunkEntries = std::size_t{1} << kChunkShift, kChunkMask = kChunkEntries - 1;
     static constexpr std::uint64_t kM21 = (std::uint64_t{1} << 21) - 1;
@@ -659,7 +738,7 @@ private:
         std::uint64_t ring[R];
         for (std::size_t i = 0; i < size_ + D; ++i) {
             if (i < size_) {
-                const std::uint64_t h = hash_key(row(i), words_);
+                const std::uint64_t h = hash(row(i));
                 ring[i % R] = h;
                 HYPERCHROMA_PREFETCH(&ns[bucket_of(h, new_cap)]);
             }
@@ -770,7 +849,7 @@ private:
         if (bins_complete_ || policy_ != Policy::vote) return;
         for (std::size_t i = 0; i < size_; ++i) {
             const std::uint64_t m = row(i)[words_];
-            const auto h32 = static_cast<std::uint32_t>(hash_key(row(i), words_));
+            const auto h32 = static_cast<std::uint32_t>(hash(row(i)));
             bool inserted = false;
             VoteBin* r = vote_get(vote_key(static_cast<std::uint32_t>(i), bins_of(meta_a(m), meta_b(m))), h32,
                                   &inserted);
@@ -797,7 +876,7 @@ private:
             } else {
                 oa = seed_acc(om, &oe);
             }
-            const std::uint64_t h = hash_key(key, words_);
+            const std::uint64_t h = hash(key);
             std::uint64_t pos = 0;
             const std::uint32_t found = find(key, h, &pos);
             if (found == kEmpty) {
@@ -836,7 +915,7 @@ private:
         std::vector<std::uint32_t> remap(o.size_);
         for (std::size_t i = 0; i < o.size_; ++i) {
             const std::uint64_t* key = o.row(i);
-            const std::uint64_t h = hash_key(key, words_);
+            const std::uint64_t h = hash(key);
             std::uint64_t pos = 0;
             const std::uint32_t found = find(key, h, &pos);
             remap[i] = found != kEmpty ? found : add_entry(key, h, pos, key[words_]);
@@ -852,7 +931,7 @@ private:
             if (seen[i]) continue;  // o has no bin data for this entry: its stored color, `count` times
             const std::uint64_t m = o.row(i)[words_];
             const std::int64_t c = meta_count(m);
-            add_votes(remap[i], static_cast<std::uint32_t>(hash_key(o.row(i), words_)),
+            add_votes(remap[i], static_cast<std::uint32_t>(hash(o.row(i))),
                       bins_of(meta_a(m), meta_b(m)), static_cast<std::uint32_t>(c), meta_a(m) * c, meta_b(m) * c);
         }
         // The touched entries' top bins (most votes, then the smaller bin) and totals, from all their records.
@@ -979,7 +1058,7 @@ private:
         const float inv = 1.0f / static_cast<float>(kAbScale);
         for (std::size_t i = b; i < e + D; ++i) {
             if (i < e) {
-                const std::uint64_t h = hash_key(keys + i * words_, words_);
+                const std::uint64_t h = hash(keys + i * words_);
                 ring[i % R] = h;
                 HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
             }
@@ -1004,95 +1083,199 @@ private:
         }
     }
 
-    // ---- one-step kernel, a pipeline over keys. Stage A (key i): the probes' changed word values wv
-    // (grouped by the word they change) and hashes hv, prefetch of their filter words. Stage B (key i - 1):
-    // filter test; survivors (hash, word index, value) are kept and their slots prefetched. Stage C (key
-    // i - 2): the survivors' first tag-matching entries, rows prefetched. Stage D (key i - 3): key compare, sum
-    // the usable entries' colors.
+    // ---- one-step kernel, a pipeline over keys. Stage A (key i): the key's hash h, then the hash of every
+    // probe, h ^ D[channel, level, direction] (AVX2 where the CPU has it: four channels at a time), and which
+    // probes exist (the level stays in 0 .. levels - 1); filter words are prefetched when the filter is larger
+    // than a core's cache. Stage B (key i - 1): filter test of all probes at once (AVX2 where the CPU has it:
+    // four 64-bit lanes, gathered filter words); survivors (probe, hash) are kept and their slots prefetched.
+    // Stage C (key i - 2): the survivors' first tag-matching entries, rows prefetched. Stage D (key i - 3): key
+    // compare, sum the usable entries' colors.
     struct OneStepBuf {
-        std::vector<std::uint64_t> wv, hv;
-        std::vector<int> seg;  // probes of word w are [seg[w], seg[w + 1])
-        std::vector<std::uint64_t> sh, sv;  // survivors: hash, new word value
-        std::vector<int> sw;                // survivors: word index
+        std::vector<std::uint64_t> hv, ok;  // per probe: hash; ~0 when the probe exists, else 0
+        std::vector<std::uint64_t> fw;      // per probe: its filter word (AVX2 path)
+        std::vector<std::uint32_t> sj;      // survivors: probe index (their hash: hv[sj])
         std::vector<std::uint32_t> si;      // survivors: first tag-matching entry (stage C), or kEmpty
         std::size_t ns = 0;
     };
+    static constexpr std::size_t kFilterCacheBytes = std::size_t{256} << 10;
+    // Probe j < channels: channel j one level down; j >= channels: channel j - channels one level up.
     void one_step_hash(const std::uint64_t* key, OneStepBuf& q) const {
         const KeyLayout& L = layout_;
         const std::uint64_t fmask = L.field_mask();
         const std::uint64_t lv = static_cast<std::uint64_t>(L.levels);
-        std::size_t np = 0;
-        std::uint64_t pre = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(words_);
-        std::uint64_t* out = q.wv.data();
-        for (int w = 0, c0 = 0; w < words_; ++w, c0 += L.fields_per_word) {
-            q.seg[w] = static_cast<int>(np);
+        const std::uint64_t h = hash(key);
+        const std::uint64_t* D = tab_->D.data();
+        const std::size_t C = static_cast<std::size_t>(L.channels);
+        std::uint64_t* hv = q.hv.data();
+        std::uint64_t* ok = q.ok.data();
+        for (int w = 0, c = 0; w < words_; ++w) {
             const std::uint64_t word = key[w];
-            const int fields = std::min(L.fields_per_word, L.channels - c0);
-            for (int f = 0, sh = 0; f < fields; ++f, sh += L.bits) {
-                const std::uint64_t level = (word >> sh) & fmask, one = std::uint64_t{1} << sh;
-                // level - 1 when level >= 1 (and level - 1 < levels), level + 1 when level + 1 < levels: then
-                // no borrow or carry leaves the field
-                out[np] = word - one;
-                np += (level >= 1) & (level - 1 < lv);
-                out[np] = word + one;
-                np += level + 1 < lv;
+            const int fields = std::min(L.fields_per_word, L.channels - c);
+            int f = 0;
+#if HYPERCHROMA_ONE_STEP_AVX2
+            if (avx2_) f = one_step_hash_avx2(word, fields, c, h, q);
+#endif
+            for (int sh = f * L.bits; f < fields; ++f, sh += L.bits) {
+                const std::size_t cc = static_cast<std::size_t>(c + f);
+                const std::uint64_t level = (word >> sh) & fmask;
+                const std::size_t d = ((cc << L.bits) + level) * 2;
+                hv[cc] = h ^ D[d];
+                hv[C + cc] = h ^ D[d + 1];
+                ok[cc] = std::uint64_t{0} - static_cast<std::uint64_t>((level >= 1) & (level - 1 < lv));
+                ok[C + cc] = std::uint64_t{0} - static_cast<std::uint64_t>(level + 1 < lv);
             }
-            const std::size_t b = static_cast<std::size_t>(q.seg[w]);
-            hash_one_word_variants(pre, out + b, np - b, key + w + 1, words_ - w - 1, q.hv.data() + b);
-            pre = mix64(pre ^ word) + 0x9e3779b97f4a7c15ULL;
+            c += fields;
         }
-        q.seg[words_] = static_cast<int>(np);
-        for (std::size_t j = 0; j < np; ++j) HYPERCHROMA_PREFETCH(&filter_[filter_word(q.hv[j])]);
+        if (filter_.size() * sizeof(std::uint64_t) > kFilterCacheBytes)
+            for (std::size_t j = 0; j < 2 * C; ++j) HYPERCHROMA_PREFETCH(&filter_[filter_word(hv[j])]);
     }
-    void one_step_filter(OneStepBuf& q) const {
-        std::size_t ns = 0;
-        for (int w = 0; w < words_; ++w) {
-            for (int j = q.seg[w]; j < q.seg[w + 1]; ++j) {
-                const std::uint64_t h = q.hv[j];
-                const std::uint64_t m = filter_mask(h);
-                if ((filter_[filter_word(h)] & m) != m) continue;
-                HYPERCHROMA_PREFETCH(&slots_[bucket(h)]);
-                q.sh[ns] = h;
-                q.sv[ns] = q.wv[j];
-                q.sw[ns] = w;
-                ++ns;
-            }
+#if HYPERCHROMA_ONE_STEP_AVX2
+    // one_step_hash for fields [0, fields rounded down to 4) of one word (channels c0 ...), four at a time;
+    // returns where it stopped.
+    __attribute__((target("avx2"))) int one_step_hash_avx2(std::uint64_t word, int fields, int c0, std::uint64_t h,
+                                                          OneStepBuf& q) const {
+        const KeyLayout& L = layout_;
+        const std::size_t C = static_cast<std::size_t>(L.channels);
+        const long long* D = reinterpret_cast<const long long*>(tab_->D.data());
+        const __m256i wv = _mm256_set1_epi64x(static_cast<long long>(word));
+        const __m256i hvv = _mm256_set1_epi64x(static_cast<long long>(h));
+        const __m256i fm = _mm256_set1_epi64x(static_cast<long long>(L.field_mask()));
+        const __m256i lvp1 = _mm256_set1_epi64x(L.levels + 1), lvm1 = _mm256_set1_epi64x(L.levels - 1);
+        const __m256i zero = _mm256_setzero_si256();
+        const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+        const __m256i bits = _mm256_set1_epi64x(L.bits);
+        int f = 0;
+        for (; f + 4 <= fields; f += 4) {
+            const __m256i fi = _mm256_add_epi64(_mm256_set1_epi64x(f), lane);
+            const __m256i shift = _mm256_mul_epu32(fi, bits);
+            const __m256i level = _mm256_and_si256(_mm256_srlv_epi64(wv, shift), fm);
+            const __m256i cc = _mm256_add_epi64(_mm256_set1_epi64x(c0), fi);
+            const __m256i d = _mm256_slli_epi64(_mm256_add_epi64(_mm256_sll_epi64(cc, _mm_cvtsi32_si128(L.bits)), level), 1);
+            const __m256i dn = _mm256_xor_si256(hvv, _mm256_i64gather_epi64(D, d, 8));
+            const __m256i up = _mm256_xor_si256(hvv, _mm256_i64gather_epi64(D + 1, d, 8));
+            // down exists when 1 <= level <= levels, up when level < levels - 1 (signed compares of small values)
+            const __m256i okd = _mm256_and_si256(_mm256_cmpgt_epi64(level, zero), _mm256_cmpgt_epi64(lvp1, level));
+            const __m256i oku = _mm256_cmpgt_epi64(lvm1, level);
+            const std::size_t c = static_cast<std::size_t>(c0 + f);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.hv.data() + c), dn);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.hv.data() + C + c), up);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.ok.data() + c), okd);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(q.ok.data() + C + c), oku);
         }
+        return f;
+    }
+#endif
+    void one_step_filter(OneStepBuf& q) const {
+        const std::size_t np = 2 * static_cast<std::size_t>(layout_.channels);
+        std::size_t ns = 0, j = 0;
+#if HYPERCHROMA_ONE_STEP_AVX2
+        if (avx2_) ns = one_step_filter_avx2(q, np, &j);
+#endif
+        for (; j < np; ++j) {
+            const std::uint64_t h = q.hv[j];
+            const std::uint64_t m = filter_mask(h);
+            q.sj[ns] = static_cast<std::uint32_t>(j);
+            ns += ((filter_[filter_word(h)] & m) == m) & (q.ok[j] != 0);
+        }
+        for (std::size_t k = 0; k < ns; ++k) HYPERCHROMA_PREFETCH(&slots_[bucket(q.hv[q.sj[k]])]);
         q.ns = ns;
     }
+#if HYPERCHROMA_ONE_STEP_AVX2
+    // kPack4[m]: the indices of the set bits of m (4 bits), then zeros.
+    static constexpr std::uint32_t kPack4[16][4] = {
+        {0, 0, 0, 0}, {0, 0, 0, 0}, {1, 0, 0, 0}, {0, 1, 0, 0}, {2, 0, 0, 0}, {0, 2, 0, 0}, {1, 2, 0, 0},
+        {0, 1, 2, 0}, {3, 0, 0, 0}, {0, 3, 0, 0}, {1, 3, 0, 0}, {0, 1, 3, 0}, {2, 3, 0, 0}, {0, 2, 3, 0},
+        {1, 2, 3, 0}, {0, 1, 2, 3}};
+    // The filter test of probes [0, np rounded down to 4), four at a time; *done = where it stopped.
+    __attribute__((target("avx2"))) std::size_t one_step_filter_avx2(OneStepBuf& q, std::size_t np,
+                                                                   std::size_t* done) const {
+        const __m256i m63 = _mm256_set1_epi64x(63), one = _mm256_set1_epi64x(1);
+        // the filter words by scalar loads (Zen's 64-bit gathers are slower than four loads)
+        std::uint64_t* fw = q.fw.data();
+        for (std::size_t k = 0; k < np; ++k) fw[k] = filter_[filter_word(q.hv[k])];
+        std::size_t ns = 0, j = 0;
+        for (; j + 4 <= np; j += 4) {
+            const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.hv.data() + j));
+            const __m256i okv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.ok.data() + j));
+            const __m256i words = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(fw + j));
+            const __m256i m = _mm256_or_si256(
+                _mm256_or_si256(_mm256_sllv_epi64(one, _mm256_and_si256(h, m63)),
+                                _mm256_sllv_epi64(one, _mm256_and_si256(_mm256_srli_epi64(h, 6), m63))),
+                _mm256_sllv_epi64(one, _mm256_and_si256(_mm256_srli_epi64(h, 12), m63)));
+            const __m256i pass = _mm256_and_si256(_mm256_cmpeq_epi64(_mm256_and_si256(words, m), m), okv);
+            const unsigned bits = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(pass)));
+            // left-pack the passing lanes' probe indices (branch-free: 4 written, popcount kept)
+            const __m128i lanes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kPack4[bits]));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(q.sj.data() + ns),
+                             _mm_add_epi32(lanes, _mm_set1_epi32(static_cast<int>(j))));
+            ns += static_cast<std::size_t>(__builtin_popcount(bits));
+        }
+        *done = j;
+        return ns;
+    }
+#endif
     // Stage C: the first entry whose tag matches before an empty slot (kEmpty: the key is absent); its
     // row is prefetched.
     void one_step_slots(OneStepBuf& q) const {
         for (std::size_t j = 0; j < q.ns; ++j) {
-            const std::uint64_t h = q.sh[j];
-            std::uint64_t pos = bucket(h);
-            const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
-            std::uint32_t idx = kEmpty;
-            for (;;) {
-                const std::uint32_t s = slots_[pos];
-                if (s == kEmpty) break;
-                if ((s & tag_mask_) == tag) {
-                    idx = s & idx_mask_;
-                    HYPERCHROMA_PREFETCH(row(idx));
-                    break;
-                }
-                if (++pos == cap_) pos = 0;
-            }
+            const std::uint64_t h = q.hv[q.sj[j]];
+#if HYPERCHROMA_ONE_STEP_AVX2
+            const std::uint32_t idx = avx2_ ? first_tag_avx2(h) : first_tag(h, bucket(h));
+#else
+            const std::uint32_t idx = first_tag(h, bucket(h));
+#endif
+            if (idx != kEmpty) HYPERCHROMA_PREFETCH(row(idx));
             q.si[j] = idx;
         }
     }
+    // The first entry whose tag matches h's in its probe sequence from pos, before an empty slot, or kEmpty.
+    std::uint32_t first_tag(std::uint64_t h, std::uint64_t pos) const {
+        const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
+        for (;;) {
+            const std::uint32_t s = slots_[pos];
+            if (s == kEmpty) return kEmpty;
+            if ((s & tag_mask_) == tag) return s & idx_mask_;
+            if (++pos == cap_) pos = 0;
+        }
+    }
+#if HYPERCHROMA_ONE_STEP_AVX2
+    // first_tag, 8 slots at a time (a miss at load 0.8 scans ~13 slots); the scalar loop near the array's end.
+    __attribute__((target("avx2"))) std::uint32_t first_tag_avx2(std::uint64_t h) const {
+        std::uint64_t pos = bucket(h);
+        const std::uint32_t tag = static_cast<std::uint32_t>(h) & tag_mask_;
+        const __m256i tagv = _mm256_set1_epi32(static_cast<int>(tag));
+        const __m256i tmask = _mm256_set1_epi32(static_cast<int>(tag_mask_));
+        const __m256i empty = _mm256_set1_epi32(-1);
+        while (pos + 8 <= cap_) {
+            const __m256i sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(slots_.data() + pos));
+            const unsigned me = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(sv, empty))));
+            const unsigned mt = static_cast<unsigned>(_mm256_movemask_ps(
+                                    _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(sv, tmask), tagv)))) & ~me;
+            if (me | mt) {
+                const int k = __builtin_ctz(me | mt);
+                return (mt >> k) & 1 ? slots_[pos + static_cast<std::uint64_t>(k)] & idx_mask_ : kEmpty;
+            }
+            pos += 8;
+        }
+        return first_tag(h, pos == cap_ ? 0 : pos);
+    }
+#endif
     // Stage D: compare keys (find() again in the rare case of a tag match on another key), sum the colors.
     void one_step_probe(const std::uint64_t* key, const OneStepBuf& q, std::uint64_t* probe, float* ab,
                         std::uint8_t* hits) const {
         std::int64_t sa = 0, sb = 0;
         int found = 0;
         std::copy(key, key + words_, probe);
+        const KeyLayout& L = layout_;
         for (std::size_t j = 0; j < q.ns; ++j) {
             std::uint32_t idx = q.si[j];
             if (idx == kEmpty) continue;
-            const int w = q.sw[j];
-            probe[w] = q.sv[j];
-            if (!keys_equal(row(idx), probe, words_)) idx = find(probe, q.sh[j], nullptr);
+            const bool up = q.sj[j] >= static_cast<std::uint32_t>(L.channels);
+            const int c = static_cast<int>(q.sj[j]) - (up ? L.channels : 0);
+            const int w = c / L.fields_per_word;
+            const std::uint64_t step = std::uint64_t{1} << ((c % L.fields_per_word) * L.bits);
+            probe[w] = up ? key[w] + step : key[w] - step;
+            if (!keys_equal(row(idx), probe, words_)) idx = find(probe, q.hv[q.sj[j]], nullptr);
             probe[w] = key[w];
             if (idx != kEmpty) {
                 const std::uint64_t meta = row(idx)[words_];
@@ -1113,12 +1296,10 @@ private:
         constexpr std::size_t R = 4;  // buffers in flight (>= 4 stages)
         OneStepBuf q[R];
         for (auto& x : q) {
-            x.wv.resize(maxp + 1);  // + 1: the branch-free compaction writes one past the last probe
-            x.hv.resize(maxp + 1);
-            x.seg.resize(static_cast<std::size_t>(words_) + 1);
-            x.sh.resize(maxp);
-            x.sv.resize(maxp);
-            x.sw.resize(maxp);
+            x.hv.resize(maxp);
+            x.ok.resize(maxp);
+            x.fw.resize(maxp);
+            x.sj.resize(maxp + 4);  // + 4: the branch-free compactions write past the last survivor
             x.si.resize(maxp);
         }
         std::vector<std::uint64_t> probe(words_);
@@ -1138,6 +1319,10 @@ private:
     std::size_t stride_;
     Policy policy_;
     double tolerance_, vote_bin_, tol2_ = 0;
+    const Tabulation* tab_;  // Tabulation::of(layout_), shared
+#if HYPERCHROMA_ONE_STEP_AVX2
+    bool avx2_ = __builtin_cpu_supports("avx2");
+#endif
 
     std::size_t size_ = 0;
     std::vector<std::vector<std::uint64_t>> chunks_;

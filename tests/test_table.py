@@ -532,7 +532,7 @@ def check_one_step(t, queries):
 
 # levels 2, 3, 4 (and 5: 3-bit fields, a spare bit per word); channel counts at and across word borders
 ONE_STEP_LAYOUTS = [(1, 2), (63, 2), (64, 2), (65, 2), (130, 2), (31, 3), (32, 3), (33, 3), (56, 3),
-                    (70, 3), (33, 4), (100, 4), (22, 5)]
+                    (70, 3), (33, 4), (100, 4), (22, 5), (7, 9), (10, 16), (9, 200)]
 
 
 @pytest.mark.parametrize("channels,levels", ONE_STEP_LAYOUTS)
@@ -766,3 +766,21 @@ def test_merge_rejects_bad_input():
     with pytest.raises(ValueError, match="state"):
         core.Table.from_state(56, 3, "mean", 12.0, 10.0, state)
     assert len(t) == 10
+
+
+def test_lookup_one_step_large_table():
+    """A table whose presence filter is larger than a core's cache (the kernel then prefetches filter words):
+    queries one step from stored keys, and random ones, against the reference."""
+    rng = np.random.default_rng(77)
+    channels, levels, n = 56, 3, 300_000
+    stored = np.unique(rng.integers(0, levels, size=(n, channels), dtype=np.uint8), axis=0)
+    keys = core.pack_keys(stored, levels)
+    t = core.Table(channels, levels, "mean")
+    t.insert(keys, rng.uniform(-100, 100, size=(len(keys), 2)).astype(np.float32))
+    near = stored[:60].copy()
+    near[np.arange(60), rng.integers(0, channels, 60)] ^= 1  # a level 0 <-> 1 or 2 <-> 3 (then invalid: fixed)
+    near[near >= levels] = levels - 1
+    queries = core.pack_keys(np.concatenate([near, rng.integers(0, levels, size=(40, channels), dtype=np.uint8)]),
+                             levels)
+    assert check_one_step(t, queries)[:60].max() >= 1
+

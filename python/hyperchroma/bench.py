@@ -80,6 +80,7 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
     for g in work:
         model.colorize(g)
     single = len(work) / (time.perf_counter() - t0)
+    model.colorize_batch(work[:2])  # warm up its workers' sessions (one per thread share), as for single calls
     t0 = time.perf_counter()
     model.colorize_batch(work)
     batched = len(work) / (time.perf_counter() - t0)

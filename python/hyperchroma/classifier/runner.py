@@ -17,6 +17,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import choice as tap_choice
+from . import fused
 from .choice import TapChoice
 from .geometry import PROBE_SIZE, Geometry, probe_geometry
 from .graph import finish, prepare
@@ -193,6 +194,9 @@ class Classifier:
         self._run_options = load_ort().RunOptions()
         self._run_options.log_severity_level = ORT_LOG_SEVERITY
         self._provider = self._session.get_providers()[0]
+        # on the CPU, the first 1x1 conv + ReLU + KxK conv in one C++ pass (fused.py); a GPU runs the graph whole
+        self._fusion = fused.plan(self._model_bytes) if self._provider == "CPUExecutionProvider" else None
+        self._fused_sessions: dict[int | None, tuple[Any, Any]] = {}
 
     def _make_session(self, data: bytes, providers: list[Any], threads: int | None = None) -> Any:
         rt = load_ort()
@@ -226,6 +230,94 @@ class Classifier:
             with self._lock:
                 session = self._sessions.setdefault(threads, session)
         return session
+
+    def _fused_pair(self, threads: int | None) -> tuple[Any, Any]:
+        """The (before, after) sessions of the fused split for ``threads`` intra-op threads (see :mod:`.fused`)."""
+        key = self._threads if threads is None else threads
+        with self._lock:
+            pair = self._fused_sessions.get(key)
+        if pair is None:
+            f = self._fusion
+            assert f is not None
+            before = self._make_session(f.before, self._resolved, key)
+            after = self._make_session(f.after, self._resolved, key) if f.after is not None else None
+            with self._lock:
+                pair = self._fused_sessions.setdefault(key, (before, after))
+        return pair
+
+    def _run_fused(self, x: np.ndarray, shapes: list[tuple[int, int, int]] | None, outs: list[np.ndarray] | None,
+                   threads: int | None) -> list[np.ndarray]:
+        """The taps of the (n, 1, H, W) input ``x`` through the fused split: the part of the graph before the
+        fused convolution, ``core.pwl_conv``, the part after it. ``outs``: (n, C, h, w) arrays to write into
+        (their shapes ``shapes``, known after the first run at a size), or None to let ONNX Runtime allocate."""
+        from .. import core
+
+        f = self._fusion
+        assert f is not None
+        before, after = self._fused_pair(threads)
+        n, _, H, W = x.shape
+        sizes: dict[tuple[int, int, int], dict[str, np.ndarray]] | None = getattr(self._local, "fused", None)
+        if sizes is None:
+            sizes = self._local.fused = {}
+        scratch = sizes.get((n, H, W))  # this thread's buffers for this input size
+        if scratch is None:
+            if len(sizes) >= 8:  # many image sizes: keep the memory bounded
+                sizes.clear()
+            scratch = sizes[(n, H, W)] = {}
+        L = scratch.get("L")
+        if L is None:
+            L = scratch["L"] = np.empty((n, 1, H, W), np.float32)
+        by_name = dict(zip(self._output_names, outs)) if outs is not None else {}
+        b = before.io_binding()
+        b.bind_cpu_input(self._input_name, x)
+        b.bind_output(f.l_name, "cpu", 0, np.float32, list(L.shape), L.ctypes.data)
+        for name in f.before_outputs:
+            if name in by_name:
+                arr = by_name[name]
+                b.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+            else:
+                b.bind_output(name, "cpu")
+        self._run(before, b, x.shape)
+        got = dict(zip(f.before_outputs, [np.ascontiguousarray(a, dtype=np.float32)
+                                          for a in b.copy_outputs_to_cpu()[1:]])) if not by_name else {}
+        kthreads = threads if threads else (self._threads or 0)
+        mid = by_name.get(f.mid_name)
+        if mid is None:
+            mid = scratch.get(f.mid_name)
+            if mid is None:
+                mid = scratch[f.mid_name] = np.empty((n, f.mid_channels, H, W), np.float32)
+        core.pwl_conv(L.reshape(n, H, W), f.breaks, f.A, f.B, f.bias, f.pads[0], f.pads[1], out=mid, threads=kthreads)
+        got[f.mid_name] = mid
+        cut_arr = mid
+        for st in f.stages:  # the (pool +) convolutions after it, in C++ too
+            Hs, Ws = cut_arr.shape[2:]
+            shape = (n, st.channels, Hs // 2, Ws // 2) if st.pool else (n, st.channels, Hs, Ws)
+            dst = by_name.get(st.name)
+            if dst is None:
+                dst = scratch.get(st.name)
+                if dst is None:
+                    dst = scratch[st.name] = np.empty(shape, np.float32)
+            core.pool_conv(cut_arr, st.weights, st.bias, st.pads[0], st.pads[1], pool=st.pool, out=dst,
+                           threads=kthreads)
+            got[st.name] = dst
+            cut_arr = dst
+        if after is not None:
+            a = after.io_binding()
+            a.bind_cpu_input(f.cut, cut_arr)
+            for name in f.after_outputs:
+                if name in by_name:
+                    arr = by_name[name]
+                    a.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+                else:
+                    a.bind_output(name, "cpu")
+            self._run(after, a, cut_arr.shape)
+            if not by_name:
+                got.update(zip(f.after_outputs, [np.ascontiguousarray(v, dtype=np.float32)
+                                                 for v in a.copy_outputs_to_cpu()]))
+        if outs is not None:
+            return list(outs)
+        scratched = {f.mid_name} | {st.name for st in f.stages}  # held in this thread's scratch: copied out
+        return [got[name].copy() if name in scratched else got[name] for name in self._output_names]
 
     def _probe(self, session: Any, static: tuple[int | None, int | None] | None
                ) -> tuple[Geometry, list[TapInfo], list[np.ndarray]]:
@@ -325,6 +417,20 @@ class Classifier:
     def threads(self) -> int | None:
         return self._threads
 
+    @property
+    def fused(self) -> bool:
+        """Whether :meth:`run` computes the graph's leading 1x1 conv + ReLU + KxK conv in one C++ pass, and the
+        2x2 max pool + conv after it (:mod:`.fused`: the shipped classifier on the CPU; taps equal to the whole
+        graph's up to float rounding). Set it to False to run the graph whole (as the GPU does)."""
+        return self._fusion is not None
+
+    @fused.setter
+    def fused(self, on: bool) -> None:
+        if not on:
+            self._fusion = None
+        elif self._fusion is None and self._provider == "CPUExecutionProvider":
+            self._fusion = fused.plan(self._model_bytes)
+
     def __repr__(self) -> str:
         taps = ", ".join(f"{t.name}:{t.channels}@{t.stride}" for t in self._taps)
         return f"Classifier({self._origin!r}, provider={self._provider!r}, taps=[{taps}], identity={self._identity[:12]})"
@@ -421,6 +527,8 @@ class Classifier:
 
         with self._lock:
             shapes = self._shapes.get((h, w))
+        if self._fusion is not None:
+            return self._run_split(x, n, h, w, single, shapes, out, threads)
         session = self._session_for(threads)
         binding = session.io_binding()
         binding.bind_cpu_input(self._input_name, x)
@@ -452,6 +560,34 @@ class Classifier:
             self._run(session, binding, x.shape)
             if out is not None:
                 return outs
+        if single:
+            return [a.reshape(a.shape[1:]) for a in outs]
+        return outs
+
+    def _run_split(self, x: np.ndarray, n: int, h: int, w: int, single: bool, shapes: Any, out: Any,
+                   threads: int | None) -> list[np.ndarray]:
+        """:meth:`run` through the fused split (same outputs, same buffer rules)."""
+        if shapes is None:
+            outs = self._run_fused(x, None, None, threads)
+            with self._lock:
+                if len(self._shapes) >= 64:
+                    self._shapes.pop(next(iter(self._shapes)))
+                self._shapes[(h, w)] = [(int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in outs]
+            if out is not None:
+                self._check_out(out, [a.shape[1:] if single else a.shape for a in outs])
+                for dst, src in zip(out, outs):
+                    dst.reshape(src.shape)[...] = src
+                return list(out)
+        else:
+            full = [(n, *s) for s in shapes]
+            if out is not None:
+                self._check_out(out, [s[1:] if single else s for s in full])
+                outs = [a.reshape(s) for a, s in zip(out, full)]
+            else:
+                outs = [np.empty(s, np.float32) for s in full]
+            self._run_fused(x, shapes, outs, threads)
+            if out is not None:
+                return list(out)
         if single:
             return [a.reshape(a.shape[1:]) for a in outs]
         return outs

@@ -1305,6 +1305,32 @@ void bind_guided(py::module_& m) {
 }
 
 // ---------------------------------------------------------------- fused 1x1 + ReLU + KxK convolution (pwl_conv.hpp)
+// The conv kernels' shared checks: leading pads of a KxK kernel, and the (N,C,H,W) float32 output (new, or the
+// caller's `out` when it has exactly that shape and can be written).
+void check_conv_pads(const char* fn, int pad_top, int pad_left, int K, int threads) {
+    if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
+        throw std::invalid_argument(std::string(fn) + ": pads must be in 0.." + std::to_string(K - 1));
+    if (threads < 0)
+        throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+}
+
+py::array_t<float> conv_out(const char* fn, const py::object& out_obj, std::size_t N, std::size_t C, std::size_t H,
+                            std::size_t W) {
+    if (out_obj.is_none())
+        return py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(C),
+                                   static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W)});
+    if (!py::isinstance<py::array_t<float>>(out_obj))
+        throw std::invalid_argument(std::string(fn) + ": out: expected a float32 numpy array");
+    auto out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
+    if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 ||
+        static_cast<std::size_t>(out.shape(0)) != N || static_cast<std::size_t>(out.shape(1)) != C ||
+        static_cast<std::size_t>(out.shape(2)) != H || static_cast<std::size_t>(out.shape(3)) != W)
+        throw std::invalid_argument(std::string(fn) + ": out: expected a writeable C-contiguous float32 array of shape (" +
+                                    std::to_string(N) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
+                                    std::to_string(W) + ")");
+    return out;
+}
+
 void bind_pwl_conv(py::module_& m) {
     m.def(
         "pwl_conv",
@@ -1339,29 +1365,11 @@ void bind_pwl_conv(py::module_& m) {
             if (bias.ndim() != 1 || bias.shape(0) < 1 || bias.shape(0) > CP)
                 throw std::invalid_argument("pwl_conv: bias: expected (Cout,) float32 with Cout <= " +
                                             std::to_string(CP) + ", got shape " + shape_str(bias));
-            if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
-                throw std::invalid_argument("pwl_conv: pads must be in 0.." + std::to_string(K - 1));
-            if (threads < 0)
-                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            check_conv_pads("pwl_conv", pad_top, pad_left, K, threads);
             const auto N = static_cast<std::size_t>(L.shape(0)), H = static_cast<std::size_t>(L.shape(1)),
                        W = static_cast<std::size_t>(L.shape(2));
             const auto cout = static_cast<std::size_t>(bias.shape(0));
-            py::array_t<float> out;
-            if (out_obj.is_none()) {
-                out = py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(cout),
-                                          static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W)});
-            } else {
-                if (!py::isinstance<py::array_t<float>>(out_obj))
-                    throw std::invalid_argument("pwl_conv: out: expected a float32 numpy array");
-                out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
-                if (!(out.flags() & py::array::c_style) ||
-                    !out.writeable() || out.ndim() != 4 || static_cast<std::size_t>(out.shape(0)) != N ||
-                    static_cast<std::size_t>(out.shape(1)) != cout || static_cast<std::size_t>(out.shape(2)) != H ||
-                    static_cast<std::size_t>(out.shape(3)) != W)
-                    throw std::invalid_argument("pwl_conv: out: expected a writeable C-contiguous float32 array of "
-                                                "shape (" + std::to_string(N) + "," + std::to_string(cout) + "," +
-                                                std::to_string(H) + "," + std::to_string(W) + ")");
-            }
+            py::array_t<float> out = conv_out("pwl_conv", out_obj, N, cout, H, W);
             PwlConv p;
             p.K = K, p.pad_top = pad_top, p.pad_left = pad_left, p.segments = S;
             p.cout = static_cast<int>(cout), p.cpad = CP;
@@ -1402,31 +1410,14 @@ void bind_pool_conv(py::module_& m) {
             if (bias.ndim() != 1 || bias.shape(0) != w.shape(0))
                 throw std::invalid_argument("pool_conv: bias: expected (" + std::to_string(w.shape(0)) +
                                             ",) float32, got shape " + shape_str(bias));
-            if (pad_top < 0 || pad_top > K - 1 || pad_left < 0 || pad_left > K - 1)
-                throw std::invalid_argument("pool_conv: pads must be in 0.." + std::to_string(K - 1));
-            if (threads < 0)
-                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            check_conv_pads("pool_conv", pad_top, pad_left, K, threads);
             const auto N = static_cast<std::size_t>(x.shape(0)), C = static_cast<std::size_t>(x.shape(1)),
                        H = static_cast<std::size_t>(x.shape(2)), W = static_cast<std::size_t>(x.shape(3));
             const std::size_t Ho = pool ? H / 2 : H, Wo = pool ? W / 2 : W;
             if (Ho < 1 || Wo < 1)
                 throw std::invalid_argument("pool_conv: x: too small to pool, shape " + shape_str(x));
             const auto cout = static_cast<std::size_t>(w.shape(0));
-            py::array_t<float> out;
-            if (out_obj.is_none()) {
-                out = py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(cout),
-                                          static_cast<py::ssize_t>(Ho), static_cast<py::ssize_t>(Wo)});
-            } else {
-                if (!py::isinstance<py::array_t<float>>(out_obj))
-                    throw std::invalid_argument("pool_conv: out: expected a float32 numpy array");
-                out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
-                if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 ||
-                    static_cast<std::size_t>(out.shape(0)) != N || static_cast<std::size_t>(out.shape(1)) != cout ||
-                    static_cast<std::size_t>(out.shape(2)) != Ho || static_cast<std::size_t>(out.shape(3)) != Wo)
-                    throw std::invalid_argument("pool_conv: out: expected a writeable C-contiguous float32 array of "
-                                                "shape (" + std::to_string(N) + "," + std::to_string(cout) + "," +
-                                                std::to_string(Ho) + "," + std::to_string(Wo) + ")");
-            }
+            py::array_t<float> out = conv_out("pool_conv", out_obj, N, cout, Ho, Wo);
             PoolConv p;
             p.cin = static_cast<int>(C), p.cout = static_cast<int>(cout), p.K = K;
             p.pad_top = pad_top, p.pad_left = pad_left, p.pool = pool;

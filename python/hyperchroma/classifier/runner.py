@@ -538,28 +538,18 @@ class Classifier:
                 binding.bind_output(name, "cpu")
             self._run(session, binding, x.shape)
             outs = [np.ascontiguousarray(a, dtype=np.float32) for a in binding.copy_outputs_to_cpu()]
-            with self._lock:
-                if len(self._shapes) >= 64:
-                    self._shapes.pop(next(iter(self._shapes)))
-                self._shapes[(h, w)] = [(int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in outs]
+            outs = self._first_outputs(h, w, outs, out, single)
             if out is not None:
-                self._check_out(out, [a.shape[1:] if single else a.shape for a in outs])
-                for dst, src in zip(out, outs):
-                    dst.reshape(src.shape)[...] = src
-                return list(out)
+                return outs
         else:
             # later runs: onnxruntime writes straight into the arrays returned (or the caller's `out`)
             full = [(n, *s) for s in shapes]
-            if out is not None:
-                self._check_out(out, [s[1:] if single else s for s in full])
-                outs = list(out)
-            else:
-                outs = [np.empty(s, np.float32) for s in full]
+            outs = self._later_buffers(full, out, single)
             for name, arr, s in zip(self._output_names, outs, full):
                 binding.bind_output(name, "cpu", 0, np.float32, list(s), arr.ctypes.data)
             self._run(session, binding, x.shape)
             if out is not None:
-                return outs
+                return list(out)
         if single:
             return [a.reshape(a.shape[1:]) for a in outs]
         return outs
@@ -569,28 +559,40 @@ class Classifier:
         """:meth:`run` through the fused split (same outputs, same buffer rules)."""
         if shapes is None:
             outs = self._run_fused(x, None, None, threads)
-            with self._lock:
-                if len(self._shapes) >= 64:
-                    self._shapes.pop(next(iter(self._shapes)))
-                self._shapes[(h, w)] = [(int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in outs]
+            outs = self._first_outputs(h, w, outs, out, single)
             if out is not None:
-                self._check_out(out, [a.shape[1:] if single else a.shape for a in outs])
-                for dst, src in zip(out, outs):
-                    dst.reshape(src.shape)[...] = src
-                return list(out)
+                return outs
         else:
             full = [(n, *s) for s in shapes]
-            if out is not None:
-                self._check_out(out, [s[1:] if single else s for s in full])
-                outs = [a.reshape(s) for a, s in zip(out, full)]
-            else:
-                outs = [np.empty(s, np.float32) for s in full]
+            outs = self._later_buffers(full, out, single)
             self._run_fused(x, shapes, outs, threads)
             if out is not None:
                 return list(out)
         if single:
             return [a.reshape(a.shape[1:]) for a in outs]
         return outs
+
+    def _first_outputs(self, h: int, w: int, outs: list[np.ndarray], out: Any, single: bool) -> list[np.ndarray]:
+        """After the first run at (h, w): remember the taps' shapes, and copy ``outs`` into the caller's ``out``
+        when given (returned then; else ``outs``)."""
+        with self._lock:
+            if len(self._shapes) >= 64:
+                self._shapes.pop(next(iter(self._shapes)))
+            self._shapes[(h, w)] = [(int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in outs]
+        if out is None:
+            return outs
+        self._check_out(out, [a.shape[1:] if single else a.shape for a in outs])
+        for dst, src in zip(out, outs):
+            dst.reshape(src.shape)[...] = src
+        return list(out)
+
+    def _later_buffers(self, full: list[tuple[int, ...]], out: Any, single: bool) -> list[np.ndarray]:
+        """The (N, C, H, W) arrays a later run writes into: the caller's ``out`` (checked, viewed with the
+        batch axis) or new ones."""
+        if out is None:
+            return [np.empty(s, np.float32) for s in full]
+        self._check_out(out, [s[1:] if single else s for s in full])
+        return [a.reshape(s) for a, s in zip(out, full)]
 
     def _check_out(self, out: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]]) -> None:
         if not isinstance(out, (list, tuple)) or len(out) != len(shapes):

@@ -61,3 +61,23 @@ def film_720(keys=1):
 
     train, test = keyframes("film-vtest")
     return [rs(load_image(f)) for f in train[::max(1, 8 // keys)][:keys]], [luma(rs(load_image(f))) for f in test]
+
+
+def film_720_sequence(start=300, count=40):
+    """``count`` consecutive frames of video/vtest.avi from ``start``, resized to 720x528 (bilinear), gray: the
+    film_720 protocol's frames as a film goes through ``colorize`` (one after the other)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from hyperchroma.images import luma
+
+    out = []
+    with av.open(os.path.join(DATA, "video", "vtest.avi")) as c:
+        for i, fr in enumerate(c.decode(video=0)):
+            if i >= start + count:
+                break
+            if i >= start:
+                rgb = Image.fromarray(fr.to_ndarray(format="rgb24")).resize((720, 528), Image.Resampling.BILINEAR)
+                out.append(luma(np.asarray(rgb)))
+    return out

@@ -1148,7 +1148,7 @@ void bind_lookup_chain(py::module_& m) {
     m.def(
         "lookup_chain",
         [](const HashTable& table, const SortedIndex& index, const py::handle& keys_obj, long H, long W,
-           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads) {
+           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads, bool memo) {
             if (threads < 0)
                 throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
             if (!(max_distance >= 0))
@@ -1176,6 +1176,7 @@ void bind_lookup_chain(py::module_& m) {
             opt.exact = exact;
             opt.seed_radius = static_cast<int>(std::min<long>(seed_radius, std::max(H, W)));
             opt.threads = threads;
+            opt.memo = memo;
             const std::uint64_t* kp = keys.data();
             float* ap = ab.mutable_data();
             std::uint8_t* sp = status.mutable_data();
@@ -1189,11 +1190,16 @@ void bind_lookup_chain(py::module_& m) {
         },
         py::arg("table"), py::arg("index"), py::arg("keys"), py::arg("H"), py::arg("W"), py::arg("one_step") = true,
         py::arg("max_distance") = 5.0, py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("seed_radius") = 1,
-        py::arg("threads") = 1,
+        py::arg("threads") = 1, py::arg("memo") = true,
         "The whole lookup chain of an H x W image's (H*W, words) keys in one call: exact hits, one-step probes,\n"
         "neighbor seeds + sorted index, gray; the fallback once per distinct missing key. Returns (ab float32\n"
         "(H*W, 2), status uint8 (H*W,) LOOKUP_GRAY/EXACT/NEAREST, distance float32 (H*W,)). Scratch memory is\n"
-        "kept per calling thread. hyperchroma.lookup.lookup is the same chain in Python.");
+        "kept per calling thread. hyperchroma.lookup.lookup is the same chain in Python.\n"
+        "memo: first recall the answers the calling thread's previous call found for its distinct missing keys\n"
+        "(when the table, index and options are the same; consecutive film frames share most of them) and keep\n"
+        "this call's for the next. The output is the same either way; clear_lookup_memo() forgets every thread's.");
+    m.def("clear_lookup_memo", [] { clear_lookup_memo(); },
+          "Forget every thread's lookup_chain miss memo (to time unrelated images; results never depend on it).");
 }
 
 // ---------------------------------------------------------------- median filter (median_filter.hpp)

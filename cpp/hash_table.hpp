@@ -42,6 +42,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -207,6 +208,9 @@ public:
     Policy policy() const { return policy_; }
     double tolerance() const { return tolerance_; }
     double vote_bin() const { return vote_bin_; }
+    // The id of the current contents (keys.hpp next_content_id): changes with every insert, merge, finalize,
+    // reserve and shrink_to_fit.
+    std::uint64_t content_id() const { return content_id_.load(std::memory_order_relaxed); }
 
     std::size_t size() const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -280,6 +284,7 @@ public:
     // Insert a batch of n (key, ab) pairs in order. All ab are checked first (finite, else
     // std::invalid_argument and nothing is inserted); ab outside [-128, 128) is clamped.
     void insert(const std::uint64_t* keys, const float* ab, std::size_t n) {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
         check_finite(ab, 2 * n, "ab");
         std::unique_lock<std::shared_mutex> lock(mutex_);
         if (n) ensure_acc();
@@ -335,6 +340,7 @@ public:
 
     // Make room for `capacity` entries without rehashing (slots and rows).
     void reserve(std::size_t capacity) {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
         if (capacity > kMaxEntries)
             throw std::length_error("capacity must be <= " + std::to_string(kMaxEntries) + ", got " +
                                     std::to_string(capacity));
@@ -359,6 +365,7 @@ public:
 
     // Trim all allocations to the current size (slots to load 0.8). Keeps the vote data.
     void shrink_to_fit() {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
         std::unique_lock<std::shared_mutex> lock(mutex_);
         acc_.shrink_to_fit();
         ext_.shrink_to_fit();
@@ -389,6 +396,7 @@ public:
 
     // Drop the fitting-only data (sums, counts, extremes, vote bins); later inserts and merges reseed entries.
     void finalize() {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
         std::unique_lock<std::shared_mutex> lock(mutex_);
         std::vector<VoteBin>().swap(vote_);
         vote_size_ = 0;
@@ -409,6 +417,7 @@ public:
     // inserted here: associative and commutative in the stored colors, counts and flags (exact when both
     // tables are exact()); o's new keys are appended in o's order. o is not changed.
     void merge(const HashTable& o) {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
         if (&o == this) throw std::invalid_argument("cannot merge a table into itself");
         if (o.layout_.channels != layout_.channels || o.layout_.levels != layout_.levels)
             throw std::invalid_argument("merge: tables differ in channels or levels (" +
@@ -584,6 +593,7 @@ public:
     }
 
 private:
+    std::atomic<std::uint64_t> content_id_{next_content_id()};
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
 
     std::uint64_t hash(const std::uint64_t* key) const { return tab_->hash(key); }

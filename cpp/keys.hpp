@@ -5,6 +5,7 @@
 // two words, so channel c lives in word c / fields_per_word at bit (c % fields_per_word) * bits.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -81,6 +82,13 @@ inline bool keys_equal(const std::uint64_t* a, const std::uint64_t* b, int words
     for (int w = 0; w < words; ++w)
         if (a[w] != b[w]) return false;
     return true;
+}
+
+// A process-wide id for one version of a table's or an index's contents, never reused: a new object or a change
+// of contents takes a new one, so a cache of answers (the lookup chain's miss memo) can tell it still holds.
+inline std::uint64_t next_content_id() {
+    static std::atomic<std::uint64_t> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 }  // namespace hyperchroma

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,7 @@
 
 #include "hash_table.hpp"
 #include "neighbor_seeds.hpp"
+#include "parallel.hpp"
 #include "sorted_index.hpp"
 #include "unique_keys.hpp"
 
@@ -28,21 +30,100 @@ struct ChainOptions {
     bool exact = false;
     int seed_radius = 1;
     int threads = 1;
+    bool memo = true;  // recall the thread's previous call's answers for its distinct missing keys (same output)
 };
 
 namespace detail {
+// What the fallback found for one distinct missing key: its one-step probes' count and mean color, and (once
+// searched) the sorted index's nearest entry and distance with no bound (a pixel's own cap filters it, as for
+// the bounded search: lookup.py _search_distinct).
+struct MissAnswer {
+    float ab1[2];
+    float dist;
+    std::int64_t idx;
+    std::uint8_t hits1;
+    bool searched;
+};
+
+// The miss memo: the answers for the distinct missing keys of the thread's previous call, with what they depend
+// on (the table's and index's content ids, the options). Consecutive film frames share most of their missing
+// keys (about 75% of them on vtest at 720x528), so a call looks its keys up here before probing and searching.
+// Answers are the chain's own, so the output is the same with or without the memo. An open-addressing table of
+// rows (capacity a power of two >= 2n, linear probing, mix64 of the words, as unique_keys.hpp).
+inline std::atomic<std::uint64_t>& memo_epoch() {  // clear_lookup_memo() moves it on: every thread's memo is stale
+    static std::atomic<std::uint64_t> epoch{0};
+    return epoch;
+}
+
+struct MissMemo {
+    std::uint64_t table_id = 0, index_id = 0, epoch = 0;
+    double max_distance = 0;
+    std::size_t max_scan = 0;
+    bool one_step = false, exact = false;
+    std::size_t words = 0, size = 0;
+    std::vector<std::uint64_t> keys;
+    std::vector<MissAnswer> answers;
+    std::vector<std::uint32_t> slots;  // row + 1, 0 empty
+
+    bool matches(const HashTable& t, const SortedIndex& ix, const ChainOptions& o) const {
+        return size > 0 && epoch == memo_epoch().load(std::memory_order_relaxed) && table_id == t.content_id() && index_id == ix.content_id() && max_distance == o.max_distance &&
+               max_scan == o.max_scan && one_step == o.one_step && exact == o.exact &&
+               words == static_cast<std::size_t>(t.layout().words);
+    }
+    static std::uint64_t hash(const std::uint64_t* k, std::size_t W) {
+        std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+        for (std::size_t w = 0; w < W; ++w) h = mix64(h ^ k[w]);
+        return h;
+    }
+    const MissAnswer* find(const std::uint64_t* k) const {
+        const std::size_t mask = slots.size() - 1;
+        for (std::size_t s = static_cast<std::size_t>(hash(k, words)) & mask;; s = (s + 1) & mask) {
+            const std::uint32_t r = slots[s];
+            if (r == 0) return nullptr;
+            const std::uint64_t* o = keys.data() + static_cast<std::size_t>(r - 1) * words;
+            bool same = true;
+            for (std::size_t w = 0; w < words; ++w) same = same && o[w] == k[w];
+            if (same) return &answers[r - 1];
+        }
+    }
+    // Replace the contents by the n distinct keys (rows of words) and their answers.
+    void store(const HashTable& t, const SortedIndex& ix, const ChainOptions& o, const std::uint64_t* k,
+               const MissAnswer* a, std::size_t n) {
+        table_id = t.content_id(), index_id = ix.content_id(), epoch = memo_epoch().load(std::memory_order_relaxed);
+        max_distance = o.max_distance, max_scan = o.max_scan, one_step = o.one_step, exact = o.exact;
+        words = static_cast<std::size_t>(t.layout().words);
+        size = n;
+        keys.assign(k, k + n * words);
+        answers.assign(a, a + n);
+        std::size_t cap = 16;
+        while (cap < 2 * n) cap <<= 1;
+        slots.assign(cap, 0);
+        const std::size_t mask = cap - 1;
+        for (std::size_t r = 0; r < n; ++r) {
+            std::size_t s = static_cast<std::size_t>(hash(k + r * words, words)) & mask;
+            while (slots[s] != 0) s = (s + 1) & mask;  // the keys are distinct
+            slots[s] = static_cast<std::uint32_t>(r + 1);
+        }
+    }
+};
+
 struct ChainScratch {
-    std::vector<std::uint8_t> hit, found, hits1;
-    std::vector<std::int64_t> miss, first, inverse, rest, rest_u, used_of, used, seed, idx;
+    std::vector<std::uint8_t> hit, found, hits1, in_memo;
+    std::vector<std::int64_t> miss, first, inverse, rest, rest_u, used, todo, seed, idx, kidx;
     std::vector<std::uint64_t> mk, uk, qk;
-    std::vector<float> ab1, bound, kbound, dist, kdist;
-    std::vector<double> kcap;
+    std::vector<float> ab1, bound, dist, kdist;
+    std::vector<MissAnswer> answers;
+    MissMemo memo;
 };
 inline ChainScratch& chain_scratch() {
     thread_local ChainScratch s;
     return s;
 }
 }  // namespace detail
+
+// Every thread's miss memo is forgotten (its buffers kept for reuse): to time unrelated images. The output
+// never depends on the memo.
+inline void clear_lookup_memo() { detail::memo_epoch().fetch_add(1, std::memory_order_relaxed); }
 
 // keys: H*W rows of table.layout().words (checked by the caller); outputs ab (H*W, 2), status, distance (H*W).
 inline void lookup_chain(const HashTable& table, const SortedIndex& index, const std::uint64_t* keys, int H, int W,
@@ -79,33 +160,69 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
         std::copy(s.mk.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(s.first[u]) * words),
                   s.mk.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(s.first[u]) + 1) * words),
                   s.uk.begin() + static_cast<std::ptrdiff_t>(u * words));
+    // Each distinct key's answer: from the memo where the previous call found it, else computed below.
+    s.answers.resize(U);
+    s.in_memo.assign(U, 0);
+    const bool recall = opt.memo && s.memo.matches(table, index, opt);
+    if (recall)
+        parallel_for(U, opt.threads, 2048, [&](std::size_t b, std::size_t e) {
+            for (std::size_t u = b; u < e; ++u)
+                if (const detail::MissAnswer* a = s.memo.find(s.uk.data() + u * words)) {
+                    s.answers[u] = *a;
+                    s.in_memo[u] = 1;
+                }
+        });
+    auto gather = [&](const std::vector<std::int64_t>& which) {  // the keys of distinct positions -> qk
+        s.qk.resize(which.size() * words);
+        for (std::size_t v = 0; v < which.size(); ++v)
+            std::copy(s.uk.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(which[v]) * words),
+                      s.uk.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(which[v]) + 1) * words),
+                      s.qk.begin() + static_cast<std::ptrdiff_t>(v * words));
+    };
+    const bool probe = opt.one_step && opt.max_distance >= 1;
+    s.todo.clear();
+    for (std::size_t u = 0; u < U; ++u) {
+        if (!s.in_memo[u]) {
+            detail::MissAnswer& a = s.answers[u];
+            a.ab1[0] = a.ab1[1] = 0.0f;
+            a.hits1 = 0;
+            a.searched = false;
+            a.idx = -1;
+            a.dist = inf;
+            if (probe) s.todo.push_back(static_cast<std::int64_t>(u));
+        }
+    }
+    if (!s.todo.empty()) {
+        gather(s.todo);
+        const std::size_t T = s.todo.size();
+        s.ab1.resize(2 * T);
+        s.hits1.resize(T);
+        table.lookup_one_step(s.qk.data(), T, s.ab1.data(), s.hits1.data(), opt.threads);
+        for (std::size_t v = 0; v < T; ++v) {
+            detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.todo[v])];
+            a.hits1 = s.hits1[v];
+            a.ab1[0] = s.ab1[2 * v];
+            a.ab1[1] = s.ab1[2 * v + 1];
+        }
+    }
     s.rest.clear();
     s.rest_u.clear();
-    if (opt.one_step && opt.max_distance >= 1) {
-        s.ab1.resize(2 * U);
-        s.hits1.resize(U);
-        table.lookup_one_step(s.uk.data(), U, s.ab1.data(), s.hits1.data(), opt.threads);
-        for (std::size_t j = 0; j < nm; ++j) {
-            const std::size_t p = static_cast<std::size_t>(s.miss[j]);
-            const std::size_t u = static_cast<std::size_t>(s.inverse[j]);
-            if (s.hits1[u] > 0) {
-                ab[2 * p] = s.ab1[2 * u];
-                ab[2 * p + 1] = s.ab1[2 * u + 1];
-                status[p] = LOOKUP_NEAREST;
-                distance[p] = 1.0f;
-            } else {
-                s.rest.push_back(s.miss[j]);
-                s.rest_u.push_back(s.inverse[j]);
-            }
+    for (std::size_t j = 0; j < nm; ++j) {
+        const std::size_t p = static_cast<std::size_t>(s.miss[j]);
+        const detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.inverse[j])];
+        if (probe && a.hits1 > 0) {
+            ab[2 * p] = a.ab1[0];
+            ab[2 * p + 1] = a.ab1[1];
+            status[p] = LOOKUP_NEAREST;
+            distance[p] = 1.0f;
+        } else {
+            s.rest.push_back(s.miss[j]);
+            s.rest_u.push_back(s.inverse[j]);
         }
-    } else {
-        s.rest = s.miss;
-        s.rest_u = s.inverse;
     }
     const std::size_t m = s.rest.size();
-    if (m == 0) return;
     const bool seeded = opt.seed_radius > 0;
-    if (seeded) {
+    if (m > 0 && seeded) {
         s.seed.resize(m);
         s.bound.resize(m);
         neighbor_seeds_at(keys, s.found.data(), H, W, layout, opt.seed_radius, s.rest.data(), m, s.seed.data(),
@@ -118,8 +235,8 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
     so.max_scan = opt.max_scan;
     so.threads = opt.threads;
     const double md = opt.max_distance;
-    if (opt.exact) {
-        // the exact search's visiting order depends on the bound: per pixel
+    if (m > 0 && opt.exact) {
+        // the exact search's visiting order depends on the bound: per pixel, never from the memo
         s.qk.resize(m * words);
         for (std::size_t j = 0; j < m; ++j)
             std::copy(keys + static_cast<std::size_t>(s.rest[j]) * words,
@@ -128,47 +245,38 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
         so.exact = true;
         so.bounds = seeded ? s.bound.data() : nullptr;
         index.search(s.qk.data(), m, so, s.idx.data(), s.dist.data());
-    } else {
-        // one search per distinct key with the largest cap of its pixels (NaN: max_distance); a pixel keeps the
-        // entry when its distance is within the pixel's own cap (lookup.py _search_distinct states why)
-        s.used_of.assign(U, -1);
+    } else if (m > 0) {
+        // One search per distinct key not answered yet, with no bound; a pixel keeps the entry when its distance
+        // is within the pixel's own cap (its bound where below max_distance): the same as a search bounded by the
+        // largest cap of the key's pixels (lookup.py _search_distinct states why), so answers can be kept.
         s.used.clear();
         for (std::size_t j = 0; j < m; ++j) {
             const std::size_t u = static_cast<std::size_t>(s.rest_u[j]);
-            if (s.used_of[u] < 0) {
-                s.used_of[u] = static_cast<std::int64_t>(s.used.size());
+            if (!s.answers[u].searched) {
+                s.answers[u].searched = true;  // marks it as queued; its result is filled in below
                 s.used.push_back(static_cast<std::int64_t>(u));
             }
         }
-        const std::size_t V = s.used.size();
-        s.qk.resize(V * words);
-        for (std::size_t v = 0; v < V; ++v)
-            std::copy(s.uk.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(s.used[v]) * words),
-                      s.uk.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(s.used[v]) + 1) * words),
-                      s.qk.begin() + static_cast<std::ptrdiff_t>(v * words));
+        if (!s.used.empty()) {
+            gather(s.used);
+            const std::size_t V = s.used.size();
+            s.kidx.resize(V);
+            s.kdist.resize(V);
+            index.search(s.qk.data(), V, so, s.kidx.data(), s.kdist.data());
+            for (std::size_t v = 0; v < V; ++v) {
+                detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.used[v])];
+                a.idx = s.kidx[v];
+                a.dist = s.kdist[v];
+            }
+        }
         auto cap_of = [&](std::size_t j) {
             const double b = static_cast<double>(s.bound[j]);
             return b < md ? b : md;  // NaN bounds: max_distance, as the search itself
         };
-        s.kdist.resize(V);
-        std::vector<std::int64_t>& kidx = s.first;  // reused: first is no longer needed
-        kidx.resize(V);
-        if (seeded) {
-            s.kcap.assign(V, -std::numeric_limits<double>::infinity());
-            for (std::size_t j = 0; j < m; ++j) {
-                const std::size_t v = static_cast<std::size_t>(s.used_of[static_cast<std::size_t>(s.rest_u[j])]);
-                s.kcap[v] = std::max(s.kcap[v], cap_of(j));
-            }
-            s.kbound.resize(V);
-            for (std::size_t v = 0; v < V; ++v)
-                s.kbound[v] = s.kcap[v] < md ? static_cast<float>(s.kcap[v]) : std::numeric_limits<float>::quiet_NaN();
-            so.bounds = s.kbound.data();
-        }
-        index.search(s.qk.data(), V, so, kidx.data(), s.kdist.data());
         for (std::size_t j = 0; j < m; ++j) {
-            const std::size_t v = static_cast<std::size_t>(s.used_of[static_cast<std::size_t>(s.rest_u[j])]);
-            std::int64_t i = kidx[v];
-            const float d = s.kdist[v];
+            const detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.rest_u[j])];
+            std::int64_t i = a.idx;
+            const float d = a.dist;
             if (seeded && i >= 0) {
                 const double d2 = std::nearbyint(static_cast<double>(d) * static_cast<double>(d));
                 if (!(std::sqrt(d2) <= cap_of(j))) i = -1;
@@ -177,6 +285,7 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
             s.dist[j] = d;
         }
     }
+    if (opt.memo) s.memo.store(table, index, opt, s.uk.data(), s.answers.data(), U);
     const float* iab = index.ab();
     const float mdf = static_cast<float>(md);  // numpy compares the float32 bounds with max_distance in float32
     for (std::size_t j = 0; j < m; ++j) {

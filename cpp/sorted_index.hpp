@@ -224,6 +224,7 @@ public:
         }
         // |projection| <= l1 * (levels - 1) for every key; rounding errors of a projection are ~1e-16 of that.
         proj_bound_ = l1 * (layout_.levels - 1);
+        build_byte_tables();
 
         const int W = layout_.words;
         std::vector<std::pair<double, std::int64_t>> items(n);
@@ -250,9 +251,12 @@ public:
             ab_[2 * j] = ab[2 * i];
             ab_[2 * j + 1] = ab[2 * i + 1];
         }
+        for (std::size_t j = 0; j < n; j += kCoarse) coarse_.push_back(proj_[j]);
     }
 
     std::size_t size() const { return n_; }
+    // The id of these contents (keys.hpp next_content_id); an index never changes after construction.
+    std::uint64_t content_id() const { return content_id_; }
     const KeyLayout& layout() const { return layout_; }
     const std::uint64_t* keys() const { return keys_.data(); }
     const float* ab() const { return ab_.data(); }
@@ -262,12 +266,21 @@ public:
     std::size_t memory_bytes() const {
         return sizeof(*this) + keys_.capacity() * sizeof(std::uint64_t) + ab_.capacity() * sizeof(float) +
                proj_.capacity() * sizeof(double) + order_.capacity() * sizeof(std::int64_t) +
+               byte_proj_.capacity() * sizeof(double) + coarse_.capacity() * sizeof(double) +
                weights_.capacity() * sizeof(double);
     }
 
-    // Projection sum_c w_c * level_c (double, same summation order for stored keys and queries, so equal
-    // keys have bit-identical projections).
+    // Projection sum_c w_c * level_c (double, the same summation for stored keys and queries, so equal keys have
+    // bit-identical projections). Where fields fill bytes (1, 2, 4 or 8 bits), one table read a byte gives the
+    // partial sum of its channels (byte_proj_, built with the weights), 4x fewer dependent adds at 2 bits.
     double project(const std::uint64_t* key) const {
+        if (!byte_proj_.empty()) {
+            const double* t = byte_proj_.data();
+            double s = 0;
+            for (std::size_t k = 0; k < proj_bytes_; ++k, t += 256)
+                s += t[(key[k >> 3] >> ((k & 7) * 8)) & 0xFF];
+            return s;
+        }
         const int C = layout_.channels, fpw = layout_.fields_per_word, bits = layout_.bits;
         const std::uint64_t mask = layout_.field_mask();
         double s = 0;
@@ -297,6 +310,80 @@ public:
     }
 
 private:
+    // byte_proj_[k * 256 + v]: the sum of w_c * level_c over the channels of key byte k (in channel order) when
+    // that byte is v; only for fields that fill bytes, and only the bytes that hold channels.
+    void build_byte_tables() {
+        const int bits = layout_.bits, C = layout_.channels;
+        if (8 % bits != 0) return;
+        const int per_byte = 8 / bits, fpw = layout_.fields_per_word;
+        const std::size_t bytes_per_word = 8;
+        const int last_word = layout_.words - 1;
+        const int last_fields = C - last_word * fpw;
+        proj_bytes_ = static_cast<std::size_t>(last_word) * bytes_per_word +
+                      static_cast<std::size_t>((last_fields + per_byte - 1) / per_byte);
+        byte_proj_.assign(proj_bytes_ * 256, 0.0);
+        const std::uint64_t mask = layout_.field_mask();
+        for (std::size_t k = 0; k < proj_bytes_; ++k) {
+            const int w = static_cast<int>(k / bytes_per_word), b = static_cast<int>(k % bytes_per_word);
+            const int c0 = w * fpw + b * per_byte;
+            for (int v = 0; v < 256; ++v) {
+                double t = 0;
+                std::uint64_t byte = static_cast<std::uint64_t>(v);
+                for (int f = 0; f < per_byte && c0 + f < C; ++f, byte >>= bits)
+                    t += weights_[static_cast<std::size_t>(c0 + f)] * static_cast<double>(byte & mask);
+                byte_proj_[k * 256 + static_cast<std::size_t>(v)] = t;
+            }
+        }
+    }
+
+    // Binary search positions (the first projection >= a query's, std::lower_bound) come from a branch-free search
+    // over every kCoarse-th projection (coarse_, small enough for L1), then a count within the block it leaves.
+    static constexpr std::size_t kCoarse = 16;
+
+    // project() of count <= 8 consecutive keys, interleaved (the same sums, so bit-identical results).
+    void project_block(const std::uint64_t* keys, std::size_t count, double* out) const {
+        const std::size_t W = static_cast<std::size_t>(layout_.words);
+        if (byte_proj_.empty() || count < 2) {
+            for (std::size_t j = 0; j < count; ++j) out[j] = project(keys + j * W);
+            return;
+        }
+        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        const double* t = byte_proj_.data();
+        for (std::size_t k = 0; k < proj_bytes_; ++k, t += 256) {
+            const std::size_t w = k >> 3, sh = (k & 7) * 8;
+            for (std::size_t j = 0; j < count; ++j) acc[j] += t[(keys[j * W + w] >> sh) & 0xFF];
+        }
+        for (std::size_t j = 0; j < count; ++j) out[j] = acc[j];
+    }
+
+    // The binary search positions of count <= 8 projections, interleaved: the coarse search takes the same steps
+    // for all.
+    void lower_positions(const double* qp, std::size_t count, std::ptrdiff_t* out) const {
+        const std::size_t nc = coarse_.size();
+        if (nc == 0) {
+            for (std::size_t j = 0; j < count; ++j) out[j] = 0;
+            return;
+        }
+        const double* base = coarse_.data();
+        std::size_t at[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (std::size_t len = nc; len > 1;) {
+            const std::size_t half = len / 2;
+            for (std::size_t j = 0; j < count; ++j) at[j] += base[at[j] + half - 1] < qp[j] ? half : 0;
+            len -= half;
+        }
+        for (std::size_t j = 0; j < count; ++j) {
+            const std::size_t i = at[j] + (base[at[j]] < qp[j] ? 1 : 0);
+            if (i == 0) {
+                out[j] = 0;
+                continue;
+            }
+            const std::size_t start = (i - 1) * kCoarse + 1, end = std::min(i * kCoarse, n_);
+            std::size_t below = 0;
+            for (std::size_t x = start; x < end; ++x) below += proj_[x] < qp[j] ? 1 : 0;
+            out[j] = static_cast<std::ptrdiff_t>(start + below);
+        }
+    }
+
     template <class Dist>
     void search_range(const Dist& dist, const std::uint64_t* queries, std::size_t begin, std::size_t end,
                       const SearchOptions& opt, std::int64_t* out_index, float* out_distance) const {
@@ -309,15 +396,28 @@ private:
         const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(n_);
         const bool window = !opt.exact && !opt.scan && layout_.bits == 2 && layout_.levels == 3;
         std::vector<std::uint32_t> window_sq;
+        // Projections and binary-search positions a block of queries at a time: their dependent chains
+        // (table reads and adds, search steps) interleave.
+        constexpr std::size_t kBlock = 8;
+        double block_qp[kBlock];
+        std::ptrdiff_t block_pos[kBlock];
         for (std::size_t i = begin; i < end; ++i) {
             const std::uint64_t* q = queries + i * W;
-            const char* problem = check_key(q);
-            if (problem)
-                throw std::invalid_argument("queries: row " + std::to_string(i) + " " + problem + " for " +
-                                            std::to_string(layout_.channels) + " channels at " +
-                                            std::to_string(layout_.levels) + " levels");
-            const double qp = project(q);
-            std::ptrdiff_t hi = std::lower_bound(proj, proj + n, qp) - proj, lo = hi - 1;
+            const std::size_t k = (i - begin) % kBlock;
+            if (k == 0) {
+                const std::size_t count = std::min(kBlock, end - i);
+                for (std::size_t j = 0; j < count; ++j) {
+                    const char* problem = check_key(q + j * W);
+                    if (problem)
+                        throw std::invalid_argument("queries: row " + std::to_string(i + j) + " " + problem + " for " +
+                                                    std::to_string(layout_.channels) + " channels at " +
+                                                    std::to_string(layout_.levels) + " levels");
+                }
+                project_block(q, count, block_qp);
+                lower_positions(block_qp, count, block_pos);
+            }
+            const double qp = block_qp[k];
+            std::ptrdiff_t hi = block_pos[k], lo = hi - 1;
             std::uint64_t best_sq = none;
             std::ptrdiff_t best = -1;
             double best_d = inf;
@@ -413,12 +513,16 @@ private:
 
     KeyLayout layout_;
     std::size_t n_ = 0;
+    std::uint64_t content_id_ = next_content_id();
     std::vector<double> weights_;      // unit L2 norm
     std::vector<std::uint64_t> keys_;  // sorted by projection, n * words
     std::vector<float> ab_;            // n * 2, same order
     std::vector<double> proj_;         // ascending
     std::vector<std::int64_t> order_;  // original row of each sorted entry
     double proj_bound_ = 0;            // bound on |projection| of any key
+    std::vector<double> byte_proj_;    // per key byte, 256 partial projections (fields that fill bytes)
+    std::size_t proj_bytes_ = 0;       // key bytes that hold channels
+    std::vector<double> coarse_;       // proj_[0], proj_[kCoarse], ... (lower_positions)
 };
 
 }  // namespace hyperchroma

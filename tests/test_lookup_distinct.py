@@ -140,3 +140,98 @@ def test_chain_status_codes_and_bad_input(rng):
     other = make_table(rng, 9, 3, rng.integers(0, 3, (50, 9), dtype=np.uint8))
     with pytest.raises(ValueError, match="layout"):
         core.lookup_chain(table.table, other.index, keys, 3, 4)
+
+
+def film_frames(rng, h, w, channels, levels, count, change=0.08):
+    """Keys of consecutive frames: each the previous one with a few pixels' levels changed (a moving film)."""
+    img = clustered_image(rng, h, w, channels, levels)
+    frames = [img]
+    for _ in range(count - 1):
+        img = img.copy()
+        moved = rng.random(len(img)) < change
+        img[moved] = rng.integers(0, levels, (int(moved.sum()), channels))
+        frames.append(img)
+    return [core.pack_keys(f, levels) for f in frames]
+
+
+@pytest.mark.parametrize("channels,levels", [(56, 3), (12, 4), (9, 2)])
+@pytest.mark.parametrize("settings", [ColorizeSettings(), ColorizeSettings(one_step=False),
+                                      ColorizeSettings(seed_radius=0, max_scan=8),
+                                      ColorizeSettings(max_distance=1.5, seed_radius=2),
+                                      ColorizeSettings(exact=True)])
+def test_miss_memo_over_film_frames(rng, channels, levels, settings):
+    """The chain recalls the previous call's answers for its distinct missing keys: over consecutive frames the
+    output equals the per-pixel chain and the chain without the memo, frame after frame."""
+    h, w = 19, 27
+    frames = film_frames(rng, h, w, channels, levels, 6)
+    stored = np.unique(np.concatenate([core.unpack_keys(frames[0], channels, levels)[rng.random(h * w) < 0.35],
+                                       rng.integers(0, levels, (150, channels), dtype=np.uint8)]), axis=0)
+    table = make_table(rng, channels, levels, stored)
+    core.clear_lookup_memo()
+    for keys in frames + frames[::-1]:
+        want = per_pixel(table, keys, (h, w), settings)
+        got = lookup(table, keys, (h, w), settings, threads=2)
+        cold = core.lookup_chain(table.table, table.index, keys, h, w, one_step=settings.one_step,
+                                 max_distance=settings.max_distance, max_scan=settings.max_scan, exact=settings.exact,
+                                 seed_radius=settings.seed_radius, memo=False)
+        assert (got.status != Status.EXACT).any()
+        for a, b, c in zip((got.ab, got.status, got.distance), (want.ab, want.status, want.distance), cold):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(c, b)
+
+
+def test_miss_memo_follows_table_index_and_options(rng):
+    """Answers are recalled only for the same table contents, index and options: another table with the same
+    keys, a table changed in place, and other settings each get their own answers."""
+    h, w, channels, levels = 17, 21, 24, 3
+    (keys,) = film_frames(rng, h, w, channels, levels, 1)
+    stored = np.unique(core.unpack_keys(keys, channels, levels)[rng.random(h * w) < 0.3], axis=0)
+    a = make_table(rng, channels, levels, stored)
+    b = make_table(rng, channels, levels, stored)  # same keys and layout, other colors
+    s = ColorizeSettings()
+    for table in (a, b, a, b):
+        got = lookup(table, keys, (h, w), s)
+        want = per_pixel(table, keys, (h, w), s)
+        np.testing.assert_array_equal(got.ab, want.ab)
+        np.testing.assert_array_equal(got.status, want.status)
+    for other in (ColorizeSettings(max_distance=2.0), ColorizeSettings(one_step=False), ColorizeSettings(max_scan=4)):
+        lookup(a, keys, (h, w), s)
+        got, want = lookup(a, keys, (h, w), other), per_pixel(a, keys, (h, w), other)
+        np.testing.assert_array_equal(got.ab, want.ab)
+        np.testing.assert_array_equal(got.status, want.status)
+        np.testing.assert_array_equal(got.distance, want.distance)
+    # the core table changed in place (the color table's index kept): its one-step answers change with it
+    lookup(a, keys, (h, w), s)
+    missing = core.unpack_keys(keys[a.lookup(keys)[1] != core.STATUS_HIT], channels, levels)
+    near = missing[:40].copy()
+    near[:, 0] = np.where(near[:, 0] > 0, near[:, 0] - 1, 1)  # one step from missing keys
+    a.table.insert(core.pack_keys(near, levels), np.full((len(near), 2), 77.0, np.float32))
+    got, want = lookup(a, keys, (h, w), s), per_pixel(a, keys, (h, w), s)
+    np.testing.assert_array_equal(got.ab, want.ab)
+    np.testing.assert_array_equal(got.status, want.status)
+
+
+def test_miss_memo_is_per_thread(rng):
+    """Two threads alternating frames of different tables never see each other's answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h, w, channels, levels = 15, 19, 30, 3
+    jobs = []
+    for _ in range(2):
+        frames = film_frames(rng, h, w, channels, levels, 8)
+        stored = np.unique(core.unpack_keys(frames[0], channels, levels)[rng.random(h * w) < 0.3], axis=0)
+        jobs.append((make_table(rng, channels, levels, stored), frames))
+    s = ColorizeSettings()
+
+    def run(job):
+        table, frames = job
+        return [lookup(table, k, (h, w), s) for k in frames]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, jobs * 3))
+    for (table, frames), got in zip(jobs * 3, results):
+        for k, g in zip(frames, got):
+            want = per_pixel(table, k, (h, w), s)
+            np.testing.assert_array_equal(g.ab, want.ab)
+            np.testing.assert_array_equal(g.status, want.status)
+            np.testing.assert_array_equal(g.distance, want.distance)

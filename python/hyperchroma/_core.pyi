@@ -130,5 +130,6 @@ LOOKUP_NEAREST: int
 
 def lookup_chain(
     table: Table, index: SortedIndex, keys: U64, H: int, W: int, one_step: bool = True, max_distance: float = 5.0,
-    max_scan: int = 64, exact: bool = False, seed_radius: int = 1, threads: int = 1,
+    max_scan: int = 64, exact: bool = False, seed_radius: int = 1, threads: int = 1, memo: bool = True,
 ) -> Tuple[F32, U8, F32]: ...
+def clear_lookup_memo() -> None: ...

@@ -5,6 +5,11 @@ Stages, in the order a frame goes through them: ``decode`` (read the JPEG), ``pr
 model-size input), ``classifier`` (ONNX Runtime), ``keys`` (fused upsample + quantize + pack), ``lookup``
 (exact hits), ``fallback`` (the rest of the lookup chain: one-step probes, seeds, sorted index),
 ``smoothing`` (median + guided filter) and ``compose`` (full-resolution luma-exact composition).
+
+Every timed call is of an unrelated image: the lookup chain's miss memo (``core.lookup_chain``, which recalls the
+previous call's answers for its missing keys) is forgotten before each, outside the timing, so the same frame
+repeated is not timed as a film. Films are timed apart (``film``: a sequence of consecutive frames in display
+order, the memo on, as a user's film goes through ``colorize``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import __version__, pipeline
+from . import __version__, core, pipeline
 from .images import load_image
 from .lookup import Status, lookup
 
@@ -24,9 +29,12 @@ from .lookup import Status, lookup
 SCHEMA = 1
 
 
-def _times(fn: Callable[[], Any], repeats: int) -> np.ndarray:
+def _times(fn: Callable[[], Any], repeats: int, cold: bool = True) -> np.ndarray:
+    """ms of each of ``repeats`` calls of ``fn``; ``cold``: the miss memo forgotten before each (not timed)."""
     out = np.empty(repeats)
     for i in range(repeats):
+        if cold:
+            core.clear_lookup_memo()
         t = time.perf_counter()
         fn()
         out[i] = time.perf_counter() - t
@@ -42,11 +50,14 @@ def _resize(img: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
 
 
 def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None, batch: int = 8,
-        repeats: int = 30) -> Dict[str, Any]:
+        repeats: int = 30, film: Optional[Sequence[np.ndarray]] = None) -> Dict[str, Any]:
     """Benchmark ``model`` on the color images ``paths`` (their gray versions are colorized, as a user's
-    black-and-white input), optionally resized to ``size`` (W, H)."""
+    black-and-white input), optionally resized to ``size`` (W, H). ``film``: consecutive gray frames of a film
+    (display order, at least 3), timed one after the other with the miss memo on (the result's ``film``)."""
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, got {repeats} and {batch}")
+    if film is not None and len(film) < 3:
+        raise ValueError(f"film: expected at least 3 consecutive frames, got {len(film)}")
     from .images import luma
 
     grays = [luma(_resize(load_image(p), size)) for p in paths]
@@ -76,14 +87,32 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
     }
     latency = _times(lambda: model.colorize(frame), repeats)
     work = (grays * (batch // len(grays) + 1))[:batch]
-    t0 = time.perf_counter()
-    for g in work:
-        model.colorize(g)
-    single = len(work) / (time.perf_counter() - t0)
+
+    def rate(fn: Callable[[np.ndarray], Any]) -> float:
+        core.clear_lookup_memo()
+        t0 = time.perf_counter()
+        for g in work:
+            fn(g)
+        return len(work) / (time.perf_counter() - t0)
+
+    single = rate(model.colorize)
+    one_thread = model.with_settings(threads=1)
+    one_thread.colorize(work[0])  # its 1-thread session
+    single_1t = rate(one_thread.colorize)
     model.colorize_batch(work[:2])  # warm up its workers' sessions (one per thread share), as for single calls
+    core.clear_lookup_memo()
     t0 = time.perf_counter()
     model.colorize_batch(work)
     batched = len(work) / (time.perf_counter() - t0)
+    film_result = None
+    if film is not None:
+        frames = [luma(np.asarray(f)) for f in film]
+        model.colorize(frames[0])
+        core.clear_lookup_memo()
+        ft = _times_each(model.colorize, frames[1:])
+        film_result = {"frames": len(frames) - 1, "p50": round(float(np.percentile(ft, 50)), 3),
+                       "p99": round(float(np.percentile(ft, 99)), 3),
+                       "images_per_s": round(float(1e3 * len(ft) / ft.sum()), 2)}
     keys_rate = _keys_rates(model, work, t)
     return {
         "schema": SCHEMA,
@@ -98,13 +127,25 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         "stages_ms": {k: round(float(np.median(v)), 3) for k, v in stage_times.items()},
         "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
                        "p99": round(float(np.percentile(latency, 99)), 3)},
-        "images_per_s": {"single": round(single, 2), "batch": round(batched, 2)},
+        "images_per_s": {"single": round(single, 2), "batch": round(batched, 2),
+                         "single_1_thread": round(single_1t, 2)},
+        "film": film_result,
         "keys_images_per_s": keys_rate,
         # PyTorch's OpenMP threads busy-wait after each op and take the cores (benchmarks/bench_torch_mix.py):
         # a pipeline that runs torch next to colorize wants OMP_WAIT_POLICY=PASSIVE set before importing it
         "environment": {"torch_loaded": "torch" in sys.modules,
                         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
     }
+
+
+def _times_each(fn: Callable[[np.ndarray], Any], frames: Sequence[np.ndarray]) -> np.ndarray:
+    """ms of ``fn`` on each frame in order (nothing forgotten between them)."""
+    out = np.empty(len(frames))
+    for i, f in enumerate(frames):
+        t = time.perf_counter()
+        fn(f)
+        out[i] = time.perf_counter() - t
+    return out * 1e3
 
 
 def _keys_rates(model: Any, work: Sequence[np.ndarray], threads: int) -> Optional[Dict[str, float]]:
@@ -144,8 +185,13 @@ def format_result(r: Dict[str, Any]) -> str:
              f"{r['cpus']} CPUs, {100 * r['misses']:.0f}% of keys missing",
              f"latency p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms; "
              f"{r['images_per_s']['single']:.1f} images/s single, {r['images_per_s']['batch']:.1f} images/s "
-             f"colorize_batch of {r['batch']}",
+             f"colorize_batch of {r['batch']}, {r['images_per_s'].get('single_1_thread', 0):.1f} single on 1 "
+             "thread (every image as if unrelated: the miss memo forgotten before each)",
              "stages (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())]
+    f = r.get("film")
+    if f:
+        lines.append(f"film ({f['frames']} consecutive frames in order, miss memo on): p50 {f['p50']:.1f} ms, "
+                     f"p99 {f['p99']:.1f} ms, {f['images_per_s']:.1f} images/s")
     env = r.get("environment") or {}
     if env.get("torch_loaded") and env.get("OMP_WAIT_POLICY") is None:
         lines.append("note: PyTorch is loaded without OMP_WAIT_POLICY=PASSIVE: its spinning OpenMP threads slow "

@@ -82,6 +82,34 @@ def test_concurrent_colorize_equals_serial(model, frames):
         np.testing.assert_array_equal(a, b)
 
 
+def test_batch_workers_are_kept_and_nest(model, frames):
+    """colorize_batch's worker threads outlive a batch (same threads next time); a batch started inside one of
+    them runs in that worker instead of waiting on the pool it occupies."""
+    import threading
+
+    from hyperchroma import model as model_module
+
+    inputs = list(frames[1])[:4]
+    two = model.with_settings(threads=2)
+    want = [two.colorize(f) for f in inputs]
+    names = set()
+
+    def record(img):
+        names.add(threading.current_thread().name)
+        return img
+
+    for _ in range(2):
+        for a, b in zip(want, two.colorize_batch(inputs)):
+            np.testing.assert_array_equal(a, b)
+    pool = model_module._batch_pool(2)
+    list(pool.map(record, range(8)))
+    assert names and all(n.startswith("hyperchroma-batch") for n in names)
+    assert model_module._batch_pool(2) is pool
+    nested = pool.submit(two.colorize_batch, inputs).result(timeout=120)
+    for a, b in zip(want, nested):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_recolor(model, frames):
     rgb = np.asarray(Image.open(frames[1][0]).convert("RGB"))
     np.testing.assert_array_equal(model.recolor(rgb, strength=0.0), rgb)  # strength 0: the image itself

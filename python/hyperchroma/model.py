@@ -9,6 +9,7 @@ A model is its classifier, its quantizer and its color table (all fixed by fitti
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
@@ -34,6 +35,37 @@ def cpu_budget() -> int:
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
     return max(1, min(n, 8))
+
+
+# colorize_batch's worker threads, kept per worker count for the process: a thread's scratch buffers (the lookup
+# chain's, the guided filter's, the classifier's) and its miss memo outlive one batch, so a batch does not pay for
+# new threads and first-call allocations. A forked child starts with none (the parent's threads are not there).
+_pools: Dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+_worker = threading.local()
+
+
+def _mark_worker() -> None:
+    _worker.active = True
+
+
+def _forget_pools() -> None:
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def _batch_pool(workers: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hyperchroma-batch",
+                                                        initializer=_mark_worker)
+        return pool
 
 
 def _check_threads(threads: Optional[int]) -> int:
@@ -145,10 +177,9 @@ class Model:
             r = self._colorize_loaded(load_image(im), settings, share)
             return r if details else r.rgb
 
-        if workers <= 1:
+        if workers <= 1 or getattr(_worker, "active", False):  # (a batch inside a batch runs in its worker)
             return [one(im) for im in images]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, images))
+        return list(_batch_pool(workers).map(one, images))
 
     def recolor(self, image: ImageLike, strength: float = 1.0, **overrides: Any) -> np.ndarray:
         """Color correction: recolor a color image from the model, keeping its own luma exactly.

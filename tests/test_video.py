@@ -238,8 +238,10 @@ def test_still_film_blend_reference(source):
     for t in range(1, 11):
         c, cb = 0.9 ** t, 0.9 ** (11 - t)
         u = 1 - max(c, cb)
-        # the floor weight of carried keyframe colors, then the linear temporal blend between the two
-        w, wb = max(c, 0.5) * (11 - t) / 11, max(cb, 0.5) * t / 11
+        # the floor weight of carried keyframe colors, then the temporal blend between the two (each keyframe's
+        # nearness in time to the power lead)
+        lead = FilmOptions().lead
+        w, wb = max(c, 0.5) * ((11 - t) / 11) ** lead, max(cb, 0.5) * (t / 11) ** lead
         # the table knows nothing, so the smoothed table track Q keeps what it started from: keyframe 0; before
         # keyframe 1 the fallback leans on it by a share that decays by smooth every table_every frames
         keep = FilmOptions().smooth ** ((11 - t) / FilmOptions().table_every)
@@ -414,3 +416,10 @@ def test_memory_bounded_by_the_window(placed):
     assert out == list(range(N))
     assert held <= 5 + 3 + 1
     assert eng.stats()["keyframes_placed"] == {0: [25]}
+
+
+@pytest.mark.parametrize("bad", [dict(lead=0.2), dict(lead=float("nan")), dict(lead=9), dict(unsure_gray=1.5),
+                                 dict(decay=0), dict(smooth=1.0), dict(window=0)])
+def test_film_options_out_of_range(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        FilmOptions(**bad).check()

@@ -121,6 +121,7 @@ class FilmOptions:
     key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
     detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion ...
     detail_scale: float = 2.0    # ... in films at least this many times the model size (both axes)
+    lead: float = 1.5            # between two keyframes each leads with (its nearness in time) ** lead
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
     def check(self) -> "FilmOptions":
@@ -130,6 +131,8 @@ class FilmOptions:
             raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
         if not 0 <= self.unsure_gray <= 1:
             raise ValueError(f"unsure_gray must be in [0, 1], got {self.unsure_gray}")
+        if not 0.5 <= self.lead <= 8:
+            raise ValueError(f"lead must be in [0.5, 8], got {self.lead}")
         if self.table_every < 1 or self.window < 1 or self.lookahead < 1:
             raise ValueError("table_every, window and lookahead must be >= 1")
         return self
@@ -405,9 +408,11 @@ class FilmEngine:
             if Kb is not None:
                 wb = np.maximum(cb, np.float32(o.floor))
         if key_at is not None and Kb is not None and right_at is not None:
-            # between two keyframes: the nearer one leads (linear in time), so there is no jump at either
+            # between two keyframes: the nearer one leads (its nearness in time to the power lead: 1 is linear; above
+            # 1 the keyframe being approached takes over sooner, which lowers the step into its own exact colors),
+            # so there is no jump at either
             span = float(right_at - key_at)
-            tf, tb = np.float32((right_at - fr.index) / span), np.float32((fr.index - key_at) / span)
+            tf, tb = np.float32(((right_at - fr.index) / span) ** o.lead), np.float32(((fr.index - key_at) / span) ** o.lead)
             wf, wb = wf * tf, wb * tb
         fallback = Q
         if keep is not None and Q is not None and Kb is not None:

@@ -66,9 +66,9 @@ struct MissMemo {
     std::vector<std::uint32_t> slots;  // row + 1, 0 empty
 
     bool matches(const HashTable& t, const SortedIndex& ix, const ChainOptions& o) const {
-        return size > 0 && epoch == memo_epoch().load(std::memory_order_relaxed) && table_id == t.content_id() && index_id == ix.content_id() && max_distance == o.max_distance &&
-               max_scan == o.max_scan && one_step == o.one_step && exact == o.exact &&
-               words == static_cast<std::size_t>(t.layout().words);
+        return size > 0 && epoch == memo_epoch().load(std::memory_order_relaxed) && table_id == t.content_id() &&
+               index_id == ix.content_id() && max_distance == o.max_distance && max_scan == o.max_scan &&
+               one_step == o.one_step && exact == o.exact && words == static_cast<std::size_t>(t.layout().words);
     }
     static std::uint64_t hash(const std::uint64_t* k, std::size_t W) {
         std::uint64_t h = 0x9e3779b97f4a7c15ULL;

@@ -412,7 +412,8 @@ class FilmEngine:
             # 1 the keyframe being approached takes over sooner, which lowers the step into its own exact colors),
             # so there is no jump at either
             span = float(right_at - key_at)
-            tf, tb = np.float32(((right_at - fr.index) / span) ** o.lead), np.float32(((fr.index - key_at) / span) ** o.lead)
+            tf = np.float32(((right_at - fr.index) / span) ** o.lead)
+            tb = np.float32(((fr.index - key_at) / span) ** o.lead)
             wf, wb = wf * tf, wb * tb
         fallback = Q
         if keep is not None and Q is not None and Kb is not None:

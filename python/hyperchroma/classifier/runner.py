@@ -586,7 +586,7 @@ class Classifier:
             dst.reshape(src.shape)[...] = src
         return list(out)
 
-    def _later_buffers(self, full: list[tuple[int, ...]], out: Any, single: bool) -> list[np.ndarray]:
+    def _later_buffers(self, full: Sequence[tuple[int, ...]], out: Any, single: bool) -> list[np.ndarray]:
         """The (N, C, H, W) arrays a later run writes into: the caller's ``out`` (checked, viewed with the
         batch axis) or new ones."""
         if out is None:

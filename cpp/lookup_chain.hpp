@@ -109,7 +109,7 @@ struct MissMemo {
 
 struct ChainScratch {
     std::vector<std::uint8_t> hit, found, hits1, in_memo;
-    std::vector<std::int64_t> miss, first, inverse, rest, rest_u, used, todo, seed, idx, kidx;
+    std::vector<std::int64_t> miss, first, inverse, rest, rest_u, used, todo, seed, idx, kidx, slots;
     std::vector<std::uint64_t> mk, uk, qk;
     std::vector<float> ab1, bound, dist, kdist;
     std::vector<MissAnswer> answers;
@@ -154,7 +154,7 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
         std::copy(keys + static_cast<std::size_t>(s.miss[j]) * words, keys + (static_cast<std::size_t>(s.miss[j]) + 1) * words,
                   s.mk.begin() + static_cast<std::ptrdiff_t>(j * words));
     s.inverse.resize(nm);
-    const std::size_t U = unique_keys(s.mk.data(), nm, layout.words, s.first, s.inverse.data());
+    const std::size_t U = unique_keys(s.mk.data(), nm, layout.words, s.first, s.inverse.data(), s.slots);
     s.uk.resize(U * words);
     for (std::size_t u = 0; u < U; ++u)
         std::copy(s.mk.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(s.first[u]) * words),

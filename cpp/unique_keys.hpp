@@ -12,13 +12,14 @@
 namespace hyperchroma {
 
 // first: the row of each distinct key's first appearance (ascending); inverse[i]: the position in `first` of
-// row i's key (keys[first[inverse[i]]] == keys[i]). Returns the number of distinct keys.
+// row i's key (keys[first[inverse[i]]] == keys[i]). Returns the number of distinct keys. `slots` is the table's
+// memory (a caller's buffer, reused across calls: the lookup chain allocates nothing once it has grown).
 inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int words, std::vector<std::int64_t>& first,
-                               std::int64_t* inverse) {
+                               std::int64_t* inverse, std::vector<std::int64_t>& slots) {
     first.clear();
     std::size_t cap = 16;
     while (cap < 2 * n) cap <<= 1;
-    std::vector<std::int64_t> slots(cap, -1);  // position in `first`, -1 empty
+    slots.assign(cap, -1);  // position in `first`, -1 empty
     const std::size_t mask = cap - 1;
     const std::size_t W = static_cast<std::size_t>(words);
     for (std::size_t i = 0; i < n; ++i) {
@@ -45,6 +46,12 @@ inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int wor
         }
     }
     return first.size();
+}
+
+inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int words, std::vector<std::int64_t>& first,
+                               std::int64_t* inverse) {
+    std::vector<std::int64_t> slots;
+    return unique_keys(keys, n, words, first, inverse, slots);
 }
 
 }  // namespace hyperchroma

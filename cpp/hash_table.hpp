@@ -258,7 +258,7 @@ public:
             std::fill(hits, hits + n, std::uint8_t{0});
             return;
         }
-        parallel_for(n, threads, 256, [&](std::size_t b, std::size_t e) { one_step_range(keys, b, e, ab, hits); });
+        parallel_for_claimed(n, threads, 512, [&](std::size_t b, std::size_t e) { one_step_range(keys, b, e, ab, hits); });
     }
 
     // Copy the first min(n, size) entries in insertion order; returns how many were copied.
@@ -1304,15 +1304,17 @@ private:
                         std::uint8_t* hits) const {
         const std::size_t maxp = 2 * static_cast<std::size_t>(layout_.channels);
         constexpr std::size_t R = 4;  // buffers in flight (>= 4 stages)
-        OneStepBuf q[R];
+        thread_local OneStepBuf q[R];  // the thread's, kept: no allocation once grown to the widest key
+        thread_local std::vector<std::uint64_t> probe;
         for (auto& x : q) {
             x.hv.resize(maxp);
             x.ok.resize(maxp);
             x.fw.resize(maxp);
             x.sj.resize(maxp + 4);  // + 4: the branch-free compactions write past the last survivor
             x.si.resize(maxp);
+            x.ns = 0;
         }
-        std::vector<std::uint64_t> probe(words_);
+        probe.resize(static_cast<std::size_t>(words_));
         for (std::size_t i = b; i < e + 3; ++i) {
             if (i < e) one_step_hash(keys + i * words_, q[i % R]);
             if (i >= b + 1 && i - 1 < e) one_step_filter(q[(i - 1) % R]);

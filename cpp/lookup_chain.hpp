@@ -165,7 +165,7 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
     s.in_memo.assign(U, 0);
     const bool recall = opt.memo && s.memo.matches(table, index, opt);
     if (recall)
-        parallel_for(U, opt.threads, 2048, [&](std::size_t b, std::size_t e) {
+        parallel_for_claimed(U, opt.threads, 1024, [&](std::size_t b, std::size_t e) {
             for (std::size_t u = b; u < e; ++u)
                 if (const detail::MissAnswer* a = s.memo.find(s.uk.data() + u * words)) {
                     s.answers[u] = *a;

@@ -156,4 +156,29 @@ void parallel_for(std::size_t n, int threads, std::size_t min_chunk, Fn&& fn) {
     if (job.error) std::rethrow_exception(job.error);
 }
 
+// Like parallel_for, but in chunks of `chunk` items (the last one shorter) claimed by whichever thread is free,
+// for work whose result does not depend on how it is split (each item on its own): when a helper wakes late the
+// caller takes more of the chunks instead of waiting for the helper's half.
+template <class Fn>
+void parallel_for_claimed(std::size_t n, int threads, std::size_t chunk, Fn&& fn) {
+    if (n == 0) return;
+    chunk = std::max<std::size_t>(chunk, 1);
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    const std::size_t t = std::min(static_cast<std::size_t>(resolve_threads(threads)), chunks);
+    if (t <= 1) {
+        fn(std::size_t{0}, n);
+        return;
+    }
+    using F = std::remove_reference_t<Fn>;
+    detail::PoolJob job;
+    job.call = [](void* f, std::size_t b, std::size_t e) { (*static_cast<F*>(f))(b, e); };
+    job.fn = const_cast<void*>(static_cast<const void*>(&fn));
+    job.n = n;
+    job.chunk = chunk;
+    job.chunks = chunks;
+    job.max_helpers = static_cast<int>(t - 1);
+    detail::pool().run(job);
+    if (job.error) std::rethrow_exception(job.error);
+}
+
 }  // namespace hyperchroma

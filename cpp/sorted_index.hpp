@@ -303,7 +303,7 @@ public:
         if (!(opt.max_distance >= 0)) throw std::invalid_argument("max_distance must be >= 0 (not NaN)");
         if (opt.max_scan < 1) throw std::invalid_argument("max_scan must be >= 1");
         with_distance(layout_, [&](const auto& dist) {
-            parallel_for(m, opt.threads, 256, [&](std::size_t b, std::size_t e) {
+            parallel_for_claimed(m, opt.threads, 256, [&](std::size_t b, std::size_t e) {
                 search_range(dist, queries, b, e, opt, out_index, out_distance);
             });
         });
@@ -395,7 +395,7 @@ private:
         const double* proj = proj_.data();
         const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(n_);
         const bool window = !opt.exact && !opt.scan && layout_.bits == 2 && layout_.levels == 3;
-        std::vector<std::uint32_t> window_sq;
+        thread_local std::vector<std::uint32_t> window_sq;  // the thread's, kept
         // Projections and binary-search positions a block of queries at a time: their dependent chains
         // (table reads and adds, search steps) interleave.
         constexpr std::size_t kBlock = 8;

@@ -110,6 +110,31 @@ def test_batch_workers_are_kept_and_nest(model, frames):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_batch_in_a_forked_child(model, frames):
+    """A child forked after the parent used its batch workers makes its own (the parent's threads are not there)."""
+    import multiprocessing as mp
+
+    inputs = list(frames[1])[:3]
+    two = model.with_settings(threads=2)
+    want = [int(a.astype(np.int64).sum()) for a in two.colorize_batch(inputs)]
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_batch_sums, args=(two, inputs, q))
+    p.start()
+    try:
+        got = q.get(timeout=120)  # before join: a child cannot exit while its queue still holds data
+    finally:
+        p.join(30)
+        if p.is_alive():
+            p.kill()
+    assert got == want and p.exitcode == 0
+
+
+def _batch_sums(m, inputs, q):
+    q.put([int(a.astype(np.int64).sum()) for a in m.colorize_batch(inputs)])
+
+
 def test_recolor(model, frames):
     rgb = np.asarray(Image.open(frames[1][0]).convert("RGB"))
     np.testing.assert_array_equal(model.recolor(rgb, strength=0.0), rgb)  # strength 0: the image itself

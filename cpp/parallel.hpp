@@ -128,6 +128,21 @@ inline Pool& pool() {
 #endif
 }
 
+// fn(begin, end) on [0, n) cut into chunks of `chunk` items, claimed by the caller and up to helpers pool threads.
+template <class Fn>
+void run_chunks(std::size_t n, std::size_t chunk, std::size_t helpers, Fn& fn) {
+    using F = std::remove_reference_t<Fn>;
+    PoolJob job;
+    job.call = [](void* f, std::size_t b, std::size_t e) { (*static_cast<F*>(f))(b, e); };
+    job.fn = const_cast<void*>(static_cast<const void*>(&fn));
+    job.n = n;
+    job.chunk = chunk;
+    job.chunks = (n + chunk - 1) / chunk;
+    job.max_helpers = static_cast<int>(helpers);
+    pool().run(job);
+    if (job.error) std::rethrow_exception(job.error);
+}
+
 }  // namespace detail
 
 // Calls fn(begin, end) on disjoint chunks covering [0, n). Runs inline when one thread suffices.
@@ -136,24 +151,13 @@ void parallel_for(std::size_t n, int threads, std::size_t min_chunk, Fn&& fn) {
     if (n == 0) return;
     std::size_t t = static_cast<std::size_t>(resolve_threads(threads));
     t = std::min(t, (n + min_chunk - 1) / std::max<std::size_t>(min_chunk, 1));
-    if (t <= 1) {
+    const std::size_t chunk = t > 1 ? (n + t - 1) / t : n;
+    const std::size_t chunks = (n + chunk - 1) / chunk;
+    if (t <= 1 || chunks <= 1) {
         fn(std::size_t{0}, n);
         return;
     }
-    using F = std::remove_reference_t<Fn>;
-    detail::PoolJob job;
-    job.call = [](void* f, std::size_t b, std::size_t e) { (*static_cast<F*>(f))(b, e); };
-    job.fn = const_cast<void*>(static_cast<const void*>(&fn));
-    job.n = n;
-    job.chunk = (n + t - 1) / t;
-    job.chunks = (n + job.chunk - 1) / job.chunk;
-    job.max_helpers = static_cast<int>(std::min(t, job.chunks) - 1);
-    if (job.max_helpers <= 0) {
-        fn(std::size_t{0}, n);
-        return;
-    }
-    detail::pool().run(job);
-    if (job.error) std::rethrow_exception(job.error);
+    detail::run_chunks(n, chunk, std::min(t, chunks) - 1, fn);
 }
 
 // Like parallel_for, but in chunks of `chunk` items (the last one shorter) claimed by whichever thread is free,
@@ -169,16 +173,7 @@ void parallel_for_claimed(std::size_t n, int threads, std::size_t chunk, Fn&& fn
         fn(std::size_t{0}, n);
         return;
     }
-    using F = std::remove_reference_t<Fn>;
-    detail::PoolJob job;
-    job.call = [](void* f, std::size_t b, std::size_t e) { (*static_cast<F*>(f))(b, e); };
-    job.fn = const_cast<void*>(static_cast<const void*>(&fn));
-    job.n = n;
-    job.chunk = chunk;
-    job.chunks = chunks;
-    job.max_helpers = static_cast<int>(t - 1);
-    detail::pool().run(job);
-    if (job.error) std::rethrow_exception(job.error);
+    detail::run_chunks(n, chunk, t - 1, fn);
 }
 
 }  // namespace hyperchroma

@@ -184,6 +184,7 @@ def main():
     ap.add_argument("--frames", type=int, default=6, help="frames per round and side")
     args = ap.parse_args()
     import hyperchroma as hc
+    from hyperchroma import core
     from protocols import film_720
 
     train, test = film_720(1)
@@ -202,6 +203,7 @@ def main():
         parent.send(args.frames)
         theirs += parent.recv()
         for i in range(args.frames):
+            core.clear_lookup_memo()  # each frame as an unrelated image, as the prototype has no memo (not timed)
             t = time.perf_counter()
             model.colorize(frames[i % len(frames)])
             ours.append(time.perf_counter() - t)

@@ -23,6 +23,7 @@
 #include "median_filter.hpp"
 #include "neighbor_seeds.hpp"
 #include "pwl_conv.hpp"
+#include "resample.hpp"
 #include "sorted_index.hpp"
 #include "unique_keys.hpp"
 
@@ -1445,6 +1446,36 @@ void bind_pool_conv(py::module_& m) {
 
 }  // namespace
 
+// ---------------------------------------------------------------- classifier input (resample.hpp)
+void bind_resample(py::module_& m) {
+    m.def(
+        "resize_gray",
+        [](const py::handle& gray_obj, long h, long w, int threads) {
+            const auto gray = as_u8(gray_obj, "gray");
+            if (gray.ndim() != 2 || gray.shape(0) < 1 || gray.shape(1) < 1)
+                throw std::invalid_argument("gray: expected a non-empty (H, W) uint8 image, got shape " +
+                                            shape_str(gray));
+            if (threads < 0)
+                throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+            check_size(h, w);
+            constexpr long kMax = (1L << 31) - 1;
+            if (gray.shape(0) > kMax || gray.shape(1) > kMax)
+                throw std::invalid_argument("gray: image too large " + shape_str(gray));
+            py::array_t<float> out({static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w)});
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                resize_gray(gray.data(), static_cast<int>(gray.shape(0)), static_cast<int>(gray.shape(1)),
+                            static_cast<int>(h), static_cast<int>(w), dst, threads);
+            }
+            return out;
+        },
+        py::arg("gray"), py::arg("h"), py::arg("w"), py::arg("threads") = 1,
+        "gray (H, W) uint8 scaled to [0, 1] (times float32(1/255)) and resized to (h, w) float32 with Pillow's\n"
+        "antialiased BILINEAR filter, bit for bit Image.fromarray(gray * np.float32(1/255), 'F').resize((w, h),\n"
+        "BILINEAR). The result does not depend on threads.");
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "hyperchroma's C++ core: hypercolumn keys, hash table, sorted index, median filter, guided filter.";
     py::register_exception_translator([](std::exception_ptr p) {
@@ -1467,4 +1498,5 @@ PYBIND11_MODULE(_core, m) {
     bind_guided(m);
     bind_pwl_conv(m);
     bind_pool_conv(m);
+    bind_resample(m);
 }

@@ -7,7 +7,6 @@ Every failure is an :class:`ImageError` (a ``ValueError``) with one line saying 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
@@ -132,25 +131,20 @@ def resize_rgb(rgb: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-_scratch = threading.local()
-
-
 def model_gray(img: np.ndarray, shape: tuple, gray: Optional[np.ndarray] = None) -> np.ndarray:
     """The classifier's input: gray intensity in [0,1] at model size, from the image's :func:`luma`.
 
     A color image and its gray version (``convert("L")``, what a black-and-white film or scan is) give the
     same input, so a table fit on color frames serves their black-and-white versions exactly. Pass the
-    image's luma ``gray`` if it is at hand.
+    image's luma ``gray`` if it is at hand. The resize is :func:`hyperchroma.core.resize_gray` (Pillow's
+    antialiased BILINEAR filter of the float plane, restated in C++: about 3x faster, the same values).
     """
     g = luma(img) if gray is None else gray
-    if g.shape == tuple(shape):
-        return g.astype(np.float32) * np.float32(1 / 255)
-    # the float plane only feeds Pillow's resize: this thread's buffer, reused (same values as astype then *)
-    buf = getattr(_scratch, "gray", None)
-    if buf is None or buf.shape != g.shape:
-        buf = _scratch.gray = np.empty(g.shape, np.float32)
-    np.multiply(g, np.float32(1 / 255), out=buf, dtype=np.float32)
-    return resize_float(buf, shape)
+    h, w = shape
+    if g.dtype == np.uint8:
+        return core.resize_gray(g, h, w)
+    plane = np.asarray(g, dtype=np.float32) * np.float32(1 / 255)
+    return plane if plane.shape == (h, w) else resize_float(plane, shape)
 
 
 def image_paths(inputs: Iterable[Union[str, os.PathLike]]) -> List[Path]:

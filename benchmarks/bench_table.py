@@ -101,16 +101,27 @@ def one_step_measure(entries, repeats):
     t.shrink_to_fit()
     q = q[t.lookup(q)[1] == core.STATUS_MISS][:10_000]
     res = {"entries": len(t), "queries": len(q), "module": core.__file__}
-    for th in (1, 2):
-        cpu = wall = float("inf")
-        for _ in range(repeats):
-            c0, w0 = time.process_time(), time.perf_counter()
-            out_ab, hits = t.lookup_one_step(q, threads=th)
-            cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
-        res[f"ns{th}"] = cpu / len(q) * 1e9  # process CPU time: all threads' work
-        res[f"wall{th}"] = wall / len(q) * 1e9
+    try:  # builds with the neighbour index take indexed=; the probes (indexed=False) are timed beside it
+        t.lookup_one_step(q[:1], indexed=False)
+        methods = [("", {}), ("probes_", {"indexed": False})]
+    except TypeError:
+        methods = [("", {})]
+    digests = []
+    for prefix, kw in methods:
+        for th in (1, 2):
+            cpu = wall = float("inf")
+            t.lookup_one_step(q, threads=th, **kw)  # builds the index once (not timed)
+            for _ in range(repeats):
+                c0, w0 = time.process_time(), time.perf_counter()
+                out_ab, hits = t.lookup_one_step(q, threads=th, **kw)
+                cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+            res[f"{prefix}ns{th}"] = cpu / len(q) * 1e9  # process CPU time: all threads' work
+            res[f"{prefix}wall{th}"] = wall / len(q) * 1e9
+        digests.append(__import__("hashlib").sha256(out_ab.tobytes() + hits.tobytes()).hexdigest())
     res["hits"] = float(hits.mean())
-    res["digest"] = __import__("hashlib").sha256(out_ab.tobytes() + hits.tobytes()).hexdigest()
+    res["digest"] = digests[0]
+    res["same_as_probes"] = len(set(digests)) == 1
+    res["memory_bytes"] = t.memory_bytes()
     return res
 
 
@@ -129,6 +140,10 @@ def one_step_main(args):
         rows.insert(0, ("baseline", old))
     for name, r in rows:
         print(f"{name:10s} {r['ns1']:10.0f} {r['ns2']:10.0f} {r['wall2']:11.0f}   {r['module']}")
+    if "probes_ns1" in new:
+        print(f"{'probes':10s} {new['probes_ns1']:10.0f} {new['probes_ns2']:10.0f} {new['probes_wall2']:11.0f}   "
+              f"the same build, indexed=False; output {'equal' if new['same_as_probes'] else 'DIFFERENT'}; "
+              f"table with its index {new['memory_bytes'] / new['entries']:.0f} bytes/entry")
     if args.baseline:
         same = old["digest"] == new["digest"]
         print(f"speedup (CPU): {old['ns1'] / new['ns1']:.2f}x threads=1, {old['ns2'] / new['ns2']:.2f}x threads=2; "

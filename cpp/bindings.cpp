@@ -763,13 +763,16 @@ runs with the GIL released.
 
     cls.def(
         "lookup_one_step",
-        [](const HashTable& t, const py::handle& keys_obj, int threads) {
-            return table_query(t, keys_obj, threads, true, [&t](auto... a) { t.lookup_one_step(a...); });
+        [](const HashTable& t, const py::handle& keys_obj, int threads, bool indexed) {
+            return table_query(t, keys_obj, threads, true,
+                               [&t, indexed](auto... a) { t.lookup_one_step(a..., indexed); });
         },
-        py::arg("keys"), py::arg("threads") = 1,
+        py::arg("keys"), py::arg("threads") = 1, py::arg("indexed") = true,
         "For each key (N, words) uint64, the usable (not conflicting) entries exactly one quantization step\n"
         "away (one channel's level +-1: L2 distance 1, the nearest a missing key can have). Returns (ab float32\n"
-        "(N, 2): their mean color, 0 when none; hits uint8 (N,): how many, at most 255).");
+        "(N, 2): their mean color, 0 when none; hits uint8 (N,): how many, at most 255). indexed=True reads them\n"
+        "from the table's neighbour index (built on first use after a change, up to 4M entries), False probes\n"
+        "the 2 * channels keys one by one; both give the same result.");
 
     cls.def(
         "counts",

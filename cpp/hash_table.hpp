@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "keys.hpp"
+#include "neighbor_index.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
 
@@ -227,6 +228,8 @@ public:
         b += filter_.capacity() * sizeof(std::uint64_t);
         b += vote_.capacity() * sizeof(VoteBin);
         b += acc_.capacity() * sizeof(Acc) + ext_.capacity() * sizeof(Ext);
+        std::lock_guard<std::mutex> g(neighbors_mutex_);
+        if (neighbors_) b += neighbors_->memory_bytes();
         return b;
     }
 
@@ -250,12 +253,21 @@ public:
     // go through a 4-stage pipeline (one_step_range) so filter words, slots and rows are prefetched a key or
     // two before they are read. The sums are exact integers, so the result does not
     // depend on the probe order or on threads.
-    void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits,
-                         int threads) const {
+    // With `indexed` (the default) and at most NeighborIndex::kMaxEntries entries, the neighbours come from the
+    // table's NeighborIndex instead (built on the first such call after a change of contents, see
+    // neighbor_index.hpp): the same entries, so the same result, from 8 bucket reads a key instead of the probes.
+    void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits, int threads,
+                         bool indexed = true) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
         if (size_ == 0 || cap_ == 0) {
             std::fill(ab, ab + 2 * n, 0.0f);
             std::fill(hits, hits + n, std::uint8_t{0});
+            return;
+        }
+        if (indexed && size_ <= NeighborIndex::kMaxEntries) {
+            const std::shared_ptr<const NeighborIndex> ix = neighbor_index(threads);
+            parallel_for_claimed(n, threads, 512,
+                                 [&](std::size_t b, std::size_t e) { one_step_indexed(*ix, keys, b, e, ab, hits); });
             return;
         }
         parallel_for_claimed(n, threads, 512, [&](std::size_t b, std::size_t e) { one_step_range(keys, b, e, ab, hits); });
@@ -284,9 +296,9 @@ public:
     // Insert a batch of n (key, ab) pairs in order. All ab are checked first (finite, else
     // std::invalid_argument and nothing is inserted); ab outside [-128, 128) is clamped.
     void insert(const std::uint64_t* keys, const float* ab, std::size_t n) {
-        content_id_.store(next_content_id(), std::memory_order_relaxed);
         check_finite(ab, 2 * n, "ab");
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        changed();
         if (n) ensure_acc();
         // Pipeline over the batch: at i hash key i and prefetch its slot; for 'vote' also at i - DB prefetch
         // the candidate entry row and the bin record of the incoming color, and at i - DC the bin record of
@@ -340,11 +352,11 @@ public:
 
     // Make room for `capacity` entries without rehashing (slots and rows).
     void reserve(std::size_t capacity) {
-        content_id_.store(next_content_id(), std::memory_order_relaxed);
         if (capacity > kMaxEntries)
             throw std::length_error("capacity must be <= " + std::to_string(kMaxEntries) + ", got " +
                                     std::to_string(capacity));
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        changed();
         if (capacity == 0) return;
         if (cap_for(capacity) > cap_) rehash(cap_for(capacity));
         const std::size_t nchunks = (capacity + kChunkEntries - 1) >> kChunkShift;
@@ -365,8 +377,8 @@ public:
 
     // Trim all allocations to the current size (slots to load 0.8). Keeps the vote data.
     void shrink_to_fit() {
-        content_id_.store(next_content_id(), std::memory_order_relaxed);
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        changed();
         acc_.shrink_to_fit();
         ext_.shrink_to_fit();
         const std::size_t nchunks = (size_ + kChunkEntries - 1) >> kChunkShift;
@@ -396,8 +408,8 @@ public:
 
     // Drop the fitting-only data (sums, counts, extremes, vote bins); later inserts and merges reseed entries.
     void finalize() {
-        content_id_.store(next_content_id(), std::memory_order_relaxed);
         std::unique_lock<std::shared_mutex> lock(mutex_);
+        changed();
         std::vector<VoteBin>().swap(vote_);
         vote_size_ = 0;
         std::vector<Acc>().swap(acc_);
@@ -417,7 +429,6 @@ public:
     // inserted here: associative and commutative in the stored colors, counts and flags (exact when both
     // tables are exact()); o's new keys are appended in o's order. o is not changed.
     void merge(const HashTable& o) {
-        content_id_.store(next_content_id(), std::memory_order_relaxed);
         if (&o == this) throw std::invalid_argument("cannot merge a table into itself");
         if (o.layout_.channels != layout_.channels || o.layout_.levels != layout_.levels)
             throw std::invalid_argument("merge: tables differ in channels or levels (" +
@@ -434,6 +445,7 @@ public:
         std::unique_lock<std::shared_mutex> mine(mutex_, std::defer_lock);
         std::shared_lock<std::shared_mutex> theirs(o.mutex_, std::defer_lock);
         std::lock(mine, theirs);
+        changed();
         if (o.size_ == 0) return;
         if (policy_ == Policy::vote)
             merge_vote(o);
@@ -594,6 +606,64 @@ public:
 
 private:
     std::atomic<std::uint64_t> content_id_{next_content_id()};
+    // The one-step neighbour index and the content id it was built for (neighbors_mutex_ guards both).
+    mutable std::mutex neighbors_mutex_;
+    mutable std::shared_ptr<const NeighborIndex> neighbors_;
+    mutable std::uint64_t neighbors_id_ = 0;
+
+    // Every mutator calls this holding the exclusive lock: a new content id (the miss memo's answers and the
+    // neighbour index go stale). A reader that read the old id before the lock was taken keeps answers under
+    // the old id, which never matches again; one reading the new id meets the new contents.
+    void changed() {
+        content_id_.store(next_content_id(), std::memory_order_relaxed);
+        std::lock_guard<std::mutex> g(neighbors_mutex_);
+        neighbors_.reset();
+    }
+    // The neighbour index of the current contents (the caller holds the shared lock: no mutator runs meanwhile).
+    std::shared_ptr<const NeighborIndex> neighbor_index(int threads) const {
+        std::lock_guard<std::mutex> g(neighbors_mutex_);
+        const std::uint64_t id = content_id();
+        if (!neighbors_ || neighbors_id_ != id) {
+            neighbors_ = std::make_shared<const NeighborIndex>(
+                layout_, size_, [this](std::size_t i) { return row(i); }, threads);
+            neighbors_id_ = id;
+        }
+        return neighbors_;
+    }
+    // Keys in flight through the index's stages: stage b runs kNeighborLagB keys behind stage a, stage c
+    // kNeighborLagC behind it, so each stage's reads were prefetched a few keys earlier.
+    static constexpr std::size_t kNeighborLagB = 3, kNeighborLagC = 6, kNeighborRing = 8;
+    static NeighborIndex::Query* neighbor_queries() {
+        thread_local NeighborIndex::Query q[kNeighborRing];
+        return q;
+    }
+    // lookup_one_step of keys [b, e) through the neighbour index: one_step_probe's sums over the same entries,
+    // the keys through the index's three stages as a pipeline (key i in stage a, i - kNeighborLagB in b, ...).
+    void one_step_indexed(const NeighborIndex& ix, const std::uint64_t* keys, std::size_t b, std::size_t e,
+                          float* ab, std::uint8_t* hits) const {
+        constexpr std::size_t R = kNeighborRing;
+        const auto rows = [this](std::size_t i) { return row(i); };
+        NeighborIndex::Query* q = neighbor_queries();  // this thread's, kept (one TLS access a call)
+        for (std::size_t i = b; i < e + kNeighborLagC; ++i) {
+            if (i < e) ix.stage_a(keys + i * words_, q[i % R]);
+            if (i >= b + kNeighborLagB && i - kNeighborLagB < e) ix.stage_b(q[(i - kNeighborLagB) % R], rows);
+            if (i < b + kNeighborLagC) continue;
+            const std::size_t j = i - kNeighborLagC;
+            std::int64_t sa = 0, sb = 0;
+            int found = 0;
+            ix.stage_c(keys + j * words_, q[j % R], rows, [&](std::uint32_t k) {
+                const std::uint64_t meta = row(k)[words_];
+                if (!meta_conflict(meta)) {
+                    sa += meta_a(meta);
+                    sb += meta_b(meta);
+                    ++found;
+                }
+            });
+            hits[j] = static_cast<std::uint8_t>(std::min(found, 255));
+            ab[2 * j] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
+            ab[2 * j + 1] = found ? static_cast<float>(static_cast<double>(sb) / found / kAbScale) : 0.0f;
+        }
+    }
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
 
     std::uint64_t hash(const std::uint64_t* key) const { return tab_->hash(key); }

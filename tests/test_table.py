@@ -521,12 +521,14 @@ def clustered_keys(rng, n, channels, levels, nbase=40, changes=3):
 
 
 def check_one_step(t, queries):
-    """lookup_one_step == one_step_ref bit for bit, for threads 1, 2 and all; returns the hits."""
+    """lookup_one_step == one_step_ref bit for bit, for threads 1, 2 and all, through the neighbour index and
+    through the probes; returns the hits."""
     want_ab, want_hits = one_step_ref(t, queries)
-    for th in (1, 2, 0):
-        got_ab, got_hits = t.lookup_one_step(queries, threads=th)
-        np.testing.assert_array_equal(got_hits, want_hits)
-        np.testing.assert_array_equal(got_ab.view(np.uint32), want_ab.view(np.uint32))
+    for indexed in (True, False):
+        for th in (1, 2, 0):
+            got_ab, got_hits = t.lookup_one_step(queries, threads=th, indexed=indexed)
+            np.testing.assert_array_equal(got_hits, want_hits)
+            np.testing.assert_array_equal(got_ab.view(np.uint32), want_ab.view(np.uint32))
     return want_hits
 
 
@@ -599,6 +601,38 @@ def test_lookup_one_step_many_hits_and_edges():
     t.insert(core.pack_keys(nb, levels), ab)
     hits = check_one_step(t, core.pack_keys(np.concatenate([q, nb[:3]]), levels))
     assert hits.tolist() == [255, 0, 0, 0]  # 280 found, clipped; the mean is over all 280
+
+
+def test_lookup_one_step_index_follows_the_contents():
+    """The neighbour index is built on the first one-step lookup and rebuilt after any change: a neighbour
+    inserted, a color changed by a merge, a conflict marked later are all seen by the next lookup."""
+    channels, levels = 56, 3
+    rng = np.random.default_rng(31)
+    stored = np.unique(clustered_keys(rng, 2000, channels, levels), axis=0)
+    keys = core.pack_keys(stored, levels)
+    ab = rng.uniform(-100, 100, size=(len(keys), 2)).astype(np.float32)
+    t = core.Table(channels, levels, "mark", 5.0)
+    t.insert(keys, ab)
+    q = stored[:50].copy()
+    q[:, 7] = (q[:, 7] + 1) % levels  # near stored keys; some stored themselves, most not
+    qk = core.pack_keys(np.unique(q, axis=0), levels)
+    before = t.memory_bytes()
+    check_one_step(t, qk)
+    assert t.memory_bytes() > before  # the index now exists
+    # a neighbour of every query inserted: the index is stale, the answer must include it
+    nb = core.unpack_keys(qk, channels, levels).copy()
+    nb[:, 30] = np.where(nb[:, 30] > 0, nb[:, 30] - 1, 1)
+    t.insert(core.pack_keys(nb, levels), np.full((len(nb), 2), 60, np.float32))
+    assert check_one_step(t, qk).min() >= 1
+    # the same keys again with far colors: conflicts for 'mark', so they stop counting
+    t.insert(core.pack_keys(nb, levels), np.full((len(nb), 2), -60, np.float32))
+    check_one_step(t, qk)
+    other = core.Table(channels, levels, "mark", 5.0)
+    other.insert(keys[::2], -ab[::2])
+    t.merge(other)
+    check_one_step(t, qk)
+    t.finalize()
+    check_one_step(t, qk)
 
 
 def test_lookup_one_step_concurrent_with_inserts():

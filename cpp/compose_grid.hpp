@@ -53,7 +53,7 @@ inline float grid_value(int index) { return static_cast<float>(index - kHalf) * 
 
 class Table {
 public:
-    Table() : rgb_(new std::uint8_t[kCells * kCellBytes]), state_(new std::atomic<std::uint8_t>[kCells]) {
+    Table() : rgb_(new std::uint8_t[kCells * kCellBytes + 1]), state_(new std::atomic<std::uint8_t>[kCells]) {
         for (std::size_t i = 0; i < kCells; ++i) state_[i].store(0, std::memory_order_relaxed);
     }
     // The 768 bytes (gray y -> rgb at 3 * y) of cell (ia, ib), filling it if this thread claims it; nullptr when
@@ -70,6 +70,9 @@ public:
         }
         return nullptr;
     }
+    // Whether cell c (= ia * kSide + ib) is filled; its bytes are then at data() + c * kCellBytes.
+    bool ready(std::size_t c) const { return state_[c].load(std::memory_order_acquire) == 2; }
+    const std::uint8_t* data() const { return rgb_.get(); }
     std::size_t filled() const {
         std::size_t k = 0;
         for (std::size_t i = 0; i < kCells; ++i) k += state_[i].load(std::memory_order_relaxed) == 2;
@@ -83,7 +86,8 @@ private:
         for (int y = 0; y < 256; ++y) gray[y] = static_cast<std::uint8_t>(y), ab[2 * y] = a, ab[2 * y + 1] = b;
         compose_luma(gray, ab, 256, false, out, 1);
     }
-    std::unique_ptr<std::uint8_t[]> rgb_;  // not value-initialized: pages are touched as cells fill
+    std::unique_ptr<std::uint8_t[]> rgb_;  // not value-initialized: pages are touched as cells fill (+1 byte: see
+                                           // upsample_compose_grid's 4-byte copies)
     std::unique_ptr<std::atomic<std::uint8_t>[]> state_;
 };
 
@@ -148,6 +152,20 @@ inline void upsample_compose_grid(const std::uint8_t* gray, int H, int W, const 
             }
             const std::uint8_t* g = gray + y * static_cast<std::size_t>(W);
             std::uint8_t* out = rgb + y * static_cast<std::size_t>(W) * 3;
+            // Usually every cell of the row is in the grid and filled: then a pass without branches (the cell
+            // changes every few pixels, a branch on it is mispredicted often).
+            bool ready = true;
+            for (int x = 0; x < W && ready; ++x) ready = ci[x] >= 0 && t.ready(static_cast<std::size_t>(ci[x]));
+            if (ready) {
+                const std::uint8_t* base = t.data();
+                // 4 bytes read and written a pixel, the 4th overwritten by the next pixel (the table has a
+                // byte of padding past its last cell); the row's last pixel 3 bytes
+                for (int x = 0; x + 1 < W; ++x)
+                    std::memcpy(out + 3 * x, base + static_cast<std::size_t>(ci[x]) * grid::kCellBytes + 3 * g[x], 4);
+                const std::uint8_t* src = base + static_cast<std::size_t>(ci[W - 1]) * grid::kCellBytes + 3 * g[W - 1];
+                std::memcpy(out + 3 * (W - 1), src, 3);
+                continue;
+            }
             std::int32_t last = -1;
             const std::uint8_t* cell = nullptr;
             for (int x = 0; x < W; ++x) {

@@ -25,13 +25,8 @@
 #include <vector>
 
 #include "parallel.hpp"
+#include "simd.hpp"
 
-#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
-    defined(__ELF__) && defined(__linux__) && defined(__GNUC__) && (!defined(__clang__) || __clang_major__ >= 14)
-#define HYPERCHROMA_CLONES_NO_FMA __attribute__((target_clones("avx2", "default")))
-#else
-#define HYPERCHROMA_CLONES_NO_FMA
-#endif
 
 namespace hyperchroma {
 

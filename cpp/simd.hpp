@@ -23,3 +23,15 @@
 #else
 #define HYPERCHROMA_CLONES
 #endif
+
+// HYPERCHROMA_CLONES_NO_FMA: the same for AVX2 and the baseline only. Neither has FMA, so a product and a sum
+// round separately, as in the code compiled once for the baseline: for kernels whose results must equal
+// another kernel's bit for bit (resample.hpp's sums in Pillow's order).
+#if defined(HYPERCHROMA_NO_CLONES) || defined(HYPERCHROMA_NO_CLONES_) || !defined(__x86_64__) || \
+    !defined(__ELF__) || !defined(__linux__)
+#define HYPERCHROMA_CLONES_NO_FMA
+#elif defined(__GNUC__) && (!defined(__clang__) || __clang_major__ >= 14)
+#define HYPERCHROMA_CLONES_NO_FMA __attribute__((target_clones("avx2", "default")))
+#else
+#define HYPERCHROMA_CLONES_NO_FMA
+#endif

@@ -182,6 +182,20 @@ def test_pool_conv_equals_the_two_operators(rng, K, pads, shape, pool):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * (1 + np.abs(want).max()))
 
 
+@pytest.mark.parametrize("pool", [True, False])
+def test_pool_conv_threads_on_a_large_map(rng, pool):
+    """Large enough (over 6M multiply-adds) to be split among threads; the same bits as one thread. The odd
+    width leaves a single 8-pixel block after the pairs."""
+    x = rng.normal(size=(1, 25, 100, 2 * 75 if pool else 75)).astype(np.float32)
+    w = rng.normal(size=(4, 25, 5, 5)).astype(np.float32)
+    b = rng.normal(size=4).astype(np.float32)
+    one = core.pool_conv(x, w, b, 2, 2, pool=pool, threads=1)
+    want = pool_conv_reference(x, w, b, (2, 2), pool)
+    np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-4 * (1 + np.abs(want).max()))
+    for threads in (2, 3, 0):
+        np.testing.assert_array_equal(core.pool_conv(x, w, b, 2, 2, pool=pool, threads=threads), one)
+
+
 def test_pool_conv_out_and_bad_inputs(rng):
     x = rng.normal(size=(1, 3, 9, 10)).astype(np.float32)
     w = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)

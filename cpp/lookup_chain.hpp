@@ -135,19 +135,20 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
     auto& s = detail::chain_scratch();
     s.hit.resize(n);
     s.found.resize(n);
-    table.lookup(keys, n, ab, s.hit.data(), opt.threads);
-    s.miss.clear();
+    table.lookup(keys, n, ab, s.hit.data(), opt.threads);  // ab = 0 for misses and conflicts
+    // without branches (hits and misses interleave at random): the miss list is compacted by its count
+    s.miss.resize(n);
+    std::int64_t* miss = s.miss.data();
+    std::size_t nm = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const bool f = s.hit[i] == STATUS_HIT;
         s.found[i] = f;
         status[i] = f ? LOOKUP_EXACT : LOOKUP_GRAY;
         distance[i] = f ? 0.0f : inf;
-        if (!f) {
-            s.miss.push_back(static_cast<std::int64_t>(i));
-            ab[2 * i] = ab[2 * i + 1] = 0.0f;
-        }
+        miss[nm] = static_cast<std::int64_t>(i);
+        nm += !f;
     }
-    const std::size_t nm = s.miss.size();
+    s.miss.resize(nm);
     if (nm == 0) return;
     s.mk.resize(nm * words);
     for (std::size_t j = 0; j < nm; ++j)

@@ -182,3 +182,85 @@ def test_compose_opencv_lab(benchmark):
         return cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
 
     benchmark(run)
+
+
+# ---------------------------------------------------------------- classifier input: 720x528 uint8 -> 224x164 float32
+RG = RNG.integers(0, 256, (528, 720), dtype=np.uint8)
+
+
+@pytest.mark.benchmark(group="classifier input 720x528 -> 224x164")
+def test_resize_ours(benchmark):
+    from PIL import Image
+
+    out = benchmark(core.resize_gray, RG, 164, 224)
+    ref = np.asarray(Image.fromarray(RG * np.float32(1 / 255), mode="F").resize((224, 164), Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=3e-7)
+
+
+@pytest.mark.benchmark(group="classifier input 720x528 -> 224x164")
+def test_resize_pillow_float(benchmark):
+    """Pillow's antialiased BILINEAR on the float plane: the same filter (what images.py called before)."""
+    from PIL import Image
+
+    benchmark(lambda: np.asarray(Image.fromarray(RG * np.float32(1 / 255), mode="F")
+                                 .resize((224, 164), Image.Resampling.BILINEAR)))
+
+
+@pytest.mark.benchmark(group="classifier input 720x528 -> 224x164")
+def test_resize_opencv_area(benchmark):
+    """OpenCV INTER_AREA on the float plane (a different, box-shaped filter)."""
+    benchmark(lambda: cv2.resize(RG.astype(np.float32) * np.float32(1 / 255), (224, 164),
+                                 interpolation=cv2.INTER_AREA))
+
+
+# ---------------------------------------------------------------- one-step neighbours, 10k missing keys in 100k
+@pytest.fixture(scope="module")
+def one_step_table():
+    from bench_table import one_step_inputs
+
+    keys, ab, q = one_step_inputs(100_000)
+    t = core.Table(56, 3, "mean")
+    t.insert(keys, ab)
+    q = q[t.lookup(q)[1] == core.STATUS_MISS][:10_000]
+    t.lookup_one_step(q[:1])  # builds the neighbour index (once per content)
+    return t, keys, ab, q
+
+
+@pytest.mark.benchmark(group="one-step neighbours of 10k missing keys in 100k")
+def test_one_step_index(benchmark, one_step_table):
+    t, _, _, q = one_step_table
+    ab, hits = benchmark(t.lookup_one_step, q)
+    ab0, hits0 = t.lookup_one_step(q, indexed=False)
+    np.testing.assert_array_equal(hits, hits0)
+    np.testing.assert_array_equal(ab, ab0)
+
+
+@pytest.mark.benchmark(group="one-step neighbours of 10k missing keys in 100k")
+def test_one_step_probes(benchmark, one_step_table):
+    t, _, _, q = one_step_table
+    benchmark(t.lookup_one_step, q, indexed=False)
+
+
+@pytest.mark.benchmark(group="one-step neighbours of 10k missing keys in 100k")
+def test_one_step_dict(benchmark, one_step_table):
+    """A Python dict of the stored keys (unpacked bytes), every +-1 neighbour of a query probed."""
+    t, keys, ab, q = one_step_table
+    d = {k.tobytes(): a for k, a in zip(core.unpack_keys(keys, 56, 3), ab)}
+    qs = core.unpack_keys(q, 56, 3)[:1000]  # a tenth of the queries (the dict takes ~ms each); x10 when comparing
+
+    def run():
+        out = []
+        for k in qs:
+            s, n = 0.0, 0
+            for c in range(56):
+                for to in (int(k[c]) - 1, int(k[c]) + 1):
+                    if 0 <= to < 3:
+                        m = k.copy()
+                        m[c] = to
+                        a = d.get(m.tobytes())
+                        if a is not None:
+                            s, n = s + a[0], n + 1
+            out.append((s, n))
+        return out
+
+    benchmark.pedantic(run, rounds=3)

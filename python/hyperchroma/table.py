@@ -144,7 +144,8 @@ class ColorTable:
         return e
 
     def memory_bytes(self) -> int:
-        """Bytes held by the hash table and, once finalized, the sorted index."""
+        """Bytes held by the hash table (with its one-step neighbour index once a one-step lookup built it) and,
+        once finalized, the sorted index."""
         return int(self._table.memory_bytes()) + (int(self._index.memory_bytes()) if self._index is not None else 0)
 
     def __len__(self) -> int:

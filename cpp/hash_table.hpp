@@ -69,15 +69,6 @@
 #define HYPERCHROMA_ONE_STEP_AVX2 0
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define HYPERCHROMA_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
-#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
-#include <xmmintrin.h>
-#define HYPERCHROMA_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0)
-#else
-#define HYPERCHROMA_PREFETCH(p) ((void)0)
-#endif
-
 namespace hyperchroma {
 
 enum class Policy { mark, mean, vote };
@@ -255,7 +246,7 @@ public:
     // depend on the probe order or on threads.
     // With `indexed` (the default) and at most NeighborIndex::kMaxEntries entries, the neighbours come from the
     // table's NeighborIndex instead (built on the first such call after a change of contents, see
-    // neighbor_index.hpp): the same entries, so the same result, from 8 bucket reads a key instead of the probes.
+    // neighbor_index.hpp): the same entries, so the same result, from 8 slot scans a key instead of the probes.
     void lookup_one_step(const std::uint64_t* keys, std::size_t n, float* ab, std::uint8_t* hits, int threads,
                          bool indexed = true) const {
         std::shared_lock<std::shared_mutex> lock(mutex_);
@@ -606,13 +597,13 @@ public:
 
 private:
     std::atomic<std::uint64_t> content_id_{next_content_id()};
-    // The one-step neighbour index and the content id it was built for (neighbors_mutex_ guards both).
+    // The one-step neighbour index of the current contents, or null until a one-step lookup builds it (every
+    // mutator drops it in changed()).
     mutable std::mutex neighbors_mutex_;
     mutable std::shared_ptr<const NeighborIndex> neighbors_;
-    mutable std::uint64_t neighbors_id_ = 0;
 
-    // Every mutator calls this holding the exclusive lock: a new content id (the miss memo's answers and the
-    // neighbour index go stale). A reader that read the old id before the lock was taken keeps answers under
+    // Every mutator calls this holding the exclusive lock: a new content id (the miss memo's answers go stale)
+    // and no neighbour index (it is rebuilt by the next one-step lookup). A reader that read the old id before the lock was taken keeps answers under
     // the old id, which never matches again; one reading the new id meets the new contents.
     void changed() {
         content_id_.store(next_content_id(), std::memory_order_relaxed);
@@ -622,14 +613,28 @@ private:
     // The neighbour index of the current contents (the caller holds the shared lock: no mutator runs meanwhile).
     std::shared_ptr<const NeighborIndex> neighbor_index(int threads) const {
         std::lock_guard<std::mutex> g(neighbors_mutex_);
-        const std::uint64_t id = content_id();
-        if (!neighbors_ || neighbors_id_ != id) {
+        if (!neighbors_)
             neighbors_ = std::make_shared<const NeighborIndex>(
                 layout_, size_, [this](std::size_t i) { return row(i); }, threads);
-            neighbors_id_ = id;
-        }
         return neighbors_;
     }
+    // A key's one-step result from its neighbours' meta words: the mean color of the usable (not conflicting)
+    // ones, exact integer sums divided once; their count clipped to 255.
+    struct OneStepSum {
+        std::int64_t sa = 0, sb = 0;
+        int found = 0;
+        void add(std::uint64_t meta) {
+            if (meta_conflict(meta)) return;
+            sa += meta_a(meta);
+            sb += meta_b(meta);
+            ++found;
+        }
+        void write(float* ab, std::uint8_t* hits) const {
+            *hits = static_cast<std::uint8_t>(std::min(found, 255));
+            ab[0] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
+            ab[1] = found ? static_cast<float>(static_cast<double>(sb) / found / kAbScale) : 0.0f;
+        }
+    };
     // Keys in flight through the index's stages: stage b runs kNeighborLagB keys behind stage a, stage c
     // kNeighborLagC behind it, so each stage's reads were prefetched a few keys earlier.
     static constexpr std::size_t kNeighborLagB = 3, kNeighborLagC = 6, kNeighborRing = 8;
@@ -649,19 +654,9 @@ private:
             if (i >= b + kNeighborLagB && i - kNeighborLagB < e) ix.stage_b(q[(i - kNeighborLagB) % R], rows);
             if (i < b + kNeighborLagC) continue;
             const std::size_t j = i - kNeighborLagC;
-            std::int64_t sa = 0, sb = 0;
-            int found = 0;
-            ix.stage_c(keys + j * words_, q[j % R], rows, [&](std::uint32_t k) {
-                const std::uint64_t meta = row(k)[words_];
-                if (!meta_conflict(meta)) {
-                    sa += meta_a(meta);
-                    sb += meta_b(meta);
-                    ++found;
-                }
-            });
-            hits[j] = static_cast<std::uint8_t>(std::min(found, 255));
-            ab[2 * j] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
-            ab[2 * j + 1] = found ? static_cast<float>(static_cast<double>(sb) / found / kAbScale) : 0.0f;
+            OneStepSum sum;
+            ix.stage_c(keys + j * words_, q[j % R], rows, [&](std::uint32_t k) { sum.add(row(k)[words_]); });
+            sum.write(ab + 2 * j, hits + j);
         }
     }
     static constexpr std::uint32_t kEmpty = 0xFFFFFFFFu;
@@ -1343,8 +1338,7 @@ private:
     // Stage D: compare keys (find() again in the rare case of a tag match on another key), sum the colors.
     void one_step_probe(const std::uint64_t* key, const OneStepBuf& q, std::uint64_t* probe, float* ab,
                         std::uint8_t* hits) const {
-        std::int64_t sa = 0, sb = 0;
-        int found = 0;
+        OneStepSum sum;
         std::copy(key, key + words_, probe);
         const KeyLayout& L = layout_;
         for (std::size_t j = 0; j < q.ns; ++j) {
@@ -1357,18 +1351,9 @@ private:
             probe[w] = up ? key[w] + step : key[w] - step;
             if (!keys_equal(row(idx), probe, words_)) idx = find(probe, q.hv[q.sj[j]], nullptr);
             probe[w] = key[w];
-            if (idx != kEmpty) {
-                const std::uint64_t meta = row(idx)[words_];
-                if (!meta_conflict(meta)) {
-                    sa += meta_a(meta);
-                    sb += meta_b(meta);
-                    ++found;
-                }
-            }
+            if (idx != kEmpty) sum.add(row(idx)[words_]);
         }
-        *hits = static_cast<std::uint8_t>(std::min(found, 255));
-        ab[0] = found ? static_cast<float>(static_cast<double>(sa) / found / kAbScale) : 0.0f;
-        ab[1] = found ? static_cast<float>(static_cast<double>(sb) / found / kAbScale) : 0.0f;
+        sum.write(ab, hits);
     }
     void one_step_range(const std::uint64_t* keys, std::size_t b, std::size_t e, float* ab,
                         std::uint8_t* hits) const {

@@ -26,6 +26,7 @@
 
 #include "keys.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 #if defined(__SSE2__) || defined(_M_X64)
 #define HYPERCHROMA_NEIGHBOR_SSE2 1
@@ -34,25 +35,7 @@
 #define HYPERCHROMA_NEIGHBOR_SSE2 0
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
-#define HYPERCHROMA_NEIGHBOR_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
-#else
-#define HYPERCHROMA_NEIGHBOR_PREFETCH(p) ((void)0)
-#endif
-
 namespace hyperchroma {
-
-namespace detail {
-inline int lowest_bit(std::uint64_t x) {  // x != 0
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctzll(x);
-#else
-    int k = 0;
-    while (!(x & 1)) x >>= 1, ++k;
-    return k;
-#endif
-}
-}  // namespace detail
 
 class NeighborIndex {
 public:
@@ -102,7 +85,6 @@ public:
         });
     }
 
-    int blocks() const { return blocks_; }
     std::size_t memory_bytes() const {
         std::size_t b = masks_.capacity() * sizeof(std::uint64_t);
         for (const auto& sl : slots_) b += sl.capacity() * sizeof(std::uint32_t);
@@ -134,7 +116,7 @@ public:
             const std::uint64_t h = masked_hash(q, b);
             s.home[b] = home(h);
             s.tag[b] = tag_of(h);
-            HYPERCHROMA_NEIGHBOR_PREFETCH(&slots_[static_cast<std::size_t>(b)][s.home[b]]);
+            HYPERCHROMA_PREFETCH(&slots_[static_cast<std::size_t>(b)][s.home[b]]);
         }
     }
     template <class Row>
@@ -147,7 +129,7 @@ public:
             auto keep = [&](std::uint32_t v) {
                 s.cand.push_back(v & kIdMask);
                 s.block.push_back(static_cast<std::uint8_t>(b));
-                HYPERCHROMA_NEIGHBOR_PREFETCH(row(v & kIdMask));
+                HYPERCHROMA_PREFETCH(row(v & kIdMask));
             };
             std::size_t k = 0;
 #if HYPERCHROMA_NEIGHBOR_SSE2
@@ -162,10 +144,10 @@ public:
                           static_cast<unsigned>(_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(v1, hi), t)))) << 4;
             if (me != 0) {
                 mt &= (me & (0u - me)) - 1;  // the slots before the first empty one
-                for (; mt; mt &= mt - 1) keep(sl[detail::lowest_bit(mt)]);
+                for (; mt; mt &= mt - 1) keep(sl[detail::ctz64(mt)]);
                 continue;
             }
-            for (; mt; mt &= mt - 1) keep(sl[detail::lowest_bit(mt)]);
+            for (; mt; mt &= mt - 1) keep(sl[detail::ctz64(mt)]);
             k = 8;  // a run of 8 or more: the rest one by one
 #endif
             for (;; ++k) {
@@ -195,7 +177,7 @@ public:
         }
         if (dw < 0) return false;  // the key itself
         const std::uint64_t fmask = layout_.field_mask();
-        const int sh = (detail::lowest_bit(d) / layout_.bits) * layout_.bits;  // the lowest differing field
+        const int sh = (detail::ctz64(d) / layout_.bits) * layout_.bits;  // the lowest differing field
         if ((d >> sh) > fmask) return false;                                     // more than one field differs
         const std::int64_t le = static_cast<std::int64_t>((r[dw] >> sh) & fmask);
         const std::int64_t lq = static_cast<std::int64_t>((q[dw] >> sh) & fmask);

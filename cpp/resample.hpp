@@ -27,7 +27,6 @@
 #include "parallel.hpp"
 #include "simd.hpp"
 
-
 namespace hyperchroma {
 
 namespace detail {
@@ -72,8 +71,9 @@ struct ResampleAxis {
 
 // Horizontal pass of kLanes rows at once: src holds them interleaved (src[x * kLanes + r] = row r's value x as
 // double, then ksize zero columns), dst[r] receives row r's w outputs. Each output's sum runs over its window
-// in order, lane r for row r; two outputs at a time (the shorter window's loop runs on over weights that are
-// exact zeros, adding exact zeros), so four independent chains of additions hide their latency. GCC vectors of
+// in order, lane r for row r; two outputs at a time, so four independent chains of additions hide their
+// latency. The shorter window's loop runs on over weights that are exact zeros, adding exact zeros (at the
+// right edge into the zero columns: a window clipped there is shorter than the one before it). GCC vectors of
 // 4 doubles (AVX2, or SSE2 pairs in the baseline clone) keep the sums in registers.
 constexpr std::size_t kLanes = 8;
 #if defined(__GNUC__) || defined(__clang__)
@@ -202,7 +202,9 @@ inline void resize_gray(const std::uint8_t* gray, int H, int W, int h, int w, fl
         constexpr std::size_t L = detail::kLanes;
         parallel_for((rows + L - 1) / L, threads, kMinGroups, [&](std::size_t b, std::size_t e) {
             detail::ResampleScratch& T = detail::resample_scratch();
-            T.src.assign((sW + static_cast<std::size_t>(ax.ksize)) * L, 0.0);  // zero columns past the row
+            const std::size_t pad = static_cast<std::size_t>(ax.ksize) * L;  // zero columns past the row
+            T.src.resize(sW * L + pad);
+            std::fill(T.src.end() - static_cast<std::ptrdiff_t>(pad), T.src.end(), 0.0);
             double* src = T.src.data();
             for (std::size_t q = b; q < e; ++q) {
                 float* dst[L];

@@ -1,4 +1,4 @@
-// Run-time SIMD dispatch without -march flags, the one macro the core uses: a function marked
+// Low-level helpers the kernels share. Run-time SIMD dispatch without -march flags: a function marked
 // HYPERCHROMA_CLONES is compiled for several instruction sets (AVX-512 "x86-64-v4" with GCC >= 12, AVX2, and
 // the baseline) and one is picked at load time (GNU ifunc), so plain loops get auto-vectorized for what the
 // CPU has. Off under AddressSanitizer (ifunc resolvers run before it is set up) and with
@@ -35,3 +35,32 @@
 #else
 #define HYPERCHROMA_CLONES_NO_FMA
 #endif
+
+// A prefetch hint for reading (a no-op where the compiler has none), and the index of the lowest set bit of a
+// non-zero 64-bit word: small helpers the hash table, the neighbour index, the sorted index and unique_keys share.
+#include <cstdint>
+#if defined(__GNUC__) || defined(__clang__)
+#define HYPERCHROMA_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define HYPERCHROMA_PREFETCH(p) _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0)
+#else
+#define HYPERCHROMA_PREFETCH(p) ((void)0)
+#endif
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
+
+namespace hyperchroma {
+namespace detail {
+inline int ctz64(std::uint64_t x) {  // x != 0
+#if defined(_MSC_VER)
+    unsigned long i;
+    _BitScanForward64(&i, x);
+    return static_cast<int>(i);
+#else
+    return __builtin_ctzll(x);
+#endif
+}
+}  // namespace detail
+}  // namespace hyperchroma

@@ -28,10 +28,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(_MSC_VER)
-#include <intrin.h>
-#endif
-
 #include "keys.hpp"
 #include "simd.hpp"
 #include "parallel.hpp"
@@ -39,16 +35,6 @@
 namespace hyperchroma {
 
 namespace detail {
-
-inline int ctz64(std::uint64_t x) {  // x != 0
-#if defined(_MSC_VER)
-    unsigned long i;
-    _BitScanForward64(&i, x);
-    return static_cast<int>(i);
-#else
-    return __builtin_ctzll(x);
-#endif
-}
 
 // Byte-pair table for `bits`-wide fields (bits divides 8): sum over the 8 / bits fields of a byte of
 // (field(a) - field(b))^2. Fits uint8 for 1 and 2 bits (max 8 and 36), uint16 for 4 and 8 bits (450, 65025).

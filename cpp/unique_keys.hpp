@@ -10,12 +10,7 @@
 #include <vector>
 
 #include "keys.hpp"
-
-#if defined(__GNUC__) || defined(__clang__)
-#define UNIQUE_KEYS_PREFETCH(p) __builtin_prefetch(static_cast<const void*>(p), 0, 3)
-#else
-#define UNIQUE_KEYS_PREFETCH(p) ((void)0)
-#endif
+#include "simd.hpp"
 
 namespace hyperchroma {
 
@@ -44,14 +39,14 @@ inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int wor
     };
     for (std::size_t i = 0; i < std::min(n, kAhead); ++i) {
         ring[i] = hash_of(i);
-        UNIQUE_KEYS_PREFETCH(&slots[static_cast<std::size_t>(ring[i]) & mask]);
+        HYPERCHROMA_PREFETCH(&slots[static_cast<std::size_t>(ring[i]) & mask]);
     }
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t h = ring[i % kAhead];
         if (i + kAhead < n) {
             const std::uint64_t h2 = hash_of(i + kAhead);
             ring[i % kAhead] = h2;
-            UNIQUE_KEYS_PREFETCH(&slots[static_cast<std::size_t>(h2) & mask]);
+            HYPERCHROMA_PREFETCH(&slots[static_cast<std::size_t>(h2) & mask]);
         }
         const std::uint64_t* k = keys + i * W;
         const std::uint64_t tag = h & 0xFFFFFFFF00000000ULL;

@@ -1,8 +1,6 @@
 """core.resize_gray (cpp/resample.hpp), the classifier's input, against a plain numpy statement of the same
 sums and against Pillow's BILINEAR resize of the float plane (what images.py used before)."""
 
-import math
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -126,7 +124,10 @@ def test_model_gray_uses_it():
 def test_bad_input(bad, h, w, err):
     with pytest.raises(err):
         core.resize_gray(bad, h, w)
-    with pytest.raises(ValueError):
+
+
+def test_bad_threads():
+    with pytest.raises(ValueError, match="threads"):
         core.resize_gray(np.zeros((4, 4), np.uint8), 2, 2, threads=-1)
 
 
@@ -135,4 +136,3 @@ def test_non_contiguous_input_is_read_as_its_values():
     g = rng.integers(0, 256, (60, 80), dtype=np.uint8)
     view = g[::2, 1::3]
     np.testing.assert_array_equal(core.resize_gray(view, 11, 9), reference(np.ascontiguousarray(view), 11, 9))
-    assert math.isfinite(float(core.resize_gray(view, 1, 1)[0, 0]))

@@ -136,8 +136,9 @@ def model_gray(img: np.ndarray, shape: tuple, gray: Optional[np.ndarray] = None)
 
     A color image and its gray version (``convert("L")``, what a black-and-white film or scan is) give the
     same input, so a table fit on color frames serves their black-and-white versions exactly. Pass the
-    image's luma ``gray`` if it is at hand. The resize is :func:`hyperchroma.core.resize_gray` (Pillow's
-    antialiased BILINEAR filter of the float plane, restated in C++: about 3x faster, the same values).
+    image's luma ``gray`` if it is at hand. The resize is :func:`hyperchroma.core.resize_gray`: Pillow's
+    antialiased BILINEAR filter of the float plane restated in C++ (its sums in Pillow's order before version 13,
+    so independent of the Pillow installed), about 3x faster.
     """
     g = luma(img) if gray is None else gray
     h, w = shape

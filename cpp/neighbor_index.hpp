@@ -15,8 +15,8 @@
 // Memory: 4 bytes a slot, 2-4 slots per entry and block: 64-128 bytes per entry at 8 blocks. HashTable builds
 // it on the first one-step lookup after its contents change (the table's content id), and only for tables of
 // at most kMaxEntries (2^20) entries (64 MB of index at most); larger tables keep the probes.
-// Measured (benchmarks/bench_table.py --one-step, ns per missing query, 1 thread): 145 against the probes' 268
-// at 20k entries, 169 / 300 at 100k, 228 / 439 at 1M.
+// Measured (benchmarks/bench_table.py --one-step, ns per missing query, 1 thread): 114 against the probes' 271
+// at 20k entries, 141 / 286 at 100k, 220 / 392 at 1M.
 #pragma once
 
 #include <algorithm>

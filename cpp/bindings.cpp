@@ -8,6 +8,7 @@
 #include <optional>
 
 #include <cstdint>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -145,6 +146,55 @@ void check_size(long H, long W) {
     constexpr long kMax = (1L << 31) - 1;
     if (H > kMax || W > kMax || H > kMax / W * 64)
         throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
+}
+
+std::string shape_str(const std::vector<py::ssize_t>& shape) {
+    std::ostringstream s;
+    s << "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
+    s << (shape.size() == 1 ? ",)" : ")");
+    return s.str();
+}
+
+bool overlaps(const py::array& a, const py::array& b) {
+    const auto* pa = static_cast<const char*>(a.data());
+    const auto* pb = static_cast<const char*>(b.data());
+    return a.nbytes() > 0 && b.nbytes() > 0 && pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
+// A kernel's output: a new T array of `shape`, or the caller's `out` (the latency path's reused buffers) when it
+// is a writeable C-contiguous T array of exactly that shape sharing no memory with any of `inputs` (a kernel
+// reading what it writes would give wrong answers); else a clear error naming it ("fn: name").
+template <class T>
+py::array_t<T> output_array(const char* fn, const char* name, const py::handle& out_obj,
+                            const std::vector<py::ssize_t>& shape, std::initializer_list<const py::array*> inputs = {}) {
+    if (out_obj.is_none()) return py::array_t<T>(shape);
+    const auto what = [&] { return std::string(fn) + ": " + name; };
+    const auto want = [&] {
+        return "a writeable C-contiguous " + std::string(py::str(py::dtype::of<T>())) + " numpy array of shape " +
+               shape_str(shape);
+    };
+    if (!py::isinstance<py::array_t<T>>(out_obj)) throw py::type_error(what() + ": expected " + want());
+    auto out = py::reinterpret_borrow<py::array_t<T>>(out_obj);
+    bool same = static_cast<std::size_t>(out.ndim()) == shape.size();
+    for (std::size_t i = 0; same && i < shape.size(); ++i) same = out.shape(static_cast<py::ssize_t>(i)) == shape[i];
+    if (!(out.flags() & py::array::c_style) || !out.writeable() || !same)
+        throw std::invalid_argument(what() + ": expected " + want() + ", got shape " + shape_str(out) +
+                                    (out.writeable() ? "" : " (read-only)"));
+    for (const py::array* in : inputs)
+        if (overlaps(out, *in)) throw std::invalid_argument(what() + ": shares memory with an input");
+    return out;
+}
+
+// The outputs of a kernel with several: `out` None (all new) or a tuple of exactly n arrays.
+std::vector<py::object> output_tuple(const char* what, const py::handle& out_obj, std::size_t n) {
+    if (out_obj.is_none()) return std::vector<py::object>(n, py::none());
+    if (!py::isinstance<py::tuple>(out_obj) || py::len(out_obj) != n)
+        throw py::type_error(std::string(what) + ": expected None or a tuple of " + std::to_string(n) + " arrays");
+    auto t = py::reinterpret_borrow<py::tuple>(out_obj);
+    std::vector<py::object> v;
+    for (std::size_t i = 0; i < n; ++i) v.push_back(t[i]);
+    return v;
 }
 
 // ---------------------------------------------------------------- film detail (detail_sampling.hpp)
@@ -385,7 +435,8 @@ void bind_hypercolumns(py::module_& m) {
     m.def(
         "hypercolumn_keys",
         [](const py::sequence& seq, long H, long W, const carray<float>& thresholds, const carray<float>& weights,
-           int threads) {
+           int threads, const py::object& out_obj) {
+            const auto outs = output_tuple("hypercolumn_keys: out", out_obj, 2);
             MapList ml = as_maps(seq);
             check_size(H, W);
             long total = 0;
@@ -400,8 +451,16 @@ void bind_hypercolumns(py::module_& m) {
                                             shape_str(weights));
             const KeyLayout layout(static_cast<int>(total), static_cast<int>(thresholds.shape(1)) + 1);
             check_thresholds(thresholds.data(), layout);
-            py::array_t<std::uint64_t> keys({static_cast<py::ssize_t>(H * W), static_cast<py::ssize_t>(layout.words)});
-            py::array_t<float> sums(static_cast<py::ssize_t>(H * W));
+            std::vector<const py::array*> inputs;
+            for (const auto& a : ml.arrays) inputs.push_back(&a);
+            auto keys = output_array<std::uint64_t>(
+                "hypercolumn_keys", "out[0]", outs[0],
+                {static_cast<py::ssize_t>(H * W), static_cast<py::ssize_t>(layout.words)});
+            auto sums = output_array<float>("hypercolumn_keys", "out[1]", outs[1], {static_cast<py::ssize_t>(H * W)});
+            for (const py::array* in : inputs)
+                if (overlaps(keys, *in) || overlaps(sums, *in))
+                    throw std::invalid_argument("hypercolumn_keys: out: shares memory with maps");
+            if (overlaps(keys, sums)) throw std::invalid_argument("hypercolumn_keys: out: keys and sums overlap");
             std::uint64_t* kp = keys.mutable_data();
             float* sp = sums.mutable_data();
             {
@@ -412,10 +471,11 @@ void bind_hypercolumns(py::module_& m) {
             return py::make_tuple(keys, sums);
         },
         py::arg("maps"), py::arg("H"), py::arg("W"), py::arg("thresholds"), py::arg("weights"),
-        py::arg("threads") = 1,
+        py::arg("threads") = 1, py::kw_only(), py::arg("out") = py::none(),
         "Fused upsample + quantize + pack + weighted sum, never materializing the float hypercolumns.\n"
         "Level of channel c = number of thresholds[c] <= value (thresholds sorted per row).\n"
-        "Returns (keys uint64 (H*W, words), sums float32 (H*W,)) where sums = sum_c weights[c] * level_c.");
+        "Returns (keys uint64 (H*W, words), sums float32 (H*W,)) where sums = sum_c weights[c] * level_c.\n"
+        "out: (keys, sums) arrays of those shapes and dtypes to write into and return (reused buffers: no allocation).");
 
     m.def(
         "pack_keys",
@@ -1152,7 +1212,9 @@ void bind_lookup_chain(py::module_& m) {
     m.def(
         "lookup_chain",
         [](const HashTable& table, const SortedIndex& index, const py::handle& keys_obj, long H, long W,
-           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads, bool memo) {
+           bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads, bool memo,
+           const py::object& out_obj) {
+            const auto outs = output_tuple("lookup_chain: out", out_obj, 3);
             if (threads < 0)
                 throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
             if (!(max_distance >= 0))
@@ -1170,9 +1232,9 @@ void bind_lookup_chain(py::module_& m) {
                                             std::to_string(H) + "x" + std::to_string(W) + " image, got " +
                                             std::to_string(keys.shape(0)));
             const auto n = static_cast<py::ssize_t>(H * W);
-            py::array_t<float> ab({n, static_cast<py::ssize_t>(2)});
-            py::array_t<std::uint8_t> status(n);
-            py::array_t<float> distance(n);
+            auto ab = output_array<float>("lookup_chain", "out[0]", outs[0], {n, static_cast<py::ssize_t>(2)}, {&keys});
+            auto status = output_array<std::uint8_t>("lookup_chain", "out[1]", outs[1], {n}, {&keys, &ab});
+            auto distance = output_array<float>("lookup_chain", "out[2]", outs[2], {n}, {&keys, &ab, &status});
             ChainOptions opt;
             opt.one_step = one_step;
             opt.max_distance = max_distance;
@@ -1194,14 +1256,15 @@ void bind_lookup_chain(py::module_& m) {
         },
         py::arg("table"), py::arg("index"), py::arg("keys"), py::arg("H"), py::arg("W"), py::arg("one_step") = true,
         py::arg("max_distance") = 5.0, py::arg("max_scan") = 64, py::arg("exact") = false, py::arg("seed_radius") = 1,
-        py::arg("threads") = 1, py::arg("memo") = true,
+        py::arg("threads") = 1, py::arg("memo") = true, py::kw_only(), py::arg("out") = py::none(),
         "The whole lookup chain of an H x W image's (H*W, words) keys in one call: exact hits, one-step probes,\n"
         "neighbor seeds + sorted index, gray; the fallback once per distinct missing key. Returns (ab float32\n"
         "(H*W, 2), status uint8 (H*W,) LOOKUP_GRAY/EXACT/NEAREST, distance float32 (H*W,)). Scratch memory is\n"
         "kept per calling thread. hyperchroma.lookup.lookup is the same chain in Python.\n"
         "memo: first recall the answers the calling thread's previous call found for its distinct missing keys\n"
         "(when the table, index and options are the same; consecutive film frames share most of them) and keep\n"
-        "this call's for the next. The output is the same either way; clear_lookup_memo() forgets every thread's.");
+        "this call's for the next. The output is the same either way; clear_lookup_memo() forgets every thread's.\n"
+        "out: (ab, status, distance) arrays of those shapes and dtypes to write into and return (no allocation).");
     m.def("clear_lookup_memo", [] { clear_lookup_memo(); },
           "Forget every thread's lookup_chain miss memo (to time unrelated images; results never depend on it).");
 }
@@ -1209,13 +1272,15 @@ void bind_lookup_chain(py::module_& m) {
 // ---------------------------------------------------------------- median filter (median_filter.hpp)
 void bind_median(py::module_& m) {
     // Filters img as T (its dtype, checked by the caller): only non-contiguous input is copied (to C order).
-    const auto run = [](auto* type_tag, const py::array& img, std::int64_t size, int threads) -> py::array {
+    const auto run = [](auto* type_tag, const py::array& img, std::int64_t size, int threads,
+                        const py::object& out_obj) -> py::array {
         using T = std::remove_pointer_t<decltype(type_tag)>;
         auto a = carray<T>::ensure(img);
         if (!a) throw py::error_already_set();
         const auto H = static_cast<std::size_t>(a.shape(0)), W = static_cast<std::size_t>(a.shape(1));
         const auto C = a.ndim() == 3 ? static_cast<std::size_t>(a.shape(2)) : std::size_t{1};
-        py::array_t<T> out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+        auto out = output_array<T>("median_filter", "out", out_obj,
+                                   std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()), {&a});
         const T* src = a.data();
         T* dst = out.mutable_data();
         {
@@ -1227,7 +1292,7 @@ void bind_median(py::module_& m) {
 
     m.def(
         "median_filter",
-        [run](const py::handle& obj, std::int64_t size, int threads) -> py::array {
+        [run](const py::handle& obj, std::int64_t size, int threads, const py::object& out_obj) -> py::array {
             py::array img = py::array::ensure(obj);
             if (!img) throw py::type_error("median_filter: img must be a numpy array");
             const bool is_f32 = py::isinstance<py::array_t<float>>(img) && img.dtype().kind() == 'f';
@@ -1243,17 +1308,18 @@ void bind_median(py::module_& m) {
                 if (img.shape(i) == 0)
                     throw std::invalid_argument("median_filter: empty image of shape " + shape_str(img));
             check_median_args(1, 1, 1, size);
-            return is_f32 ? run(static_cast<float*>(nullptr), img, size, threads)
-                          : run(static_cast<std::uint8_t*>(nullptr), img, size, threads);
+            return is_f32 ? run(static_cast<float*>(nullptr), img, size, threads, out_obj)
+                          : run(static_cast<std::uint8_t*>(nullptr), img, size, threads, out_obj);
         },
-        py::arg("img"), py::arg("size"), py::arg("threads") = 1,
+        py::arg("img"), py::arg("size"), py::arg("threads") = 1, py::kw_only(), py::arg("out") = py::none(),
         "Exact median filter over size x size windows with replicated edges.\n\n"
         "img: (H,W) or (H,W,C) numpy array, float32 or uint8 (other dtypes raise TypeError; nothing is cast).\n"
         "Any strides are accepted. Each channel of an (H,W,C) image is filtered on its own.\n"
         "size: odd window side >= 1; it may exceed the image (edges are replicated as far as needed).\n"
         "threads: 1 runs on the calling thread; n > 1 splits the rows over n threads; 0 uses all hardware\n"
         "threads. The result does not depend on threads.\n\n"
-        "Returns a new array of the same shape and dtype, equal to\n"
+        "Returns a new array of the same shape and dtype (or out: a C-contiguous writeable one of that shape and\n"
+        "dtype, not overlapping img, written and returned), equal to\n"
         "scipy.ndimage.median_filter(img, size=(size, size[, 1]), mode='nearest') and to cv2.medianBlur\n"
         "(where OpenCV supports the case).\n\n"
         "NaN (float32): values are ordered by IEEE totalOrder with every NaN above +inf, so an output is NaN\n"
@@ -1268,7 +1334,8 @@ void bind_median(py::module_& m) {
 void bind_guided(py::module_& m) {
     m.def(
         "guided_filter",
-        [](const py::handle& guide_obj, const py::handle& src_obj, std::int64_t radius, double eps, int threads) {
+        [](const py::handle& guide_obj, const py::handle& src_obj, std::int64_t radius, double eps, int threads,
+           const py::object& out_obj) {
             const auto guide = as_real_f32(guide_obj, "guide");
             const auto src = as_real_f32(src_obj, "src");
             if (guide.ndim() != 2)
@@ -1292,7 +1359,9 @@ void bind_guided(py::module_& m) {
                 throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
             const auto H = static_cast<std::size_t>(guide.shape(0)), W = static_cast<std::size_t>(guide.shape(1));
             const auto C = src.ndim() == 3 ? static_cast<std::size_t>(src.shape(2)) : std::size_t{1};
-            py::array_t<float> out(std::vector<py::ssize_t>(src.shape(), src.shape() + src.ndim()));
+            auto out = output_array<float>("guided_filter", "out", out_obj,
+                                           std::vector<py::ssize_t>(src.shape(), src.shape() + src.ndim()),
+                                           {&guide, &src});
             float* dst = out.mutable_data();
             {
                 py::gil_scoped_release release;
@@ -1300,7 +1369,8 @@ void bind_guided(py::module_& m) {
             }
             return out;
         },
-        py::arg("guide"), py::arg("src"), py::arg("radius"), py::arg("eps"), py::arg("threads") = 1,
+        py::arg("guide"), py::arg("src"), py::arg("radius"), py::arg("eps"), py::arg("threads") = 1, py::kw_only(),
+        py::arg("out") = py::none(),
         "Guided filter (He et al., box-filter form): edge-aware smoothing of src steered by guide.\n\n"
         "guide: (h,w) gray image; src: (h,w,C) (e.g. ab, C = 2) or (h,w), same h and w. Both are read as float32\n"
         "(float64 and integer arrays are cast; complex, bool and other dtypes raise TypeError). Any strides.\n"
@@ -1310,7 +1380,8 @@ void bind_guided(py::module_& m) {
         "are kept, flatter regions are smoothed (guide in 0..255: eps = 100 keeps edges of >> 10 levels).\n"
         "Box means are normalized by the number of pixels of the window inside the image (the paper's N),\n"
         "accumulated in double. O(1) per pixel in radius. The result does not depend on threads.\n"
-        "Returns a new float32 array shaped like src: q = mean(a) * guide + mean(b), a = cov(I,p) / (var(I) + eps),\n"
+        "out: a C-contiguous writeable float32 array shaped like src, not overlapping guide or src, to write into.\n"
+        "Returns a new float32 array shaped like src (or out): q = mean(a) * guide + mean(b), a = cov(I,p) / (var(I) + eps),\n"
         "b = mean(p) - a * mean(I), per channel of src.");
 }
 
@@ -1325,20 +1396,11 @@ void check_conv_pads(const char* fn, int pad_top, int pad_left, int K, int threa
 }
 
 py::array_t<float> conv_out(const char* fn, const py::object& out_obj, std::size_t N, std::size_t C, std::size_t H,
-                            std::size_t W) {
-    if (out_obj.is_none())
-        return py::array_t<float>({static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(C),
-                                   static_cast<py::ssize_t>(H), static_cast<py::ssize_t>(W)});
-    if (!py::isinstance<py::array_t<float>>(out_obj))
-        throw std::invalid_argument(std::string(fn) + ": out: expected a float32 numpy array");
-    auto out = py::reinterpret_borrow<py::array_t<float>>(out_obj);
-    if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 ||
-        static_cast<std::size_t>(out.shape(0)) != N || static_cast<std::size_t>(out.shape(1)) != C ||
-        static_cast<std::size_t>(out.shape(2)) != H || static_cast<std::size_t>(out.shape(3)) != W)
-        throw std::invalid_argument(std::string(fn) + ": out: expected a writeable C-contiguous float32 array of shape (" +
-                                    std::to_string(N) + "," + std::to_string(C) + "," + std::to_string(H) + "," +
-                                    std::to_string(W) + ")");
-    return out;
+                            std::size_t W, const py::array& input) {
+    return output_array<float>(fn, "out", out_obj,
+                               {static_cast<py::ssize_t>(N), static_cast<py::ssize_t>(C), static_cast<py::ssize_t>(H),
+                                static_cast<py::ssize_t>(W)},
+                               {&input});
 }
 
 void bind_pwl_conv(py::module_& m) {
@@ -1379,7 +1441,7 @@ void bind_pwl_conv(py::module_& m) {
             const auto N = static_cast<std::size_t>(L.shape(0)), H = static_cast<std::size_t>(L.shape(1)),
                        W = static_cast<std::size_t>(L.shape(2));
             const auto cout = static_cast<std::size_t>(bias.shape(0));
-            py::array_t<float> out = conv_out("pwl_conv", out_obj, N, cout, H, W);
+            py::array_t<float> out = conv_out("pwl_conv", out_obj, N, cout, H, W, L);
             PwlConv p;
             p.K = K, p.pad_top = pad_top, p.pad_left = pad_left, p.segments = S;
             p.cout = static_cast<int>(cout), p.cpad = CP;
@@ -1427,7 +1489,7 @@ void bind_pool_conv(py::module_& m) {
             if (Ho < 1 || Wo < 1)
                 throw std::invalid_argument("pool_conv: x: too small to pool, shape " + shape_str(x));
             const auto cout = static_cast<std::size_t>(w.shape(0));
-            py::array_t<float> out = conv_out("pool_conv", out_obj, N, cout, Ho, Wo);
+            py::array_t<float> out = conv_out("pool_conv", out_obj, N, cout, Ho, Wo, x);
             PoolConv p;
             p.cin = static_cast<int>(C), p.cout = static_cast<int>(cout), p.K = K;
             p.pad_top = pad_top, p.pad_left = pad_left, p.pool = pool;
@@ -1453,7 +1515,7 @@ void bind_pool_conv(py::module_& m) {
 void bind_resample(py::module_& m) {
     m.def(
         "resize_gray",
-        [](const py::handle& gray_obj, long h, long w, int threads) {
+        [](const py::handle& gray_obj, long h, long w, int threads, const py::object& out_obj) {
             const auto gray = as_u8(gray_obj, "gray");
             if (gray.ndim() != 2 || gray.shape(0) < 1 || gray.shape(1) < 1)
                 throw std::invalid_argument("gray: expected a non-empty (H, W) uint8 image, got shape " +
@@ -1464,7 +1526,8 @@ void bind_resample(py::module_& m) {
             constexpr long kMax = (1L << 31) - 1;
             if (gray.shape(0) > kMax || gray.shape(1) > kMax)
                 throw std::invalid_argument("gray: image too large " + shape_str(gray));
-            py::array_t<float> out({static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w)});
+            auto out = output_array<float>("resize_gray", "out", out_obj,
+                                           {static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w)}, {&gray});
             float* dst = out.mutable_data();
             {
                 py::gil_scoped_release release;
@@ -1473,10 +1536,11 @@ void bind_resample(py::module_& m) {
             }
             return out;
         },
-        py::arg("gray"), py::arg("h"), py::arg("w"), py::arg("threads") = 1,
+        py::arg("gray"), py::arg("h"), py::arg("w"), py::arg("threads") = 1, py::kw_only(), py::arg("out") = py::none(),
         "gray (H, W) uint8 scaled to [0, 1] (times float32(1/255)) and resized to (h, w) float32 with Pillow's\n"
         "antialiased BILINEAR filter, bit for bit Image.fromarray(gray * np.float32(1/255), 'F').resize((w, h),\n"
-        "BILINEAR). The result does not depend on threads.");
+        "BILINEAR). The result does not depend on threads. out: an (h, w) float32 array to write into and return (C-contiguous,\n"
+        "writeable, not overlapping gray), so repeated calls do not allocate.");
 }
 
 PYBIND11_MODULE(_core, m) {

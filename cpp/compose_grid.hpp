@@ -129,8 +129,8 @@ inline void upsample_compose_grid(const std::uint8_t* gray, int H, int W, const 
                                   std::uint8_t* rgb, int threads = 1) {
     auto& t = grid::table();
     const FeatureMap m{ab_small, 2, h, w};
-    const std::vector<FeatureMap> maps{m};
-    const auto taps = detail::map_taps(maps, H, W);
+    thread_local detail::TapsCache cache;  // the calling thread's; helpers read it through `taps`
+    const std::vector<detail::MapTaps>& taps = cache.get(&m, 1, H, W);
     parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
         thread_local std::vector<float> buf;  // reused across calls: 2 x (vertical blend (w), row (W))
         thread_local std::vector<std::int32_t> cells;  // the row's grid cells (-1: outside the grid)

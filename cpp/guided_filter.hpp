@@ -102,21 +102,28 @@ template <class RowFn, class OutFn>
 void box_means(std::size_t H, std::size_t W, std::size_t K, std::size_t r, std::size_t y0, std::size_t y1,
                const double* inv_cols, RowFn&& row, OutFn&& out) {
     const std::size_t n = K * W;
-    std::vector<double> col(n, 0.0), in(n), gone(n), pre(n + K), mean(n);
+    thread_local std::vector<double> buf;  // the thread's, kept: no allocation once grown
+    if (buf.size() < 5 * n + K) buf.resize(5 * n + K);
+    double* const col = buf.data();
+    double* const in = col + n;
+    double* const gone = in + n;
+    double* const mean = gone + n;
+    double* const pre = mean + n;  // n + K
+    std::fill(col, col + n, 0.0);
     // Column sums over rows [lo, hi] of the window of y0.
     const std::size_t lo0 = y0 >= r ? y0 - r : 0, hi0 = std::min(H - 1, y0 + r);
-    for (std::size_t y = lo0; y <= hi0; ++y) slide(col.data(), row(y, in.data()), nullptr, n);
+    for (std::size_t y = lo0; y <= hi0; ++y) slide(col, row(y, in), nullptr, n);
     for (std::size_t y = y0; y < y1; ++y) {
         if (y > y0) {
             const bool enter = y + r < H, leave = y >= r + 1;
-            const double* add = enter ? row(y + r, in.data()) : nullptr;
-            const double* sub = leave ? row(y - r - 1, gone.data()) : nullptr;
-            if (add) slide(col.data(), add, sub, n);
-            else if (sub) subtract(col.data(), sub, n);
+            const double* add = enter ? row(y + r, in) : nullptr;
+            const double* sub = leave ? row(y - r - 1, gone) : nullptr;
+            if (add) slide(col, add, sub, n);
+            else if (sub) subtract(col, sub, n);
         }
         const std::size_t lo = y >= r ? y - r : 0, hi = std::min(H - 1, y + r);
-        prefix_means(col.data(), pre.data(), mean.data(), W, K, r, 1.0 / static_cast<double>(hi - lo + 1), inv_cols);
-        out(y, mean.data());
+        prefix_means(col, pre, mean, W, K, r, 1.0 / static_cast<double>(hi - lo + 1), inv_cols);
+        out(y, mean);
     }
 }
 
@@ -131,7 +138,11 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
     const std::size_t band = band_rows(r), bands = (H + band - 1) / band;
     // A thread is worth starting for about 64k pixels or more (each pass starts its own).
     const std::size_t min_bands = std::max<std::size_t>(1, (std::size_t{1} << 16) / (band * W));
-    std::vector<double> inv_cols(W);
+    // the calling thread's, kept; the helpers read it through this pointer (a thread_local named inside a lambda
+    // would be the running thread's own)
+    thread_local std::vector<double> inv_cols_buf;
+    inv_cols_buf.resize(W);
+    double* const inv_cols = inv_cols_buf.data();
     for (std::size_t x = 0; x < W; ++x)
         inv_cols[x] = 1.0 / static_cast<double>(std::min(W, x + r + 1) - (x >= r ? x - r : 0));
 
@@ -176,7 +187,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
             }
         };
         for (std::size_t bi = b0; bi < b1; ++bi)
-            box_means(H, W, K1, r, bi * band, std::min(H, (bi + 1) * band), inv_cols.data(), row, out);
+            box_means(H, W, K1, r, bi * band, std::min(H, (bi + 1) * band), inv_cols, row, out);
     });
 
     // Pass 2: q = mean(a) * I + mean(b).
@@ -191,7 +202,7 @@ void guided_passes(const float* guide, const float* src, float* dst, std::size_t
                     q[x * C + c] = static_cast<float>(m[x * K2 + c] * g[x] + m[x * K2 + C + c]);
         };
         for (std::size_t bi = b0; bi < b1; ++bi)
-            box_means(H, W, K2, r, bi * band, std::min(H, (bi + 1) * band), inv_cols.data(), row, out);
+            box_means(H, W, K2, r, bi * band, std::min(H, (bi + 1) * band), inv_cols, row, out);
     });
 }
 

@@ -59,12 +59,50 @@ struct MapTaps {
     AxisTaps y, x;
 };
 
-inline std::vector<MapTaps> map_taps(const std::vector<FeatureMap>& maps, int H, int W) {
+inline std::vector<MapTaps> map_taps(const FeatureMap* maps, std::size_t n, int H, int W) {
     std::vector<MapTaps> taps;
-    taps.reserve(maps.size());
-    for (const auto& m : maps) taps.push_back({axis_taps(m.h, H), axis_taps(m.w, W)});
+    taps.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) taps.push_back({axis_taps(maps[i].h, H), axis_taps(maps[i].w, W)});
     return taps;
 }
+
+inline std::vector<MapTaps> map_taps(const std::vector<FeatureMap>& maps, int H, int W) {
+    return map_taps(maps.data(), maps.size(), H, W);
+}
+
+// map_taps kept for the next call with the same map sizes and output size: a call site's thread_local cache,
+// so the latency path's repeated same-size calls build (allocate) nothing. Also keeps, per hypercolumn channel,
+// its map and its channel in that map.
+class TapsCache {
+public:
+    const std::vector<MapTaps>& get(const FeatureMap* maps, std::size_t n, int H, int W) {
+        bool same = H == H_ && W == W_ && n == sizes_.size();
+        for (std::size_t i = 0; same && i < n; ++i)
+            same = sizes_[i].h == maps[i].h && sizes_[i].w == maps[i].w && sizes_[i].channels == maps[i].channels;
+        if (!same) {
+            H_ = -1;  // (stays unmatched if anything below throws)
+            taps_ = map_taps(maps, n, H, W);
+            sizes_.assign(maps, maps + n);
+            map_of_.clear();
+            channel_of_.clear();
+            for (std::size_t i = 0; i < n; ++i)
+                for (int c = 0; c < maps[i].channels; ++c) {
+                    map_of_.push_back(static_cast<int>(i));
+                    channel_of_.push_back(c);
+                }
+            H_ = H, W_ = W;
+        }
+        return taps_;
+    }
+    const std::vector<int>& map_of() const { return map_of_; }
+    const std::vector<int>& channel_of() const { return channel_of_; }
+
+private:
+    std::vector<FeatureMap> sizes_;  // (only the sizes are compared)
+    int H_ = -1, W_ = -1;
+    std::vector<MapTaps> taps_;
+    std::vector<int> map_of_, channel_of_;
+};
 
 // One output row (length W) of one channel: vertical blend into tmp (length m.w), then horizontal taps.
 // Returns a pointer to the row: straight into the map when both axes are identity (same size), else `out`.
@@ -220,16 +258,6 @@ inline void check_thresholds(const float* thr, const KeyLayout& layout) {
 
 namespace detail {
 
-struct FusedPlan {
-    const std::vector<FeatureMap>* maps;
-    std::vector<MapTaps> taps;
-    std::vector<int> map_of, channel_of;  // hypercolumn channel -> (map, channel in map)
-    KeyLayout layout;
-    const float* thresholds;
-    const float* weights;
-    int W;
-};
-
 // Adds channel ch's levels into one key word (acc) and the weighted sums, for one row.
 HYPERCHROMA_CLONES inline void quantize_accumulate(const float* r, int W, const float* t, int k, int shift, float wc,
                                                    std::uint64_t* acc, float* sums) {
@@ -271,29 +299,30 @@ HYPERCHROMA_CLONES inline void quantize_accumulate(const float* r, int W, const 
 inline void hypercolumn_keys(const std::vector<FeatureMap>& maps, int H, int W, const KeyLayout& layout,
                              const float* thresholds, const float* weights, std::uint64_t* keys, float* sums,
                              int threads = 1) {
-    detail::FusedPlan plan{&maps, detail::map_taps(maps, H, W), {}, {}, layout, thresholds, weights, W};
-    for (std::size_t i = 0; i < maps.size(); ++i)
-        for (int c = 0; c < maps[i].channels; ++c) {
-            plan.map_of.push_back(static_cast<int>(i));
-            plan.channel_of.push_back(c);
-        }
+    thread_local detail::TapsCache cache;  // the calling thread's; the helpers read it through these references
+    const std::vector<detail::MapTaps>& taps = cache.get(maps.data(), maps.size(), H, W);
+    const std::vector<int>& map_of = cache.map_of();
+    const std::vector<int>& channel_of = cache.channel_of();
     const int mw = detail::max_width(maps);
     const int k = layout.levels - 1;
     const int words = layout.words;
     parallel_for(static_cast<std::size_t>(H), threads, detail::kRowsPerChunk, [&](std::size_t y0, std::size_t y1) {
-        std::vector<float> tmp(mw), row(W);
-        std::vector<std::uint64_t> acc(W);
+        thread_local std::vector<float> tmp, row;  // the running thread's, kept
+        thread_local std::vector<std::uint64_t> acc;
+        tmp.resize(std::max<std::size_t>(tmp.size(), static_cast<std::size_t>(mw)));
+        row.resize(std::max<std::size_t>(row.size(), static_cast<std::size_t>(W)));
+        acc.resize(std::max<std::size_t>(acc.size(), static_cast<std::size_t>(W)));
         for (std::size_t y = y0; y < y1; ++y) {
             std::uint64_t* krow = keys + y * W * words;
             float* srow = sums + y * W;
             std::fill(srow, srow + W, 0.0f);
             for (int word = 0; word < words; ++word) {
-                std::fill(acc.begin(), acc.end(), std::uint64_t{0});
+                std::fill(acc.begin(), acc.begin() + W, std::uint64_t{0});
                 const int c0 = word * layout.fields_per_word;
                 const int c1 = std::min(layout.channels, c0 + layout.fields_per_word);
                 for (int ch = c0; ch < c1; ++ch) {
-                    const int i = plan.map_of[ch];
-                    const float* r = detail::interp_row(maps[i], plan.taps[i], plan.channel_of[ch],
+                    const int i = map_of[ch];
+                    const float* r = detail::interp_row(maps[i], taps[i], channel_of[ch],
                                                         static_cast<int>(y), tmp.data(), row.data(), W);
                     detail::quantize_accumulate(r, W, thresholds + static_cast<std::size_t>(ch) * k, k,
                                                 (ch - c0) * layout.bits, weights[ch], acc.data(), srow);

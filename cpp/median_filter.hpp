@@ -390,7 +390,8 @@ T* align64(T* p) {
 }
 
 // Keeps the k edge-padded key slices y-r .. y+r (pixels p0-r .. p1-1+r of a strip) of the window of output row
-// y; moving down one row converts one new slice.
+// y; moving down one row converts one new slice. Its memory is the calling thread's, kept for the next ring
+// (no allocation once grown): at most one ring per thread at a time.
 template <class Tr>
 class RowRing {
 public:
@@ -399,7 +400,11 @@ public:
     RowRing(const typename Tr::value* src, std::size_t H, std::size_t W, std::size_t C, int k, std::size_t max_pixels)
         : src_(src), H_(H), W_(W), C_(C), k_(k), r_(k / 2),
           slot_len_((max_pixels + 2 * static_cast<std::size_t>(k / 2)) * C + kVectorPad),
-          buf_(static_cast<std::size_t>(k) * slot_len_ + kVectorPad), rows_(static_cast<std::size_t>(k)) {}
+          buf_(storage().buf), rows_(storage().rows) {
+        if (buf_.size() < static_cast<std::size_t>(k) * slot_len_ + kVectorPad)
+            buf_.resize(static_cast<std::size_t>(k) * slot_len_ + kVectorPad);
+        rows_.resize(static_cast<std::size_t>(k));
+    }
 
     // Work on pixels p0 .. p1-1 from now on (forgets the slices held).
     void set_strip(std::size_t p0, std::size_t p1) {
@@ -424,6 +429,14 @@ public:
     }
 
 private:
+    struct Storage {
+        std::vector<Key> buf;
+        std::vector<const Key*> rows;
+    };
+    static Storage& storage() {
+        thread_local Storage s;
+        return s;
+    }
     Key* slot(std::ptrdiff_t yy) {
         const std::ptrdiff_t k = k_;
         return align64(buf_.data()) + static_cast<std::size_t>(((yy % k) + k) % k) * slot_len_;
@@ -450,8 +463,8 @@ private:
     int k_;
     std::ptrdiff_t r_;
     std::size_t slot_len_;
-    std::vector<Key> buf_;
-    std::vector<const Key*> rows_;
+    std::vector<Key>& buf_;
+    std::vector<const Key*>& rows_;
     std::size_t p0_ = 0, p1_ = 0;
     bool filled_ = false;
     std::ptrdiff_t next_top_ = 0;
@@ -478,7 +491,8 @@ void median_network(const typename Tr::value* src, typename Tr::value* dst, std:
     const std::size_t min_rows = std::max(min_band_rows(k), (std::size_t{1} << 17) / std::max<std::size_t>(n, 1));
     parallel_for(H, threads, min_rows, [&](std::size_t y0, std::size_t y1) {
         RowRing<Tr> ring(src, H, W, C, k, bp);
-        std::vector<Key> scratch(static_cast<std::size_t>(k) * kStride + kVectorPad);
+        thread_local std::vector<Key> scratch;  // the thread's, kept
+        scratch.resize(std::max(scratch.size(), static_cast<std::size_t>(k) * kStride + kVectorPad));
         Key* sp = align64(scratch.data());
         for (std::size_t p0 = 0; p0 < W; p0 += bp) {
             // The last strip is moved left to end at W (recomputing a few outputs, identically) so that it is as

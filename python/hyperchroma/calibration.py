@@ -21,7 +21,7 @@ saturated colors of green and orange training photos), and no per-pixel signal p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -38,9 +38,12 @@ MIN_BANDWIDTH = 0.2
 AUC_SCALES = np.linspace(0.0, 1.0, 21)
 
 
-def descriptor(status: np.ndarray, distance: np.ndarray) -> float:
-    """Mean clipped key distance of an image's pixels (gray pixels count :data:`FAR`)."""
-    d = np.where(status == Status.GRAY, np.float32(FAR), np.minimum(distance, np.float32(FAR)))
+def descriptor(status: np.ndarray, distance: np.ndarray, clipped: Optional[np.ndarray] = None,
+               mask: Optional[np.ndarray] = None) -> float:
+    """Mean clipped key distance of an image's pixels (gray pixels count :data:`FAR`). ``clipped`` (float32) and
+    ``mask`` (bool), shaped like ``status``: scratch arrays to use instead of allocating."""
+    d = np.minimum(distance, np.float32(FAR), out=clipped)
+    np.copyto(d, np.float32(FAR), where=np.equal(status, Status.GRAY, out=mask))
     return float(d.mean(dtype=np.float64)) if d.size else FAR
 
 

@@ -131,19 +131,21 @@ def resize_rgb(rgb: np.ndarray, shape: tuple) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def model_gray(img: np.ndarray, shape: tuple, gray: Optional[np.ndarray] = None) -> np.ndarray:
+def model_gray(img: np.ndarray, shape: tuple, gray: Optional[np.ndarray] = None,
+               out: Optional[np.ndarray] = None) -> np.ndarray:
     """The classifier's input: gray intensity in [0,1] at model size, from the image's :func:`luma`.
 
     A color image and its gray version (``convert("L")``, what a black-and-white film or scan is) give the
     same input, so a table fit on color frames serves their black-and-white versions exactly. Pass the
     image's luma ``gray`` if it is at hand. The resize is :func:`hyperchroma.core.resize_gray`: Pillow's
     antialiased BILINEAR filter of the float plane restated in C++ (its sums in Pillow's order before version 13,
-    so independent of the Pillow installed), about 3x faster.
+    so independent of the Pillow installed), about 3x faster. ``out``: an (h, w) float32 array to write the
+    input of a uint8 image into (a reused buffer) instead of allocating.
     """
     g = luma(img) if gray is None else gray
     h, w = shape
     if g.dtype == np.uint8:
-        return core.resize_gray(g, h, w)
+        return core.resize_gray(g, h, w, out=out)
     plane = np.asarray(g, dtype=np.float32) * np.float32(1 / 255)
     return plane if plane.shape == (h, w) else resize_float(plane, shape)
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from . import core
 from .settings import ColorizeSettings
 from .table import ColorTable
+from .workspace import Workspace
 
 
 class Status(IntEnum):
@@ -45,15 +46,20 @@ class Lookup:
 
 
 def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,
-           threads: int = 1) -> Lookup:
+           threads: int = 1, ws: Optional[Workspace] = None) -> Lookup:
     """Colors of the (h*w, words) keys of an image of ``shape`` (h, w) through the whole chain: one C++ call
-    (``core.lookup_chain``, per-thread scratch buffers), equal to :func:`lookup_py`, which states it."""
+    (``core.lookup_chain``, per-thread scratch buffers), equal to :func:`lookup_py`, which states it. With
+    ``ws`` the three arrays are ``ws``'s (see :mod:`hyperchroma.workspace`)."""
     h, w = shape
     if len(keys) != h * w:
         raise ValueError(f"keys: expected {h * w} keys for a {h}x{w} image, got {len(keys)}")
+    n = h * w
+    out = None if ws is None else (ws.get("ab", (n, 2), np.float32), ws.get("status", (n,), np.uint8),
+                                   ws.get("distance", (n,), np.float32))
     ab, status, distance = core.lookup_chain(table.table, table.index, keys, h, w, one_step=settings.one_step,
                                              max_distance=settings.max_distance, max_scan=settings.max_scan,
-                                             exact=settings.exact, seed_radius=settings.seed_radius, threads=threads)
+                                             exact=settings.exact, seed_radius=settings.seed_radius, threads=threads,
+                                             out=out)
     return Lookup(ab, status, distance)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Unio
 
 import numpy as np
 
-from . import core, pipeline
+from . import core, pipeline, workspace
 from .classifier import Classifier
 from .fitting import ClassifierArg, as_classifier, fit_parts
 from .images import ImageError, ImageLike, expand_inputs, load_image, resize_rgb
@@ -152,12 +152,19 @@ class Model:
         Keyword overrides (``median_size=5``...) change :class:`ColorizeSettings` for this call only.
         ``return_status=True`` (deprecated: use ``details``) returns ``(rgb, status, distance)``.
         """
+        if not (details or return_status):
+            return self._colorize_rgb(load_image(image), self._settings(overrides), self.threads)
         result = self._colorize_loaded(load_image(image), self._settings(overrides), self.threads)
         if return_status:
             warnings.warn("colorize(return_status=True) is deprecated; use details=True (a Colorization)",
                           DeprecationWarning, stacklevel=2)
             return result.rgb, result.status, result.distance
-        return result if details else result.rgb
+        return result
+
+    def _colorize_rgb(self, img: np.ndarray, settings: ColorizeSettings, threads: int) -> np.ndarray:
+        """The latency path: the RGB only, every intermediate array in this thread's workspace."""
+        return pipeline.colorize_rgb(self.classifier, self.quantizer, self.color_table, img, self.fit_settings.size,
+                                     settings, threads, self.calibration, workspace.for_thread())
 
     def _colorize_loaded(self, img: np.ndarray, settings: ColorizeSettings, threads: int) -> Colorization:
         prepared = pipeline.prepare(img, self.fit_settings.size)
@@ -174,8 +181,9 @@ class Model:
         share = max(1, self.threads // workers)
 
         def one(im: ImageLike) -> Any:
-            r = self._colorize_loaded(load_image(im), settings, share)
-            return r if details else r.rgb
+            if details:
+                return self._colorize_loaded(load_image(im), settings, share)
+            return self._colorize_rgb(load_image(im), settings, share)
 
         if workers <= 1 or getattr(_worker, "active", False):  # (a batch inside a batch runs in its worker)
             return [one(im) for im in images]

@@ -7,6 +7,9 @@ gray image) -> ``compose`` (ab upsampled to the input's resolution and joined wi
 result converts back to exactly that gray -> RGB; ab on a 1-unit grid, see :func:`compose`).
 
 :func:`colorize` runs them all for one image and returns a :class:`Colorization`.
+
+Every stage takes ``ws``: a :class:`hyperchroma.workspace.Workspace` whose arrays it writes into instead of
+allocating (``model.colorize``'s latency path, where only the RGB output is new), or None to allocate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .lookup import Lookup, Status, lookup
 from .quantizer import Quantizer
 from .settings import ColorizeSettings
 from .table import ColorTable
+from .workspace import Workspace, take
 
 
 @dataclass(frozen=True)
@@ -60,30 +64,34 @@ class Prepared:
     gray: np.ndarray
 
 
-def prepare(image: np.ndarray, size: int) -> Prepared:
+def prepare(image: np.ndarray, size: int, ws: Optional[Workspace] = None) -> Prepared:
     """Stage 1: the gray version at full resolution and the model-size classifier input."""
     y = luma(image)
     shape = model_shape(image.shape[0], image.shape[1], size)
-    return Prepared(image, y, shape, model_gray(image, shape, y))
+    return Prepared(image, y, shape, model_gray(image, shape, y, out=take(ws, "gray", shape, np.float32)))
 
 
-def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1) -> np.ndarray:
+def tap_keys(classifier: Classifier, quantizer: Quantizer, prepared: Prepared, threads: int = 1,
+             ws: Optional[Workspace] = None) -> np.ndarray:
     """Stage 2: the classifier's taps (into this thread's reused buffers) -> packed keys (h*w, words)."""
     maps = classifier.run_reusing(prepared.gray, threads=threads)
-    return quantizer.keys(maps, prepared.shape, threads, classifier.frame(*prepared.shape))
+    return quantizer.keys(maps, prepared.shape, threads, classifier.frame(*prepared.shape), ws=ws)
 
 
-def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads: int = 1) -> np.ndarray:
+def smooth(ab: np.ndarray, gray: np.ndarray, settings: ColorizeSettings, threads: int = 1,
+           ws: Optional[Workspace] = None) -> np.ndarray:
     """Stage 4: the median filter of the model-size ab (h, w, 2), then the guided filter with the model-size
     ``gray`` as guide (colors follow the image's edges instead of bleeding across them)."""
     if settings.median_size > 1:
-        ab = core.median_filter(ab, settings.median_size, threads=threads)
+        ab = core.median_filter(ab, settings.median_size, threads=threads, out=take(ws, "median", ab.shape, ab.dtype))
     if settings.guided_radius > 0:
-        ab = core.guided_filter(gray, ab, settings.guided_radius, settings.guided_eps, threads=threads)
+        ab = core.guided_filter(gray, ab, settings.guided_radius, settings.guided_eps, threads=threads,
+                                out=take(ws, "guided", ab.shape, np.float32))
     return ab
 
 
-def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1, exact: bool = False) -> np.ndarray:
+def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1, exact: bool = False,
+            ws: Optional[Workspace] = None) -> np.ndarray:
     """Stage 5: ab (h, w, 2) upsampled bilinearly to the (H, W) of ``gray`` (uint8) and joined with it ->
     uint8 RGB whose ``convert("L")`` is ``gray`` exactly (chroma reduced where the gamut forces it).
 
@@ -91,7 +99,11 @@ def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1, exact: boo
     a CIE delta E of at most 0.71) and the answers come from a table filled as grid cells are met, in one pass
     without a full-size ab (``core.upsample_compose``, about 5x faster); ``exact=True`` composes the upsampled
     ab as they are (``core.compose_luma``). Both keep the gray exactly."""
-    planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0), dtype=np.float32)
+    if ws is None:
+        planar = np.ascontiguousarray(np.moveaxis(ab_small, -1, 0), dtype=np.float32)
+    else:
+        planar = ws.get("planar", (2,) + ab_small.shape[:2], np.float32)
+        np.copyto(planar, np.moveaxis(ab_small, -1, 0))
     if not exact:
         return core.upsample_compose(gray, planar, threads=threads)
     H, W = gray.shape
@@ -100,23 +112,30 @@ def compose(gray: np.ndarray, ab_small: np.ndarray, threads: int = 1, exact: boo
 
 
 def model_colors(classifier: Classifier, quantizer: Quantizer, table: ColorTable, prepared: Prepared,
-                 settings: ColorizeSettings, threads: int = 1) -> Tuple[np.ndarray, Lookup]:
+                 settings: ColorizeSettings, threads: int = 1,
+                 ws: Optional[Workspace] = None) -> Tuple[np.ndarray, Lookup]:
     """Stages 2-4: the smoothed model-size ab (h, w, 2) and the per-pixel lookup."""
-    keys = tap_keys(classifier, quantizer, prepared, threads)
-    found = lookup(table, keys, prepared.shape, settings, threads)
+    keys = tap_keys(classifier, quantizer, prepared, threads, ws)
+    found = lookup(table, keys, prepared.shape, settings, threads, ws=ws)
     h, w = prepared.shape
-    return smooth(found.ab.reshape(h, w, 2), prepared.gray, settings, threads), found
+    return smooth(found.ab.reshape(h, w, 2), prepared.gray, settings, threads, ws), found
 
 
 def confidence(calibration: Optional[Calibration], found: Lookup, shape: Tuple[int, int],
-               settings: ColorizeSettings) -> Tuple[Optional[float], Optional[np.ndarray]]:
+               settings: ColorizeSettings, ws: Optional[Workspace] = None,
+               pixels: bool = True) -> Tuple[Optional[float], Optional[np.ndarray]]:
     """The image's confidence (None for an uncalibrated model) and the per-pixel confidence map (h, w): the
-    image's where a pixel got a color, 0 where it stayed gray. Below ``min_confidence`` both are 0."""
+    image's where a pixel got a color, 0 where it stayed gray (None with ``pixels=False``). Below
+    ``min_confidence`` both are 0."""
     if calibration is None:
         return None, None
-    c = calibration.confidence(descriptor(found.status, found.distance))
+    n = found.status.shape
+    c = calibration.confidence(descriptor(found.status, found.distance, take(ws, "clipped", n, np.float32),
+                                          take(ws, "gray_mask", n, np.bool_)))
     if c < settings.min_confidence:
         c = 0.0
+    if not pixels:
+        return c, None
     colored = (found.status != Status.GRAY).reshape(shape)
     return c, np.where(colored, np.float32(c), np.float32(0))
 
@@ -131,3 +150,16 @@ def colorize(classifier: Classifier, quantizer: Quantizer, table: ColorTable, pr
         ab = ab * np.float32(image_conf)
     return Colorization(compose(prepared.luma, ab, threads), found.status.reshape(h, w),
                         found.distance.reshape(h, w), ab, pixel_conf, image_conf)
+
+
+def colorize_rgb(classifier: Classifier, quantizer: Quantizer, table: ColorTable, image: np.ndarray, size: int,
+                 settings: ColorizeSettings, threads: int, calibration: Optional[Calibration],
+                 ws: Workspace) -> np.ndarray:
+    """:func:`colorize`'s ``rgb`` (the same bytes) with every intermediate array in ``ws``: the latency path of
+    ``model.colorize``, which allocates its output only."""
+    prepared = prepare(image, size, ws)
+    ab, found = model_colors(classifier, quantizer, table, prepared, settings, threads, ws)
+    image_conf, _ = confidence(calibration, found, prepared.shape, settings, ws, pixels=False)
+    if image_conf is not None and settings.use_confidence and image_conf < 1.0:
+        ab *= np.float32(image_conf)  # (ab is ws's, or found's: both this call's own)
+    return compose(prepared.luma, ab, threads, ws=ws)

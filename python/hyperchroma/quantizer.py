@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import core
+from .workspace import Workspace
 
 
 def _axis(src: int, dst: int, pos: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -269,12 +270,13 @@ class Quantizer:
         return int(self.thresholds.shape[1]) + 1
 
     def keys(self, maps: Sequence[np.ndarray], shape: Tuple[int, int], threads: int = 1,
-             frame: Optional[Tuple[int, int]] = None) -> np.ndarray:
+             frame: Optional[Tuple[int, int]] = None, ws: Optional[Workspace] = None) -> np.ndarray:
         """Packed keys (h*w, words) uint64 of the tap maps upsampled to ``shape`` (fused C++ kernel).
 
         ``frame``: the (H, W) the maps cover when it is larger than the image (``classifier.frame(h, w)``, a
         reflect-padded input): the maps are upsampled to the frame and cropped to its top-left ``shape``, so
-        keys stay aligned with their pixels."""
+        keys stay aligned with their pixels. ``ws``: write the keys into its arrays (see
+        :mod:`hyperchroma.workspace`)."""
         if frame is not None and tuple(frame) != tuple(shape):
             H, W = int(frame[0]), int(frame[1])
             h, w = shape
@@ -288,5 +290,11 @@ class Quantizer:
             maps = [np.ascontiguousarray(full[:, :h, :w])]
         elif self.projection is not None:
             maps = [self.projection.apply(maps, shape, threads)]
-        keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], self.thresholds, self.weights, threads=threads)
+        out = None
+        if ws is not None:
+            n = shape[0] * shape[1]
+            out = (ws.get("keys", (n, core.key_words(self.channels, self.levels)), np.uint64),
+                   ws.get("key_sums", (n,), np.float32))
+        keys, _ = core.hypercolumn_keys(maps, shape[0], shape[1], self.thresholds, self.weights, threads=threads,
+                                        out=out)
         return keys

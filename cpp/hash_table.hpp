@@ -1359,9 +1359,11 @@ private:
                         std::uint8_t* hits) const {
         const std::size_t maxp = 2 * static_cast<std::size_t>(layout_.channels);
         constexpr std::size_t R = 4;  // buffers in flight (>= 4 stages)
-        thread_local OneStepBuf q[R];  // the thread's, kept: no allocation once grown to the widest key
-        thread_local std::vector<std::uint64_t> probe;
-        for (auto& x : q) {
+        thread_local OneStepBuf q_buf[R];  // the thread's, kept: no allocation once grown to the widest key
+        thread_local std::vector<std::uint64_t> probe_buf;
+        OneStepBuf* const q = q_buf;  // (one TLS address lookup a call, not one a key)
+        for (std::size_t r = 0; r < R; ++r) {
+            OneStepBuf& x = q[r];
             x.hv.resize(maxp);
             x.ok.resize(maxp);
             x.fw.resize(maxp);
@@ -1369,14 +1371,15 @@ private:
             x.si.resize(maxp);
             x.ns = 0;
         }
-        probe.resize(static_cast<std::size_t>(words_));
+        probe_buf.resize(static_cast<std::size_t>(words_));
+        std::uint64_t* const probe = probe_buf.data();
         for (std::size_t i = b; i < e + 3; ++i) {
             if (i < e) one_step_hash(keys + i * words_, q[i % R]);
             if (i >= b + 1 && i - 1 < e) one_step_filter(q[(i - 1) % R]);
             if (i >= b + 2 && i - 2 < e) one_step_slots(q[(i - 2) % R]);
             if (i >= b + 3) {
                 const std::size_t j = i - 3;
-                one_step_probe(keys + j * words_, q[j % R], probe.data(), ab + 2 * j, hits + j);
+                one_step_probe(keys + j * words_, q[j % R], probe, ab + 2 * j, hits + j);
             }
         }
     }

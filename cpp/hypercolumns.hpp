@@ -312,22 +312,25 @@ inline void hypercolumn_keys(const std::vector<FeatureMap>& maps, int H, int W, 
         tmp.resize(std::max<std::size_t>(tmp.size(), static_cast<std::size_t>(mw)));
         row.resize(std::max<std::size_t>(row.size(), static_cast<std::size_t>(W)));
         acc.resize(std::max<std::size_t>(acc.size(), static_cast<std::size_t>(W)));
+        float* const tp = tmp.data();  // (one TLS address lookup, not one per use)
+        float* const rp = row.data();
+        std::uint64_t* const ap = acc.data();
         for (std::size_t y = y0; y < y1; ++y) {
             std::uint64_t* krow = keys + y * W * words;
             float* srow = sums + y * W;
             std::fill(srow, srow + W, 0.0f);
             for (int word = 0; word < words; ++word) {
-                std::fill(acc.begin(), acc.begin() + W, std::uint64_t{0});
+                std::fill(ap, ap + W, std::uint64_t{0});
                 const int c0 = word * layout.fields_per_word;
                 const int c1 = std::min(layout.channels, c0 + layout.fields_per_word);
                 for (int ch = c0; ch < c1; ++ch) {
                     const int i = map_of[ch];
                     const float* r = detail::interp_row(maps[i], taps[i], channel_of[ch],
-                                                        static_cast<int>(y), tmp.data(), row.data(), W);
+                                                        static_cast<int>(y), tp, rp, W);
                     detail::quantize_accumulate(r, W, thresholds + static_cast<std::size_t>(ch) * k, k,
-                                                (ch - c0) * layout.bits, weights[ch], acc.data(), srow);
+                                                (ch - c0) * layout.bits, weights[ch], ap, srow);
                 }
-                for (int x = 0; x < W; ++x) krow[static_cast<std::size_t>(x) * words + word] = acc[x];
+                for (int x = 0; x < W; ++x) krow[static_cast<std::size_t>(x) * words + word] = ap[x];
             }
         }
     });

@@ -381,7 +381,10 @@ private:
         const double* proj = proj_.data();
         const std::ptrdiff_t n = static_cast<std::ptrdiff_t>(n_);
         const bool window = !opt.exact && !opt.scan && layout_.bits == 2 && layout_.levels == 3;
-        thread_local std::vector<std::uint32_t> window_sq;  // the thread's, kept
+        thread_local std::vector<std::uint32_t> window_buf;  // the thread's, kept
+        const std::ptrdiff_t K = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(opt.max_scan), n);
+        if (window) window_buf.resize(std::max<std::size_t>(window_buf.size(), static_cast<std::size_t>(K)));
+        std::uint32_t* const window_sq = window_buf.data();  // (one TLS address lookup a call, not a few a query)
         // Projections and binary-search positions a block of queries at a time: their dependent chains
         // (table reads and adds, search steps) interleave.
         constexpr std::size_t kBlock = 8;
@@ -457,7 +460,6 @@ private:
                 // then the first visited of the closest: the lowest index among them on the hi side (>= pos), the
                 // highest on the lo side, the hi one first when its gap is <= the lo one's.
                 const std::ptrdiff_t pos = hi;
-                const std::ptrdiff_t K = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(opt.max_scan), n);
                 std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K), b = std::min<std::ptrdiff_t>(pos, n - K);
                 while (a < b) {
                     const std::ptrdiff_t mid = a + (b - a) / 2;
@@ -465,9 +467,8 @@ private:
                     else b = mid;
                 }
                 const std::ptrdiff_t L = a;
-                window_sq.resize(static_cast<std::size_t>(K));
                 detail::ternary_window(keys_.data() + static_cast<std::size_t>(L) * W, W, q, static_cast<std::size_t>(K),
-                               window_sq.data());
+                               window_sq);
                 std::uint32_t dmin = std::numeric_limits<std::uint32_t>::max();
                 for (std::ptrdiff_t j = 0; j < K; ++j) dmin = std::min(dmin, window_sq[static_cast<std::size_t>(j)]);
                 std::ptrdiff_t jh = -1, jl = -1;

@@ -16,7 +16,9 @@ def test_bench_json_shape(capsys):
                                    "compose"}
     assert all(v >= 0 for v in r["stages_ms"].values())
     assert set(r["latency_ms"]) == {"p50", "p99"} and r["latency_ms"]["p99"] >= r["latency_ms"]["p50"] > 0
-    assert set(r["images_per_s"]) == {"single", "batch", "single_1_thread"} and 0 <= r["misses"] <= 1
+    assert set(r["images_per_s"]) == {"single", "batch", "single_1_thread", "serial_1_thread"}
+    assert min(r["images_per_s"].values()) > 0 and r["batch_speedup"] > 0 and r["rounds"] == 3
+    assert 0 <= r["misses"] <= 1
     assert r["film"] is None
     assert set(r["keys_images_per_s"]) == {"serial", "graph_batch"} and min(r["keys_images_per_s"].values()) > 0
     assert set(r["environment"]) == {"torch_loaded", "OMP_WAIT_POLICY"}

@@ -10,6 +10,12 @@ Every timed call is of an unrelated image: the lookup chain's miss memo (``core.
 previous call's answers for its missing keys) is forgotten before each, outside the timing, so the same frame
 repeated is not timed as a film. Films are timed apart (``film``: a sequence of consecutive frames in display
 order, the memo on, as a user's film goes through ``colorize``).
+
+Throughput (``images_per_s``, medians of ``rounds`` = max(3, repeats // 10) rounds that alternate the kinds):
+``single`` and ``single_1_thread``, the ``batch`` images one call at a time as unrelated images on the model's
+threads and on one; ``batch``, one ``colorize_batch`` of them, and ``serial_1_thread``, the same images one after
+the other on one thread, both from a forgotten memo and with it on, as a user runs them. ``batch_speedup`` is
+the median over the rounds of batch / serial_1_thread.
 """
 
 from __future__ import annotations
@@ -87,23 +93,25 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
     }
     latency = _times(lambda: model.colorize(frame), repeats)
     work = (grays * (batch // len(grays) + 1))[:batch]
-
-    def rate(fn: Callable[[np.ndarray], Any]) -> float:
-        t0 = time.perf_counter()
-        for g in work:
-            core.clear_lookup_memo()  # (an atomic increment: nothing to time)
-            fn(g)
-        return len(work) / (time.perf_counter() - t0)
-
-    single = rate(model.colorize)
     one_thread = model.with_settings(threads=1)
     one_thread.colorize(work[0])  # its 1-thread session
-    single_1t = rate(one_thread.colorize)
     model.colorize_batch(work[:2])  # warm up its workers' sessions (one per thread share), as for single calls
-    core.clear_lookup_memo()
-    t0 = time.perf_counter()
-    model.colorize_batch(work)
-    batched = len(work) / (time.perf_counter() - t0)
+    rates: Dict[str, List[float]] = {"single": [], "single_1_thread": [], "batch": [], "serial_1_thread": []}
+    for _ in range(max(3, repeats // 10)):  # rounds alternating the kinds: a slow minute slows all alike
+        for name, fn in (("single", model.colorize), ("single_1_thread", one_thread.colorize)):
+            t0 = time.perf_counter()
+            for g in work:
+                core.clear_lookup_memo()  # (an atomic increment: nothing to time)
+                fn(g)
+            rates[name].append(len(work) / (time.perf_counter() - t0))
+        # the batch against the same job run serially on one thread, both as a user runs them (the memo on)
+        for name, job in (("batch", lambda: model.colorize_batch(work)),
+                          ("serial_1_thread", lambda: [one_thread.colorize(g) for g in work])):
+            core.clear_lookup_memo()
+            t0 = time.perf_counter()
+            job()
+            rates[name].append(len(work) / (time.perf_counter() - t0))
+    ratios = [b / s for b, s in zip(rates["batch"], rates["serial_1_thread"])]
     film_result = None
     if film is not None:
         frames = [luma(np.asarray(f)) for f in film]
@@ -127,8 +135,9 @@ def run(model: Any, paths: Sequence[Any], size: Optional[Tuple[int, int]] = None
         "stages_ms": {k: round(float(np.median(v)), 3) for k, v in stage_times.items()},
         "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 3),
                        "p99": round(float(np.percentile(latency, 99)), 3)},
-        "images_per_s": {"single": round(single, 2), "batch": round(batched, 2),
-                         "single_1_thread": round(single_1t, 2)},
+        "images_per_s": {k: round(float(np.median(v)), 2) for k, v in rates.items()},
+        "batch_speedup": round(float(np.median(ratios)), 3),
+        "rounds": len(ratios),
         "film": film_result,
         "keys_images_per_s": keys_rate,
         # PyTorch's OpenMP threads busy-wait after each op and take the cores (benchmarks/bench_torch_mix.py):
@@ -186,7 +195,9 @@ def format_result(r: Dict[str, Any]) -> str:
              f"latency p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms; "
              f"{r['images_per_s']['single']:.1f} images/s single, {r['images_per_s']['batch']:.1f} images/s "
              f"colorize_batch of {r['batch']}, {r['images_per_s'].get('single_1_thread', 0):.1f} single on 1 "
-             "thread (every image as if unrelated: the miss memo forgotten before each)",
+             "thread (every single image as if unrelated: the miss memo forgotten before each)",
+             f"colorize_batch {r['batch_speedup']:.2f}x the same {r['batch']} images colorized one after the other "
+             f"on 1 thread (median of {r['rounds']} alternating rounds)",
              "stages (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_ms"].items())]
     f = r.get("film")
     if f:

@@ -7,6 +7,7 @@
 
 #include <optional>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <sstream>
@@ -85,6 +86,22 @@ carray<std::uint64_t> as_keys(const py::handle& obj, const KeyLayout& layout, co
 
 // Every key a valid packing for the layout (no level >= levels, no stray bits); callable without the GIL.
 void check_keys(const std::uint64_t* kp, std::size_t n, const KeyLayout& layout, const char* what) {
+    if (layout.bits == 2 && layout.levels == 3) {
+        // the default layout without branches (vectorized): a word is bad where a field is 0b11 or a bit beyond
+        // its last field is set; only a bad key goes on to the row-by-row search below, which names it
+        std::uint64_t bad = 0;
+        const std::size_t W = static_cast<std::size_t>(layout.words);
+        for (std::size_t w = 0; w < W; ++w) {
+            const int fields = std::min(layout.fields_per_word, layout.channels - static_cast<int>(w) * layout.fields_per_word);
+            const int used = fields * layout.bits;
+            const std::uint64_t beyond = used < 64 ? ~((std::uint64_t{1} << used) - 1) : 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::uint64_t x = kp[i * W + w];
+                bad |= (x & (x >> 1) & 0x5555555555555555ULL) | (x & beyond);
+            }
+        }
+        if (bad == 0) return;
+    }
     for (std::size_t i = 0; i < n; ++i)
         if (const char* problem = layout.key_problem(kp + i * layout.words))
             throw std::invalid_argument(std::string(what) + ": row " + std::to_string(i) + " " + problem + " for " +

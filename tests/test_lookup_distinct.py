@@ -235,3 +235,30 @@ def test_miss_memo_is_per_thread(rng):
             np.testing.assert_array_equal(g.ab, want.ab)
             np.testing.assert_array_equal(g.status, want.status)
             np.testing.assert_array_equal(g.distance, want.distance)
+
+
+@pytest.mark.parametrize("channels", [8, 32, 33, 56, 70])
+def test_chain_rejects_any_bad_key_row(rng, channels):
+    """The chain's key check (a branch-free pass for the default 3-level layout, then the row-by-row one) names
+    the first bad row, for a field set to level 3 or a bit beyond a word's last field, anywhere in the keys."""
+    table = make_table(rng, channels, 3, rng.integers(0, 3, (40, channels), dtype=np.uint8))
+    levels = rng.integers(0, 3, (6 * 7, channels), dtype=np.uint8)
+    keys = core.pack_keys(levels, 3)
+    core.lookup_chain(table.table, table.index, keys, 6, 7)  # valid keys pass
+    words = keys.shape[1]
+    fields = 32  # 2-bit fields in a word
+    for _ in range(12):
+        bad = keys.copy()
+        row = int(rng.integers(len(bad)))
+        if rng.random() < 0.5:  # a level 3
+            c = int(rng.integers(channels))
+            bad[row, c // fields] |= np.uint64(3) << np.uint64(2 * (c % fields))
+            match = f"row {row} has a level out of range"
+        else:  # a stray bit past the last channel of the last word (when it has room)
+            used = 2 * (channels - (words - 1) * fields)
+            if used >= 64:
+                continue
+            bad[row, words - 1] |= np.uint64(1) << np.uint64(int(rng.integers(used, 64)))
+            match = f"row {row} has non-zero bits beyond"
+        with pytest.raises(ValueError, match=match):
+            core.lookup_chain(table.table, table.index, bad, 6, 7)

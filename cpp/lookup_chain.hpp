@@ -86,15 +86,17 @@ struct MissMemo {
             if (same) return &answers[r - 1];
         }
     }
-    // Replace the contents by the n distinct keys (rows of words) and their answers.
-    void store(const HashTable& t, const SortedIndex& ix, const ChainOptions& o, const std::uint64_t* k,
-               const MissAnswer* a, std::size_t n) {
+    // Replace the contents by the n distinct keys (rows of words) and their answers, taken by swapping the
+    // vectors (the caller gets the previous contents' buffers to reuse, not a copy).
+    void store(const HashTable& t, const SortedIndex& ix, const ChainOptions& o, std::vector<std::uint64_t>& k_in,
+               std::vector<MissAnswer>& a_in, std::size_t n) {
         table_id = t.content_id(), index_id = ix.content_id(), epoch = memo_epoch().load(std::memory_order_relaxed);
         max_distance = o.max_distance, max_scan = o.max_scan, one_step = o.one_step, exact = o.exact;
         words = static_cast<std::size_t>(t.layout().words);
         size = n;
-        keys.assign(k, k + n * words);
-        answers.assign(a, a + n);
+        keys.swap(k_in);
+        answers.swap(a_in);
+        const std::uint64_t* k = keys.data();
         std::size_t cap = 16;
         while (cap < 2 * n) cap <<= 1;
         slots.assign(cap, 0);
@@ -115,6 +117,29 @@ struct ChainScratch {
     std::vector<MissAnswer> answers;
     MissMemo memo;
 };
+// An order-preserving compaction of [0, n) split into blocks run in parallel: count(b, e) -> how many items of
+// [b, e) are kept, then write(b, e, at) writes them from position `at` (the blocks' prefix sums), so the kept
+// items come out in index order as from a serial loop. Returns how many were kept. One block below kMinItems
+// items or on one thread (then it is the serial loop, plus the count pass).
+struct BlockCompaction {
+    static constexpr std::size_t kBlocks = 16, kMinItems = 8192;
+    std::size_t at[kBlocks + 1];
+    template <class Count, class Write>
+    std::size_t run(std::size_t n, int threads, const Count& count, const Write& write) {
+        const std::size_t nb = resolve_threads(threads) > 1 && n >= kMinItems ? kBlocks : 1;
+        const auto lo = [&](std::size_t k) { return n * k / nb; };
+        parallel_for_claimed(nb, threads, 1, [&](std::size_t k0, std::size_t k1) {
+            for (std::size_t k = k0; k < k1; ++k) at[k + 1] = count(lo(k), lo(k + 1));
+        });
+        at[0] = 0;
+        for (std::size_t k = 0; k < nb; ++k) at[k + 1] += at[k];
+        parallel_for_claimed(nb, threads, 1, [&](std::size_t k0, std::size_t k1) {
+            for (std::size_t k = k0; k < k1; ++k) write(lo(k), lo(k + 1), at[k]);
+        });
+        return at[nb];
+    }
+};
+
 // One key's words (2 for the default 56 channels): a plain copy, not a memmove call per key.
 inline void copy_key(std::uint64_t* dst, const std::uint64_t* src, std::size_t words) {
     if (words == 2) {
@@ -151,15 +176,32 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
     // without branches (hits and misses interleave at random): the miss list is compacted by its count
     s.miss.resize(n);
     std::int64_t* miss = s.miss.data();
-    std::size_t nm = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const bool f = s.hit[i] == STATUS_HIT;
-        s.found[i] = f;
-        status[i] = f ? LOOKUP_EXACT : LOOKUP_GRAY;
-        distance[i] = f ? 0.0f : inf;
-        miss[nm] = static_cast<std::int64_t>(i);
-        nm += !f;
-    }
+    const std::uint8_t* hit = s.hit.data();
+    std::uint8_t* found = s.found.data();
+    detail::BlockCompaction compaction;
+    const std::size_t nm = compaction.run(
+        n, opt.threads,
+        [&](std::size_t b, std::size_t e) {
+            std::size_t c = 0;
+            for (std::size_t i = b; i < e; ++i) {
+                const bool f = hit[i] == STATUS_HIT;
+                found[i] = f;
+                status[i] = f ? LOOKUP_EXACT : LOOKUP_GRAY;
+                distance[i] = f ? 0.0f : inf;
+                c += !f;
+            }
+            return c;
+        },
+        [&](std::size_t b, std::size_t e, std::size_t at) {
+            // a found pixel's write goes to a dummy: writing it at `at` (overwritten by the next miss in a serial
+            // loop) could land on the next block's first entry, written by another thread
+            std::int64_t dummy;
+            for (std::size_t i = b; i < e; ++i) {
+                const bool f = found[i] != 0;
+                *(f ? &dummy : miss + at) = static_cast<std::int64_t>(i);
+                at += !f;
+            }
+        });
     s.miss.resize(nm);
     if (nm == 0) return;
     s.mk.resize(nm * words);
@@ -213,22 +255,38 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
             a.ab1[1] = s.ab1[2 * v + 1];
         }
     }
-    s.rest.clear();
-    s.rest_u.clear();
-    for (std::size_t j = 0; j < nm; ++j) {
-        const std::size_t p = static_cast<std::size_t>(s.miss[j]);
-        const detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.inverse[j])];
-        if (probe && a.hits1 > 0) {
-            ab[2 * p] = a.ab1[0];
-            ab[2 * p + 1] = a.ab1[1];
-            status[p] = LOOKUP_NEAREST;
-            distance[p] = 1.0f;
-        } else {
-            s.rest.push_back(s.miss[j]);
-            s.rest_u.push_back(s.inverse[j]);
-        }
-    }
-    const std::size_t m = s.rest.size();
+    // the pixels with one-step neighbours get their mean; the others (rest, in pixel order) go on
+    s.rest.resize(nm);
+    s.rest_u.resize(nm);
+    const detail::MissAnswer* answers = s.answers.data();
+    const std::int64_t* inverse = s.inverse.data();
+    std::int64_t* rest = s.rest.data();
+    std::int64_t* rest_u = s.rest_u.data();
+    const std::size_t m = compaction.run(
+        nm, opt.threads,
+        [&](std::size_t b, std::size_t e) {
+            std::size_t c = 0;
+            for (std::size_t j = b; j < e; ++j) c += !(probe && answers[inverse[j]].hits1 > 0);
+            return c;
+        },
+        [&](std::size_t b, std::size_t e, std::size_t at) {
+            for (std::size_t j = b; j < e; ++j) {
+                const std::size_t p = static_cast<std::size_t>(miss[j]);
+                const detail::MissAnswer& a = answers[inverse[j]];
+                if (probe && a.hits1 > 0) {
+                    ab[2 * p] = a.ab1[0];
+                    ab[2 * p + 1] = a.ab1[1];
+                    status[p] = LOOKUP_NEAREST;
+                    distance[p] = 1.0f;
+                } else {
+                    rest[at] = miss[j];
+                    rest_u[at] = inverse[j];
+                    ++at;
+                }
+            }
+        });
+    s.rest.resize(m);
+    s.rest_u.resize(m);
     const bool seeded = opt.seed_radius > 0;
     if (m > 0 && seeded) {
         s.seed.resize(m);
@@ -293,29 +351,32 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
             s.dist[j] = d;
         }
     }
-    if (opt.memo) s.memo.store(table, index, opt, s.uk.data(), s.answers.data(), U);
+    if (opt.memo) s.memo.store(table, index, opt, s.uk, s.answers, U);
     const float* iab = index.ab();
     const float mdf = static_cast<float>(md);  // numpy compares the float32 bounds with max_distance in float32
-    for (std::size_t j = 0; j < m; ++j) {
-        const std::size_t p = static_cast<std::size_t>(s.rest[j]);
-        const std::int64_t i = s.idx[j];
-        if (i >= 0) {
-            ab[2 * p] = iab[2 * i];
-            ab[2 * p + 1] = iab[2 * i + 1];
-            distance[p] = s.dist[j];
-            status[p] = LOOKUP_NEAREST;
-        } else if (seeded && s.seed[j] >= 0 && s.bound[j] <= mdf) {
-            const std::size_t q = static_cast<std::size_t>(s.seed[j]);
-            ab[2 * p] = ab[2 * q];
-            ab[2 * p + 1] = ab[2 * q + 1];
-            distance[p] = s.bound[j];
-            status[p] = LOOKUP_NEAREST;
-        } else {
-            ab[2 * p] = ab[2 * p + 1] = 0.0f;
-            distance[p] = inf;
-            status[p] = LOOKUP_GRAY;
+    // each pixel its own writes; a seed is a found pixel, whose ab no iteration writes
+    parallel_for_claimed(m, opt.threads, 2048, [&](std::size_t jb, std::size_t je) {
+        for (std::size_t j = jb; j < je; ++j) {
+            const std::size_t p = static_cast<std::size_t>(s.rest[j]);
+            const std::int64_t i = s.idx[j];
+            if (i >= 0) {
+                ab[2 * p] = iab[2 * i];
+                ab[2 * p + 1] = iab[2 * i + 1];
+                distance[p] = s.dist[j];
+                status[p] = LOOKUP_NEAREST;
+            } else if (seeded && s.seed[j] >= 0 && s.bound[j] <= mdf) {
+                const std::size_t q = static_cast<std::size_t>(s.seed[j]);
+                ab[2 * p] = ab[2 * q];
+                ab[2 * p + 1] = ab[2 * q + 1];
+                distance[p] = s.bound[j];
+                status[p] = LOOKUP_NEAREST;
+            } else {
+                ab[2 * p] = ab[2 * p + 1] = 0.0f;
+                distance[p] = inf;
+                status[p] = LOOKUP_GRAY;
+            }
         }
-    }
+    });
 }
 
 }  // namespace hyperchroma

@@ -67,7 +67,8 @@ inline void neighbor_seeds_at(const std::uint64_t* keys, const std::uint8_t* fou
                               std::int64_t* seed, float* distance, int threads = 1) {
     const int words = layout.words;
     with_distance(layout, [&](const auto& dist) {
-        parallel_for(m, threads, 512, [&](std::size_t b, std::size_t e) {
+        // claimed chunks: the listed pixels cluster in parts of the image, so halves take unequal times
+        parallel_for_claimed(m, threads, 256, [&](std::size_t b, std::size_t e) {
             for (std::size_t i = b; i < e; ++i) {
                 const int y = static_cast<int>(pixels[i] / W), x = static_cast<int>(pixels[i] % W);
                 detail::seed_of(dist, keys, found, H, W, words, radius, y, x, seed + i, distance + i);

@@ -262,3 +262,31 @@ def test_chain_rejects_any_bad_key_row(rng, channels):
             match = f"row {row} has non-zero bits beyond"
         with pytest.raises(ValueError, match=match):
             core.lookup_chain(table.table, table.index, bad, 6, 7)
+
+
+def test_chain_on_two_threads_equals_one_every_time(rng):
+    """An image large enough for the chain's parallel passes (the miss list and the one-step split compacted in
+    blocks, the last writes per pixel), hits and misses interleaved at random: every one of many runs on two
+    threads gives the one-thread answer (a write of one block landing in the next one's would show)."""
+    channels, levels, h, w = 20, 3, 96, 128
+    stored = rng.integers(0, levels, (3000, channels), dtype=np.uint8)
+    table = make_table(rng, channels, levels, stored)
+    # each pixel: a stored key (hit), a stored key one step away (one-step) or a random one
+    pick = stored[rng.integers(0, len(stored), h * w)].copy()
+    kind = rng.integers(0, 3, h * w)
+    c = rng.integers(0, channels, h * w)
+    step = kind == 1
+    pick[step, c[step]] = np.where(pick[step, c[step]] > 0, pick[step, c[step]] - 1, 1)
+    pick[kind == 2] = rng.integers(0, levels, (int((kind == 2).sum()), channels))
+    keys = core.pack_keys(pick, levels)
+    args = (table.table, table.index, keys, h, w)
+    ref = core.lookup_chain(*args, threads=1, memo=False)
+    want = lookup_py(table, keys, (h, w), ColorizeSettings(), threads=1)
+    np.testing.assert_array_equal(ref[1], want.status)
+    np.testing.assert_allclose(ref[0], want.ab, atol=1e-5)
+    for memo in (False, True):
+        for _ in range(40):
+            core.clear_lookup_memo()
+            got = core.lookup_chain(*args, threads=2, memo=memo)
+            for g, r in zip(got, ref):
+                np.testing.assert_array_equal(g, r)

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <sstream>
@@ -48,13 +49,15 @@ carray<bool> as_bool01(const py::array& arr) {
     return carray<bool>::ensure(arr.attr("view")(py::dtype::of<std::uint8_t>()).attr("__ne__")(0));
 }
 
-std::string shape_str(const py::array& a) {
+std::string shape_str(const std::vector<py::ssize_t>& shape) {
     std::ostringstream s;
     s << "(";
-    for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? "," : "") << a.shape(i);
-    s << (a.ndim() == 1 ? ",)" : ")");
+    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
+    s << (shape.size() == 1 ? ",)" : ")");
     return s.str();
 }
+
+std::string shape_str(const py::array& a) { return shape_str(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim())); }
 
 // The RGB shape (..., 3) of a join of ``ref`` (...) with ``ab`` (..., 2), or (2, ...) when planar; else a
 // clear error naming both shapes (``hint`` ends it).
@@ -165,14 +168,6 @@ void check_size(long H, long W) {
         throw std::invalid_argument("output size " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
 }
 
-std::string shape_str(const std::vector<py::ssize_t>& shape) {
-    std::ostringstream s;
-    s << "(";
-    for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? "," : "") << shape[i];
-    s << (shape.size() == 1 ? ",)" : ")");
-    return s.str();
-}
-
 bool overlaps(const py::array& a, const py::array& b) {
     const auto* pa = static_cast<const char*>(a.data());
     const auto* pb = static_cast<const char*>(b.data());
@@ -203,14 +198,18 @@ py::array_t<T> output_array(const char* fn, const char* name, const py::handle& 
     return out;
 }
 
-// The outputs of a kernel with several: `out` None (all new) or a tuple of exactly n arrays.
-std::vector<py::object> output_tuple(const char* what, const py::handle& out_obj, std::size_t n) {
-    if (out_obj.is_none()) return std::vector<py::object>(n, py::none());
-    if (!py::isinstance<py::tuple>(out_obj) || py::len(out_obj) != n)
-        throw py::type_error(std::string(what) + ": expected None or a tuple of " + std::to_string(n) + " arrays");
+// The outputs of a kernel with several: `out` None (all new) or a tuple of exactly N arrays.
+template <std::size_t N>
+std::array<py::object, N> output_tuple(const char* what, const py::handle& out_obj) {
+    std::array<py::object, N> v;
+    if (out_obj.is_none()) {
+        v.fill(py::none());
+        return v;
+    }
+    if (!py::isinstance<py::tuple>(out_obj) || py::len(out_obj) != N)
+        throw py::type_error(std::string(what) + ": expected None or a tuple of " + std::to_string(N) + " arrays");
     auto t = py::reinterpret_borrow<py::tuple>(out_obj);
-    std::vector<py::object> v;
-    for (std::size_t i = 0; i < n; ++i) v.push_back(t[i]);
+    for (std::size_t i = 0; i < N; ++i) v[i] = t[i];
     return v;
 }
 
@@ -453,7 +452,7 @@ void bind_hypercolumns(py::module_& m) {
         "hypercolumn_keys",
         [](const py::sequence& seq, long H, long W, const carray<float>& thresholds, const carray<float>& weights,
            int threads, const py::object& out_obj) {
-            const auto outs = output_tuple("hypercolumn_keys: out", out_obj, 2);
+            const auto outs = output_tuple<2>("hypercolumn_keys: out", out_obj);
             MapList ml = as_maps(seq);
             check_size(H, W);
             long total = 0;
@@ -468,14 +467,12 @@ void bind_hypercolumns(py::module_& m) {
                                             shape_str(weights));
             const KeyLayout layout(static_cast<int>(total), static_cast<int>(thresholds.shape(1)) + 1);
             check_thresholds(thresholds.data(), layout);
-            std::vector<const py::array*> inputs;
-            for (const auto& a : ml.arrays) inputs.push_back(&a);
             auto keys = output_array<std::uint64_t>(
                 "hypercolumn_keys", "out[0]", outs[0],
                 {static_cast<py::ssize_t>(H * W), static_cast<py::ssize_t>(layout.words)});
             auto sums = output_array<float>("hypercolumn_keys", "out[1]", outs[1], {static_cast<py::ssize_t>(H * W)});
-            for (const py::array* in : inputs)
-                if (overlaps(keys, *in) || overlaps(sums, *in))
+            for (const auto& in : ml.arrays)
+                if (overlaps(keys, in) || overlaps(sums, in))
                     throw std::invalid_argument("hypercolumn_keys: out: shares memory with maps");
             if (overlaps(keys, sums)) throw std::invalid_argument("hypercolumn_keys: out: keys and sums overlap");
             std::uint64_t* kp = keys.mutable_data();
@@ -1231,7 +1228,7 @@ void bind_lookup_chain(py::module_& m) {
         [](const HashTable& table, const SortedIndex& index, const py::handle& keys_obj, long H, long W,
            bool one_step, double max_distance, long max_scan, bool exact, int seed_radius, int threads, bool memo,
            const py::object& out_obj) {
-            const auto outs = output_tuple("lookup_chain: out", out_obj, 3);
+            const auto outs = output_tuple<3>("lookup_chain: out", out_obj);
             if (threads < 0)
                 throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
             if (!(max_distance >= 0))

@@ -1,7 +1,7 @@
 """The lookup chain's fallback (one-step probes, seeds, sorted index: everything after the exact hits) per frame
 of a real film, as issue 12 measures it: vtest.avi resized to 720x528, the model fit on 8 of its frames
-evenly spread over the whole film (colored keyframes, as a film user fits), 120 consecutive frames from the
-film's middle timed, each frame's keys computed once up front, then per frame:
+evenly spread over the whole film (colored keyframes, as a film user fits), the frames that are not keyframes among
+120 consecutive ones from the film's middle timed (118 on vtest), each frame's keys computed once up front, then per frame:
 
 - ``cold``: the chain with the miss memo forgotten before each frame (every frame as if unrelated);
 - ``film``: the chain over the frames in display order, the memo on (as ``colorize`` and the video path run it);
@@ -27,8 +27,8 @@ from PIL import Image
 
 
 def frames(path: str, count: int, size: tuple) -> tuple:
-    """The film's 8 keyframes evenly spread over all its frames, and ``count`` consecutive frames from its
-    middle, resized to ``size`` (only those are kept in memory)."""
+    """The film's 8 keyframes evenly spread over all its frames, and the other frames among ``count``
+    consecutive ones from its middle, resized to ``size`` (only those are kept in memory)."""
     import av
 
     with av.open(path) as c:

@@ -48,8 +48,9 @@ struct MissAnswer {
 // The miss memo: the answers for the distinct missing keys of the thread's previous call, with what they depend
 // on (the table's and index's content ids, the options). Consecutive film frames share most of their missing
 // keys (about 75% of them on vtest at 720x528), so a call looks its keys up here before probing and searching.
-// Answers are the chain's own, so the output is the same with or without the memo. An open-addressing table of
-// rows (capacity a power of two >= 2n, linear probing, mix64 of the words, as unique_keys.hpp).
+// Answers are the chain's own, so the output is the same with or without the memo. Its table is the call's own
+// unique_keys table, taken over by swapping (unique_keys.hpp: linear probing, mix64 of the words, each slot a key's
+// row + 1 under its hash's high 32 bits), so storing a call's answers hashes nothing.
 inline std::atomic<std::uint64_t>& memo_epoch() {  // clear_lookup_memo() moves it on: every thread's memo is stale
     static std::atomic<std::uint64_t> epoch{0};
     return epoch;
@@ -63,7 +64,7 @@ struct MissMemo {
     std::size_t words = 0, size = 0;
     std::vector<std::uint64_t> keys;
     std::vector<MissAnswer> answers;
-    std::vector<std::uint32_t> slots;  // row + 1, 0 empty
+    std::vector<std::int64_t> slots;  // unique_keys' table of `keys`: 0 empty, else (hash >> 32) << 32 | (row + 1)
 
     bool matches(const HashTable& t, const SortedIndex& ix, const ChainOptions& o) const {
         return size > 0 && epoch == memo_epoch().load(std::memory_order_relaxed) && table_id == t.content_id() &&
@@ -76,36 +77,32 @@ struct MissMemo {
         return h;
     }
     const MissAnswer* find(const std::uint64_t* k) const {
+        constexpr std::uint64_t hi = 0xFFFFFFFF00000000ULL;
         const std::size_t mask = slots.size() - 1;
-        for (std::size_t s = static_cast<std::size_t>(hash(k, words)) & mask;; s = (s + 1) & mask) {
-            const std::uint32_t r = slots[s];
-            if (r == 0) return nullptr;
-            const std::uint64_t* o = keys.data() + static_cast<std::size_t>(r - 1) * words;
+        const std::uint64_t h = hash(k, words), tag = h & hi;
+        for (std::size_t s = static_cast<std::size_t>(h) & mask;; s = (s + 1) & mask) {
+            const std::uint64_t v = static_cast<std::uint64_t>(slots[s]);
+            if (v == 0) return nullptr;
+            if ((v & hi) != tag) continue;
+            const std::size_t r = static_cast<std::size_t>(v & ~hi) - 1;
+            const std::uint64_t* o = keys.data() + r * words;
             bool same = true;
             for (std::size_t w = 0; w < words; ++w) same = same && o[w] == k[w];
-            if (same) return &answers[r - 1];
+            if (same) return &answers[r];
         }
     }
-    // Replace the contents by the n distinct keys (rows of words) and their answers, taken by swapping the
-    // vectors (the caller gets the previous contents' buffers to reuse, not a copy).
+    // Replace the contents by the n distinct keys (rows of words, in unique_keys' order), their answers and
+    // unique_keys' table of them, taken by swapping the vectors (the caller gets the previous contents' buffers to
+    // reuse, not a copy).
     void store(const HashTable& t, const SortedIndex& ix, const ChainOptions& o, std::vector<std::uint64_t>& k_in,
-               std::vector<MissAnswer>& a_in, std::size_t n) {
+               std::vector<MissAnswer>& a_in, std::vector<std::int64_t>& slots_in, std::size_t n) {
         table_id = t.content_id(), index_id = ix.content_id(), epoch = memo_epoch().load(std::memory_order_relaxed);
         max_distance = o.max_distance, max_scan = o.max_scan, one_step = o.one_step, exact = o.exact;
         words = static_cast<std::size_t>(t.layout().words);
         size = n;
         keys.swap(k_in);
         answers.swap(a_in);
-        const std::uint64_t* k = keys.data();
-        std::size_t cap = 16;
-        while (cap < 2 * n) cap <<= 1;
-        slots.assign(cap, 0);
-        const std::size_t mask = cap - 1;
-        for (std::size_t r = 0; r < n; ++r) {
-            std::size_t s = static_cast<std::size_t>(hash(k + r * words, words)) & mask;
-            while (slots[s] != 0) s = (s + 1) & mask;  // the keys are distinct
-            slots[s] = static_cast<std::uint32_t>(r + 1);
-        }
+        slots.swap(slots_in);
     }
 };
 
@@ -351,7 +348,7 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
             s.dist[j] = d;
         }
     }
-    if (opt.memo) s.memo.store(table, index, opt, s.uk, s.answers, U);
+    if (opt.memo) s.memo.store(table, index, opt, s.uk, s.answers, s.slots, U);
     const float* iab = index.ab();
     const float mdf = static_cast<float>(md);  // numpy compares the float32 bounds with max_distance in float32
     // each pixel its own writes; a seed is a found pixel, whose ab no iteration writes

@@ -32,6 +32,16 @@
 #include "simd.hpp"
 #include "parallel.hpp"
 
+// The bounded window of 2-word ternary keys (the default 56 channels) has an AVX-512 path (VPOPCNTQ; intrinsics in a
+// target function picked at run time), off where the clones are off (sanitizer builds test the portable loops).
+#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define HYPERCHROMA_WINDOW_AVX512 1
+#include <immintrin.h>
+#else
+#define HYPERCHROMA_WINDOW_AVX512 0
+#endif
+
 namespace hyperchroma {
 
 namespace detail {
@@ -155,6 +165,66 @@ HYPERCHROMA_CLONES inline void ternary_window(const std::uint64_t* __restrict ke
         }
     }
 }
+
+#if HYPERCHROMA_WINDOW_AVX512
+// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_epi32(), which -Wall reports as uninitialized
+// (GCC bug 105593) once they are inlined here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// TernaryDistance::word_sq of each of 8 words against the query's words qq, by VPOPCNTQ.
+__attribute__((target("avx512f,avx512vpopcntdq"))) inline __m512i ternary_words_avx512(__m512i k, __m512i qq,
+                                                                                     __m512i m1) {
+    const __m512i z = _mm512_xor_si512(k, qq);
+    const __m512i one = _mm512_and_si512(z, m1);
+    const __m512i four = _mm512_and_si512(_mm512_andnot_si512(z, _mm512_srli_epi64(z, 1)), m1);
+    return _mm512_add_epi64(_mm512_popcnt_epi64(one), _mm512_slli_epi64(_mm512_popcnt_epi64(four), 2));
+}
+
+// ternary_window for K <= 64 keys of 2 words, then their minimum and where it is reached, in one pass: returns the
+// mask of the window positions j whose squared distance equals the minimum (bit j), the minimum in dmin. Per word
+// the same sum as TernaryDistance (the low bits of the XOR, plus 4 for each high bit without its low bit), by
+// VPOPCNTQ; four keys a register, their two words' counts added across lanes. Masked loads: nothing past key K is read.
+__attribute__((target("avx512f,avx512vpopcntdq"))) inline std::uint64_t ternary_window2_avx512(
+    const std::uint64_t* keys, const std::uint64_t* q, std::size_t K, std::uint32_t& dmin) {
+    const __m512i m1 = _mm512_set1_epi64(0x5555555555555555LL);
+    const __m512i qq = _mm512_set_epi64(static_cast<long long>(q[1]), static_cast<long long>(q[0]),
+                                        static_cast<long long>(q[1]), static_cast<long long>(q[0]),
+                                        static_cast<long long>(q[1]), static_cast<long long>(q[0]),
+                                        static_cast<long long>(q[1]), static_cast<long long>(q[0]));
+    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), odd = _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1);
+    const __m512i none = _mm512_set1_epi64(0xFFFFFFFFLL);
+    alignas(64) std::uint32_t d[64];
+    for (std::size_t j0 = 0; j0 < 64; j0 += 8) {
+        __m512i dist = none;
+        if (j0 < K) {
+            const std::size_t c = std::min<std::size_t>(8, K - j0);  // keys of this group
+            const __mmask8 ma = static_cast<__mmask8>(c >= 4 ? 0xFF : (1u << (2 * c)) - 1);
+            const __mmask8 mb = static_cast<__mmask8>(c > 4 ? (1u << (2 * (c - 4))) - 1 : 0);
+            const __m512i wa = ternary_words_avx512(_mm512_maskz_loadu_epi64(ma, keys + 2 * j0), qq, m1);
+            const __m512i wb = ternary_words_avx512(_mm512_maskz_loadu_epi64(mb, keys + 2 * j0 + 8), qq, m1);
+            const __m512i sum = _mm512_add_epi64(_mm512_permutex2var_epi64(wa, even, wb),
+                                                 _mm512_permutex2var_epi64(wa, odd, wb));
+            dist = _mm512_mask_mov_epi64(none, static_cast<__mmask8>((1u << c) - 1), sum);
+        }
+        _mm256_store_si256(reinterpret_cast<__m256i*>(d + j0), _mm512_cvtepi64_epi32(dist));
+    }
+    __m512i v[4];
+    for (int k = 0; k < 4; ++k) v[k] = _mm512_load_si512(reinterpret_cast<const void*>(d + 16 * k));
+    const __m512i lo = _mm512_min_epu32(_mm512_min_epu32(v[0], v[1]), _mm512_min_epu32(v[2], v[3]));
+    dmin = _mm512_reduce_min_epu32(lo);
+    const __m512i m = _mm512_set1_epi32(static_cast<int>(dmin));
+    std::uint64_t mask = 0;
+    for (int k = 0; k < 4; ++k)
+        mask |= static_cast<std::uint64_t>(_mm512_cmpeq_epu32_mask(v[k], m)) << (16 * k);
+    return mask;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
 }  // namespace detail
 
 struct SearchOptions {
@@ -467,6 +537,29 @@ private:
                     else b = mid;
                 }
                 const std::ptrdiff_t L = a;
+#if HYPERCHROMA_WINDOW_AVX512
+                if (window2_avx512_ && W == 2 && K >= 1 && K <= 64) {
+                    // the same choice from the mask of the closest: jh its lowest bit at or above pos, jl its
+                    // highest below
+                    std::uint32_t dmin = 0;
+                    const std::uint64_t eq = detail::ternary_window2_avx512(
+                        keys_.data() + static_cast<std::size_t>(L) * 2, q, static_cast<std::size_t>(K), dmin);
+                    const unsigned off = static_cast<unsigned>(pos - L);  // 0 .. K
+                    const std::uint64_t below = off >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << off) - 1;
+                    const std::uint64_t hi_eq = eq & ~below, lo_eq = eq & below;
+                    const std::ptrdiff_t jh = hi_eq ? L + detail::ctz64(hi_eq) : -1;
+                    const std::ptrdiff_t jl = lo_eq ? L + 63 - __builtin_clzll(lo_eq) : -1;
+                    std::ptrdiff_t m = jh;
+                    if (jl >= 0 && (jh < 0 || !(proj[jh] - qp <= qp - proj[jl]))) m = jl;
+                    if (m >= 0 && static_cast<std::uint64_t>(dmin) < best_sq) {
+                        best = m;
+                        best_d = std::sqrt(static_cast<double>(dmin));
+                    }
+                    out_distance[i] = static_cast<float>(best_d);
+                    out_index[i] = (best >= 0 && best_d <= cap) ? static_cast<std::int64_t>(best) : -1;
+                    continue;
+                }
+#endif
                 detail::ternary_window(keys_.data() + static_cast<std::size_t>(L) * W, W, q, static_cast<std::size_t>(K),
                                window_sq);
                 std::uint32_t dmin = std::numeric_limits<std::uint32_t>::max();
@@ -510,6 +603,9 @@ private:
     std::vector<double> byte_proj_;    // per key byte, 256 partial projections (fields that fill bytes)
     std::size_t proj_bytes_ = 0;       // key bytes that hold channels
     std::vector<double> coarse_;       // proj_[0], proj_[kCoarse], ... (lower_positions)
+#if HYPERCHROMA_WINDOW_AVX512
+    bool window2_avx512_ = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+#endif
 };
 
 }  // namespace hyperchroma

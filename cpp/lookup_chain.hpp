@@ -115,8 +115,8 @@ struct ChainScratch {
     MissMemo memo;
 };
 // An order-preserving compaction of [0, n) split into blocks run in parallel: count(b, e) -> how many items of
-// [b, e) are kept, then write(b, e, at) writes them from position `at` (the blocks' prefix sums), so the kept
-// items come out in index order as from a serial loop. Returns how many were kept. One block below kMinItems
+// [b, e) are kept, then write(b, e, at, end) writes them to positions [at, end) (the blocks' prefix sums), so the
+// kept items come out in index order as from a serial loop. Returns how many were kept. One block below kMinItems
 // items or on one thread (then it is the serial loop, plus the count pass).
 struct BlockCompaction {
     static constexpr std::size_t kBlocks = 16, kMinItems = 8192;
@@ -131,7 +131,7 @@ struct BlockCompaction {
         at[0] = 0;
         for (std::size_t k = 0; k < nb; ++k) at[k + 1] += at[k];
         parallel_for_claimed(nb, threads, 1, [&](std::size_t k0, std::size_t k1) {
-            for (std::size_t k = k0; k < k1; ++k) write(lo(k), lo(k + 1), at[k]);
+            for (std::size_t k = k0; k < k1; ++k) write(lo(k), lo(k + 1), at[k], at[k + 1]);
         });
         return at[nb];
     }
@@ -179,36 +179,51 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
     const std::size_t nm = compaction.run(
         n, opt.threads,
         [&](std::size_t b, std::size_t e) {
+            // without branches (hits and misses interleave at random); the pointers held in locals, since the
+            // byte stores could alias the captured vectors' members
+            const std::uint8_t* __restrict h = hit;
+            std::uint8_t* __restrict fo = found;
+            std::uint8_t* __restrict st = status;
+            float* __restrict di = distance;
+            const float miss_distance[2] = {inf, 0.0f};
             std::size_t c = 0;
             for (std::size_t i = b; i < e; ++i) {
-                const bool f = hit[i] == STATUS_HIT;
-                found[i] = f;
-                status[i] = f ? LOOKUP_EXACT : LOOKUP_GRAY;
-                distance[i] = f ? 0.0f : inf;
-                c += !f;
+                const std::uint8_t f = h[i] == STATUS_HIT;
+                fo[i] = f;
+                st[i] = static_cast<std::uint8_t>(LOOKUP_GRAY + f);  // LOOKUP_EXACT == LOOKUP_GRAY + 1
+                di[i] = miss_distance[f];
+                c += 1u - f;
             }
             return c;
         },
-        [&](std::size_t b, std::size_t e, std::size_t at) {
-            // a found pixel's write goes to a dummy: writing it at `at` (overwritten by the next miss in a serial
-            // loop) could land on the next block's first entry, written by another thread
+        [&](std::size_t b, std::size_t e, std::size_t at, std::size_t end) {
+            // every pixel writes its index at `at`, which only a miss moves on (the next miss overwrites a found
+            // pixel's write); once the block's misses are all written (at == end, the next block's first entry,
+            // another thread's) the writes go to a dummy
+            const std::uint8_t* __restrict fo = found;
+            std::int64_t* __restrict out = miss;
             std::int64_t dummy;
             for (std::size_t i = b; i < e; ++i) {
-                const bool f = found[i] != 0;
-                *(f ? &dummy : miss + at) = static_cast<std::int64_t>(i);
-                at += !f;
+                *(at < end ? out + at : &dummy) = static_cast<std::int64_t>(i);
+                at += 1u - fo[i];
             }
         });
     s.miss.resize(nm);
     if (nm == 0) return;
+    static_assert(LOOKUP_EXACT == LOOKUP_GRAY + 1, "the branch-free status write");
     s.mk.resize(nm * words);
-    for (std::size_t j = 0; j < nm; ++j)
-        detail::copy_key(s.mk.data() + j * words, keys + static_cast<std::size_t>(miss[j]) * words, words);
+    parallel_for(nm, opt.threads, 8192, [&](std::size_t b, std::size_t e) {
+        for (std::size_t j = b; j < e; ++j)
+            detail::copy_key(s.mk.data() + j * words, keys + static_cast<std::size_t>(miss[j]) * words, words);
+    });
     s.inverse.resize(nm);
     const std::size_t U = unique_keys(s.mk.data(), nm, layout.words, s.first, s.inverse.data(), s.slots);
     s.uk.resize(U * words);
-    for (std::size_t u = 0; u < U; ++u)
-        detail::copy_key(s.uk.data() + u * words, s.mk.data() + static_cast<std::size_t>(s.first[u]) * words, words);
+    parallel_for(U, opt.threads, 8192, [&](std::size_t b, std::size_t e) {
+        for (std::size_t u = b; u < e; ++u)
+            detail::copy_key(s.uk.data() + u * words, s.mk.data() + static_cast<std::size_t>(s.first[u]) * words,
+                             words);
+    });
     // Each distinct key's answer: from the memo where the previous call found it, else computed below.
     s.answers.resize(U);
     s.in_memo.assign(U, 0);
@@ -240,17 +255,20 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
         }
     }
     if (!s.todo.empty()) {
-        gather(s.todo);
         const std::size_t T = s.todo.size();
+        const bool every = T == U;  // none from the memo (unrelated images): the distinct keys themselves
+        if (!every) gather(s.todo);
         s.ab1.resize(2 * T);
         s.hits1.resize(T);
-        table.lookup_one_step(s.qk.data(), T, s.ab1.data(), s.hits1.data(), opt.threads);
-        for (std::size_t v = 0; v < T; ++v) {
-            detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.todo[v])];
-            a.hits1 = s.hits1[v];
-            a.ab1[0] = s.ab1[2 * v];
-            a.ab1[1] = s.ab1[2 * v + 1];
-        }
+        table.lookup_one_step(every ? s.uk.data() : s.qk.data(), T, s.ab1.data(), s.hits1.data(), opt.threads);
+        parallel_for(T, opt.threads, 8192, [&](std::size_t b, std::size_t e) {
+            for (std::size_t v = b; v < e; ++v) {
+                detail::MissAnswer& a = s.answers[static_cast<std::size_t>(s.todo[v])];
+                a.hits1 = s.hits1[v];
+                a.ab1[0] = s.ab1[2 * v];
+                a.ab1[1] = s.ab1[2 * v + 1];
+            }
+        });
     }
     // the pixels with one-step neighbours get their mean; the others (rest, in pixel order) go on
     s.rest.resize(nm);
@@ -266,7 +284,7 @@ inline void lookup_chain(const HashTable& table, const SortedIndex& index, const
             for (std::size_t j = b; j < e; ++j) c += !(probe && answers[inverse[j]].hits1 > 0);
             return c;
         },
-        [&](std::size_t b, std::size_t e, std::size_t at) {
+        [&](std::size_t b, std::size_t e, std::size_t at, std::size_t) {
             for (std::size_t j = b; j < e; ++j) {
                 const std::size_t p = static_cast<std::size_t>(miss[j]);
                 const detail::MissAnswer& a = answers[inverse[j]];

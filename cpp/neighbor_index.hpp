@@ -35,6 +35,16 @@
 #define HYPERCHROMA_NEIGHBOR_SSE2 0
 #endif
 
+// The 8 masked hashes of a query have an AVX-512 path (one 64-bit lane a block, VPMULLQ; intrinsics in a target
+// function picked at run time), off where the clones are off (sanitizer builds test the scalar hashes).
+#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define HYPERCHROMA_NEIGHBOR_AVX512 1
+#include <immintrin.h>
+#else
+#define HYPERCHROMA_NEIGHBOR_AVX512 0
+#endif
+
 namespace hyperchroma {
 
 class NeighborIndex {
@@ -62,6 +72,14 @@ public:
                 masks_[static_cast<std::size_t>(b) * static_cast<std::size_t>(words_) + static_cast<std::size_t>(w)] |=
                     layout.field_mask() << s;
             }
+        }
+        if (blocks_ == kBlocks) {  // the AVX-512 hashes' operands: per word, each block's kept bits; the seeds
+            keep_.resize(static_cast<std::size_t>(words_) * kBlocks);
+            for (int w = 0; w < words_; ++w)
+                for (int b = 0; b < kBlocks; ++b)
+                    keep_[static_cast<std::size_t>(w) * kBlocks + static_cast<std::size_t>(b)] =
+                        ~masks_[static_cast<std::size_t>(b) * static_cast<std::size_t>(words_) + static_cast<std::size_t>(w)];
+            for (int b = 0; b < kBlocks; ++b) seeds_[b] = seed(b);
         }
         shift_ = 64;
         cap_ = 1;
@@ -94,10 +112,11 @@ public:
     // The hash of key q with block b masked out; its home slot (top bits) and tag (low bits, above the id).
     std::uint64_t masked_hash(const std::uint64_t* q, int b) const {
         const std::uint64_t* m = &masks_[static_cast<std::size_t>(b) * static_cast<std::size_t>(words_)];
-        std::uint64_t h = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(b + 1);
+        std::uint64_t h = seed(b);
         for (int w = 0; w < words_; ++w) h = mix64(h ^ (q[w] & ~m[w])) + 0x9e3779b97f4a7c15ULL;
         return h;
     }
+    static std::uint64_t seed(int b) { return 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(b + 1); }
     std::size_t home(std::uint64_t h) const { return static_cast<std::size_t>(h >> shift_); }
     static std::uint32_t tag_of(std::uint64_t h) { return static_cast<std::uint32_t>(h) & ~kIdMask; }
 
@@ -112,6 +131,13 @@ public:
         std::vector<std::uint8_t> block;  // the block each candidate was found under
     };
     void stage_a(const std::uint64_t* q, Query& s) const {
+#if HYPERCHROMA_NEIGHBOR_AVX512
+        if (avx512_ && blocks_ == kBlocks) {
+            hashes_avx512(q, s);
+            for (int b = 0; b < kBlocks; ++b) HYPERCHROMA_PREFETCH(&slots_[static_cast<std::size_t>(b)][s.home[b]]);
+            return;
+        }
+#endif
         for (int b = 0; b < blocks_; ++b) {
             const std::uint64_t h = masked_hash(q, b);
             s.home[b] = home(h);
@@ -185,10 +211,38 @@ public:
     }
 
 private:
+#if HYPERCHROMA_NEIGHBOR_AVX512
+    HYPERCHROMA_AVX512_BEGIN
+    // masked_hash, home and tag_of of the 8 blocks at once, lane b for block b: the same 64-bit arithmetic.
+    __attribute__((target("avx512f,avx512dq,avx2"))) void hashes_avx512(const std::uint64_t* q, Query& s) const {
+        const __m512i m1 = _mm512_set1_epi64(static_cast<long long>(0xbf58476d1ce4e5b9ULL));
+        const __m512i m2 = _mm512_set1_epi64(static_cast<long long>(0x94d049bb133111ebULL));
+        const __m512i c = _mm512_set1_epi64(static_cast<long long>(0x9e3779b97f4a7c15ULL));
+        __m512i h = _mm512_loadu_si512(static_cast<const void*>(seeds_));
+        for (int w = 0; w < words_; ++w) {
+            const __m512i keep = _mm512_loadu_si512(static_cast<const void*>(keep_.data() + static_cast<std::size_t>(w) * kBlocks));
+            __m512i x = _mm512_xor_si512(h, _mm512_and_si512(_mm512_set1_epi64(static_cast<long long>(q[w])), keep));
+            x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 30));
+            x = _mm512_mullo_epi64(x, m1);
+            x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 27));
+            x = _mm512_mullo_epi64(x, m2);
+            x = _mm512_xor_si512(x, _mm512_srli_epi64(x, 31));
+            h = _mm512_add_epi64(x, c);
+        }
+        _mm512_storeu_si512(static_cast<void*>(s.home), _mm512_srlv_epi64(h, _mm512_set1_epi64(shift_)));
+        const __m256i tags = _mm256_and_si256(_mm512_cvtepi64_epi32(h), _mm256_set1_epi32(static_cast<int>(~kIdMask)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(s.tag), tags);
+    }
+    HYPERCHROMA_AVX512_END
+    bool avx512_ = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#endif
+    static_assert(sizeof(std::size_t) == sizeof(std::uint64_t) || !HYPERCHROMA_NEIGHBOR_AVX512, "homes as 64-bit lanes");
     KeyLayout layout_;
     int words_ = 1, blocks_ = 1, shift_ = 64;
     std::size_t cap_ = 1;
     std::vector<std::uint64_t> masks_;  // blocks x words: the block's fields
+    std::vector<std::uint64_t> keep_;   // words x 8 (when there are 8 blocks): ~masks_, word-major
+    std::uint64_t seeds_[kBlocks] = {};
     std::vector<std::vector<std::uint32_t>> slots_;  // per block: linear probing of tag | entry id, then kPad empty
 };
 

@@ -167,13 +167,7 @@ HYPERCHROMA_CLONES inline void ternary_window(const std::uint64_t* __restrict ke
 }
 
 #if HYPERCHROMA_WINDOW_AVX512
-// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_epi32(), which -Wall reports as uninitialized
-// (GCC bug 105593) once they are inlined here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+HYPERCHROMA_AVX512_BEGIN
 // TernaryDistance::word_sq of each of 8 words against the query's words qq, by VPOPCNTQ.
 __attribute__((target("avx512f,avx512vpopcntdq"))) inline __m512i ternary_words_avx512(__m512i k, __m512i qq,
                                                                                      __m512i m1) {
@@ -221,9 +215,7 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) inline std::uint64_t ternary_
         mask |= static_cast<std::uint64_t>(_mm512_cmpeq_epu32_mask(v[k], m)) << (16 * k);
     return mask;
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+HYPERCHROMA_AVX512_END
 #endif
 }  // namespace detail
 

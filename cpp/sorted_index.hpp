@@ -300,6 +300,9 @@ public:
             ab_[2 * j + 1] = ab[2 * i + 1];
         }
         for (std::size_t j = 0; j < n; j += kCoarse) coarse_.push_back(proj_[j]);
+        // kCoarse sentinels above every projection after the last entry: lower_positions counts a whole block
+        // without a bound check (they are never below a query)
+        proj_.insert(proj_.end(), kCoarse, std::numeric_limits<double>::infinity());
     }
 
     std::size_t size() const { return n_; }
@@ -414,21 +417,22 @@ private:
         }
         const double* base = coarse_.data();
         std::size_t at[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        // each step a mask, not a branch: a query's side is a coin toss, and a mispredicted step costs more than
+        // the 8 queries' steps together
         for (std::size_t len = nc; len > 1;) {
             const std::size_t half = len / 2;
-            for (std::size_t j = 0; j < count; ++j) at[j] += base[at[j] + half - 1] < qp[j] ? half : 0;
+            for (std::size_t j = 0; j < count; ++j)
+                at[j] += half & (std::size_t{0} - static_cast<std::size_t>(base[at[j] + half - 1] < qp[j]));
             len -= half;
         }
         for (std::size_t j = 0; j < count; ++j) {
-            const std::size_t i = at[j] + (base[at[j]] < qp[j] ? 1 : 0);
-            if (i == 0) {
-                out[j] = 0;
-                continue;
-            }
-            const std::size_t start = (i - 1) * kCoarse + 1, end = std::min(i * kCoarse, n_);
+            const std::size_t i = at[j] + static_cast<std::size_t>(base[at[j]] < qp[j]);
+            // the entries (i - 1) * kCoarse + 1 .. i * kCoarse - 1 below the query (sentinels past the last entry);
+            // i == 0: none, position 0
+            const std::size_t start = i == 0 ? 0 : (i - 1) * kCoarse + 1;
             std::size_t below = 0;
-            for (std::size_t x = start; x < end; ++x) below += proj_[x] < qp[j] ? 1 : 0;
-            out[j] = static_cast<std::ptrdiff_t>(start + below);
+            for (std::size_t x = 0; x < kCoarse - 1; ++x) below += static_cast<std::size_t>(proj_[start + x] < qp[j]);
+            out[j] = i == 0 ? 0 : static_cast<std::ptrdiff_t>(start + below);
         }
     }
 
@@ -522,11 +526,14 @@ private:
                 // then the first visited of the closest: the lowest index among them on the hi side (>= pos), the
                 // highest on the lo side, the hi one first when its gap is <= the lo one's.
                 const std::ptrdiff_t pos = hi;
-                std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K), b = std::min<std::ptrdiff_t>(pos, n - K);
-                while (a < b) {
-                    const std::ptrdiff_t mid = a + (b - a) / 2;
-                    if (qp - proj[mid] >= proj[mid + K] - qp) a = mid + 1;
-                    else b = mid;
+                // the first L in [a, b) whose lo entry is not visited after hi entry L + K, else b (GCC keeps a
+                // branch here; a version with masks instead measured slower)
+                std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K);
+                for (std::ptrdiff_t len = std::min<std::ptrdiff_t>(pos, n - K) - a; len > 0;) {
+                    const std::ptrdiff_t half = len / 2, mid = a + half;
+                    const bool later = qp - proj[mid] >= proj[mid + K] - qp;
+                    a = later ? mid + 1 : a;
+                    len = later ? len - half - 1 : half;
                 }
                 const std::ptrdiff_t L = a;
 #if HYPERCHROMA_WINDOW_AVX512

@@ -35,7 +35,7 @@
 // The bounded window of 2-word ternary keys (the default 56 channels) has an AVX-512 path (VPOPCNTQ; intrinsics in a
 // target function picked at run time), off where the clones are off (sanitizer builds test the portable loops).
 #if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
-    (defined(__GNUC__) || defined(__clang__))
+    ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8))
 #define HYPERCHROMA_WINDOW_AVX512 1
 #include <immintrin.h>
 #else

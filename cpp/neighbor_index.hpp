@@ -102,7 +102,11 @@ public:
                 }
             }
         });
+        for (int b = 0; b < blocks_; ++b) base_[b] = slots_[static_cast<std::size_t>(b)].data();
     }
+    // base_ points into slots_: not copyable (the tables hold it by shared_ptr)
+    NeighborIndex(const NeighborIndex&) = delete;
+    NeighborIndex& operator=(const NeighborIndex&) = delete;
 
     std::size_t memory_bytes() const {
         std::size_t b = (masks_.capacity() + keep_.capacity()) * sizeof(std::uint64_t);
@@ -135,7 +139,7 @@ public:
 #if HYPERCHROMA_NEIGHBOR_AVX512
         if (avx512_ && blocks_ == kBlocks) {
             hashes_avx512(q, s);
-            for (int b = 0; b < kBlocks; ++b) HYPERCHROMA_PREFETCH(&slots_[static_cast<std::size_t>(b)][s.home[b]]);
+            for (int b = 0; b < kBlocks; ++b) HYPERCHROMA_PREFETCH(base_[b] + s.home[b]);
             return;
         }
 #endif
@@ -143,7 +147,7 @@ public:
             const std::uint64_t h = masked_hash(q, b);
             s.home[b] = home(h);
             s.tag[b] = tag_of(h);
-            HYPERCHROMA_PREFETCH(&slots_[static_cast<std::size_t>(b)][s.home[b]]);
+            HYPERCHROMA_PREFETCH(base_[b] + s.home[b]);
         }
     }
     template <class Row>
@@ -151,7 +155,7 @@ public:
         s.cand.clear();
         s.block.clear();
         for (int b = 0; b < blocks_; ++b) {
-            const std::uint32_t* sl = slots_[static_cast<std::size_t>(b)].data() + s.home[b];
+            const std::uint32_t* sl = base_[b] + s.home[b];
             const std::uint32_t tag = s.tag[b];
             auto keep = [&](std::uint32_t v) {
                 s.cand.push_back(v & kIdMask);
@@ -245,6 +249,7 @@ private:
     std::vector<std::uint64_t> keep_;   // words x 8 (when there are 8 blocks): ~masks_, word-major
     std::uint64_t seeds_[kBlocks] = {};
     std::vector<std::vector<std::uint32_t>> slots_;  // per block: linear probing of tag | entry id, then kPad empty
+    const std::uint32_t* base_[kBlocks] = {};        // slots_[b].data(), one load a block instead of two
 };
 
 }  // namespace hyperchroma

@@ -71,25 +71,9 @@ struct MissMemo {
                index_id == ix.content_id() && max_distance == o.max_distance && max_scan == o.max_scan &&
                one_step == o.one_step && exact == o.exact && words == static_cast<std::size_t>(t.layout().words);
     }
-    static std::uint64_t hash(const std::uint64_t* k, std::size_t W) {
-        std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-        for (std::size_t w = 0; w < W; ++w) h = mix64(h ^ k[w]);
-        return h;
-    }
     const MissAnswer* find(const std::uint64_t* k) const {
-        constexpr std::uint64_t hi = 0xFFFFFFFF00000000ULL;
-        const std::size_t mask = slots.size() - 1;
-        const std::uint64_t h = hash(k, words), tag = h & hi;
-        for (std::size_t s = static_cast<std::size_t>(h) & mask;; s = (s + 1) & mask) {
-            const std::uint64_t v = static_cast<std::uint64_t>(slots[s]);
-            if (v == 0) return nullptr;
-            if ((v & hi) != tag) continue;
-            const std::size_t r = static_cast<std::size_t>(v & ~hi) - 1;
-            const std::uint64_t* o = keys.data() + r * words;
-            bool same = true;
-            for (std::size_t w = 0; w < words; ++w) same = same && o[w] == k[w];
-            if (same) return &answers[r];
-        }
+        const std::int64_t r = unique_keys_find(slots, keys.data(), words, k);
+        return r < 0 ? nullptr : &answers[static_cast<std::size_t>(r)];
     }
     // Replace the contents by the n distinct keys (rows of words, in unique_keys' order), their answers and
     // unique_keys' table of them, taken by swapping the vectors (the caller gets the previous contents' buffers to

@@ -36,15 +36,9 @@
 #define HYPERCHROMA_NEIGHBOR_SSE2 0
 #endif
 
-// The 8 masked hashes of a query have an AVX-512 path (one 64-bit lane a block, VPMULLQ; intrinsics in a target
-// function picked at run time), off where the clones are off (sanitizer builds test the scalar hashes).
-#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
-    ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8))
-#define HYPERCHROMA_NEIGHBOR_AVX512 1
-#include <immintrin.h>
-#else
-#define HYPERCHROMA_NEIGHBOR_AVX512 0
-#endif
+// The 8 masked hashes of a query have an AVX-512 path (one 64-bit lane a block, VPMULLQ), where simd.hpp has target
+// intrinsics.
+#define HYPERCHROMA_NEIGHBOR_AVX512 HYPERCHROMA_TARGET_INTRINSICS
 
 namespace hyperchroma {
 

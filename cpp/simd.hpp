@@ -36,6 +36,16 @@
 #define HYPERCHROMA_CLONES_NO_FMA
 #endif
 
+// Intrinsics inside functions marked __attribute__((target(...))), picked at run time with __builtin_cpu_supports:
+// x86-64 GCC or Clang >= 8, and off where the clones are off (sanitizer builds test the portable code).
+#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
+    ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8))
+#define HYPERCHROMA_TARGET_INTRINSICS 1
+#include <immintrin.h>
+#else
+#define HYPERCHROMA_TARGET_INTRINSICS 0
+#endif
+
 // GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_epi32(), which -Wall reports as uninitialized
 // once they are inlined into a caller (GCC bug 105593): the AVX-512 functions sit between these two.
 #if defined(__GNUC__) && !defined(__clang__)

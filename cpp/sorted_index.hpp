@@ -32,15 +32,9 @@
 #include "simd.hpp"
 #include "parallel.hpp"
 
-// The bounded window of 2-word ternary keys (the default 56 channels) has an AVX-512 path (VPOPCNTQ; intrinsics in a
-// target function picked at run time), off where the clones are off (sanitizer builds test the portable loops).
-#if !defined(HYPERCHROMA_NO_CLONES) && !defined(HYPERCHROMA_NO_CLONES_) && defined(__x86_64__) && \
-    ((defined(__clang__) && __clang_major__ >= 8) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 8))
-#define HYPERCHROMA_WINDOW_AVX512 1
-#include <immintrin.h>
-#else
-#define HYPERCHROMA_WINDOW_AVX512 0
-#endif
+// The bounded window of 2-word ternary keys (the default 56 channels) has an AVX-512 path (VPOPCNTQ), where
+// simd.hpp has target intrinsics.
+#define HYPERCHROMA_WINDOW_AVX512 HYPERCHROMA_TARGET_INTRINSICS
 
 namespace hyperchroma {
 
@@ -526,48 +520,36 @@ private:
                 // then the first visited of the closest: the lowest index among them on the hi side (>= pos), the
                 // highest on the lo side, the hi one first when its gap is <= the lo one's.
                 const std::ptrdiff_t pos = hi;
-                // the first L in [a, b) whose lo entry is not visited after hi entry L + K, else b (GCC keeps a
-                // branch here; a version with masks instead measured slower)
-                std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K);
-                for (std::ptrdiff_t len = std::min<std::ptrdiff_t>(pos, n - K) - a; len > 0;) {
-                    const std::ptrdiff_t half = len / 2, mid = a + half;
-                    const bool later = qp - proj[mid] >= proj[mid + K] - qp;
-                    a = later ? mid + 1 : a;
-                    len = later ? len - half - 1 : half;
+                std::ptrdiff_t a = std::max<std::ptrdiff_t>(0, pos - K), b = std::min<std::ptrdiff_t>(pos, n - K);
+                while (a < b) {
+                    const std::ptrdiff_t mid = a + (b - a) / 2;
+                    if (qp - proj[mid] >= proj[mid + K] - qp) a = mid + 1;
+                    else b = mid;
                 }
                 const std::ptrdiff_t L = a;
+                std::uint32_t dmin = std::numeric_limits<std::uint32_t>::max();
+                std::ptrdiff_t jh = -1, jl = -1;
 #if HYPERCHROMA_WINDOW_AVX512
                 if (window2_avx512_ && W == 2 && K >= 1 && K <= 64) {
-                    // the same choice from the mask of the closest: jh its lowest bit at or above pos, jl its
-                    // highest below
-                    std::uint32_t dmin = 0;
+                    // from the mask of the closest: jh its lowest bit at or above pos, jl its highest below
                     const std::uint64_t eq = detail::ternary_window2_avx512(
                         keys_.data() + static_cast<std::size_t>(L) * 2, q, static_cast<std::size_t>(K), dmin);
                     const unsigned off = static_cast<unsigned>(pos - L);  // 0 .. K
                     const std::uint64_t below = off >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << off) - 1;
                     const std::uint64_t hi_eq = eq & ~below, lo_eq = eq & below;
-                    const std::ptrdiff_t jh = hi_eq ? L + detail::ctz64(hi_eq) : -1;
-                    const std::ptrdiff_t jl = lo_eq ? L + 63 - __builtin_clzll(lo_eq) : -1;
-                    std::ptrdiff_t m = jh;
-                    if (jl >= 0 && (jh < 0 || !(proj[jh] - qp <= qp - proj[jl]))) m = jl;
-                    if (m >= 0 && static_cast<std::uint64_t>(dmin) < best_sq) {
-                        best = m;
-                        best_d = std::sqrt(static_cast<double>(dmin));
-                    }
-                    out_distance[i] = static_cast<float>(best_d);
-                    out_index[i] = (best >= 0 && best_d <= cap) ? static_cast<std::int64_t>(best) : -1;
-                    continue;
-                }
+                    if (hi_eq) jh = L + detail::ctz64(hi_eq);
+                    if (lo_eq) jl = L + 63 - __builtin_clzll(lo_eq);
+                } else
 #endif
-                detail::ternary_window(keys_.data() + static_cast<std::size_t>(L) * W, W, q, static_cast<std::size_t>(K),
-                               window_sq);
-                std::uint32_t dmin = std::numeric_limits<std::uint32_t>::max();
-                for (std::ptrdiff_t j = 0; j < K; ++j) dmin = std::min(dmin, window_sq[static_cast<std::size_t>(j)]);
-                std::ptrdiff_t jh = -1, jl = -1;
-                for (std::ptrdiff_t j = pos; j < L + K; ++j)
-                    if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jh = j; break; }
-                for (std::ptrdiff_t j = pos - 1; j >= L; --j)
-                    if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jl = j; break; }
+                {
+                    detail::ternary_window(keys_.data() + static_cast<std::size_t>(L) * W, W, q,
+                                           static_cast<std::size_t>(K), window_sq);
+                    for (std::ptrdiff_t j = 0; j < K; ++j) dmin = std::min(dmin, window_sq[static_cast<std::size_t>(j)]);
+                    for (std::ptrdiff_t j = pos; j < L + K; ++j)
+                        if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jh = j; break; }
+                    for (std::ptrdiff_t j = pos - 1; j >= L; --j)
+                        if (window_sq[static_cast<std::size_t>(j - L)] == dmin) { jl = j; break; }
+                }
                 std::ptrdiff_t m = jh;
                 if (jl >= 0 && (jh < 0 || !(proj[jh] - qp <= qp - proj[jl]))) m = jl;
                 if (m >= 0 && static_cast<std::uint64_t>(dmin) < best_sq) {

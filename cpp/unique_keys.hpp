@@ -14,6 +14,13 @@
 
 namespace hyperchroma {
 
+// The hash of one key (words W) in unique_keys' table; its high 32 bits are the slot's tag.
+inline std::uint64_t unique_key_hash(const std::uint64_t* k, std::size_t W) {
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL;
+    for (std::size_t w = 0; w < W; ++w) h = mix64(h ^ k[w]);
+    return h;
+}
+
 // first: the row of each distinct key's first appearance (ascending); inverse[i]: the position in `first` of
 // row i's key (keys[first[inverse[i]]] == keys[i]). Returns the number of distinct keys. `slots` is the table's
 // memory (a caller's buffer, reused across calls: the lookup chain allocates nothing once it has grown). Each
@@ -31,12 +38,7 @@ inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int wor
     const std::size_t W = static_cast<std::size_t>(words);
     constexpr std::size_t kAhead = 16;
     std::uint64_t ring[kAhead];
-    auto hash_of = [&](std::size_t i) {
-        const std::uint64_t* k = keys + i * W;
-        std::uint64_t h = 0x9e3779b97f4a7c15ULL;
-        for (std::size_t w = 0; w < W; ++w) h = mix64(h ^ k[w]);
-        return h;
-    };
+    auto hash_of = [&](std::size_t i) { return unique_key_hash(keys + i * W, W); };
     for (std::size_t i = 0; i < std::min(n, kAhead); ++i) {
         ring[i] = hash_of(i);
         HYPERCHROMA_PREFETCH(&slots[static_cast<std::size_t>(ring[i]) & mask]);
@@ -73,6 +75,25 @@ inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int wor
         }
     }
     return first.size();
+}
+
+// The position of key k among the distinct keys `rows` (words W, in `first` order) whose unique_keys table is
+// `slots`, or -1: how a later call finds a key of an earlier call's table (the lookup chain's miss memo).
+inline std::int64_t unique_keys_find(const std::vector<std::int64_t>& slots, const std::uint64_t* rows, std::size_t W,
+                                     const std::uint64_t* k) {
+    constexpr std::uint64_t hi = 0xFFFFFFFF00000000ULL;
+    const std::size_t mask = slots.size() - 1;
+    const std::uint64_t h = unique_key_hash(k, W), tag = h & hi;
+    for (std::size_t s = static_cast<std::size_t>(h) & mask;; s = (s + 1) & mask) {
+        const std::uint64_t v = static_cast<std::uint64_t>(slots[s]);
+        if (v == 0) return -1;
+        if ((v & hi) != tag) continue;
+        const std::size_t r = static_cast<std::size_t>(v & ~hi) - 1;
+        const std::uint64_t* o = rows + r * W;
+        bool same = true;
+        for (std::size_t w = 0; w < W; ++w) same = same && o[w] == k[w];
+        if (same) return static_cast<std::int64_t>(r);
+    }
 }
 
 inline std::size_t unique_keys(const std::uint64_t* keys, std::size_t n, int words, std::vector<std::int64_t>& first,

@@ -109,7 +109,7 @@ class FilmOptions:
     table_share: float = 0.02    # consult the table when the mean table weight u of a frame exceeds this
     table_every: int = 4         # ... and at most every this many frames (Q is carried in between)
     window: int = 200            # most frames held while waiting for the next keyframe
-    flow_preset: str = "fast"    # OpenCV DIS preset
+    flow_preset: str = "fine"    # DIS flow settings (propagate.PRESETS): "fine" is DIS "fast" to half model size
     tolerance: float = 24.0      # photometric check, gray levels
     match_threshold: float = 0.2
     lookahead: int = 6

@@ -1,0 +1,87 @@
+"""A third benchmark film, built from ../shared/data: many shots, most of them without a keyframe.
+
+The two development videos are one shot each (vtest) or nearly (tree). Real films are montages: cuts every few
+seconds, so with 8 keyframes evenly spread most shots have none, and the engine must fall back on the table
+(and on motion from the table's colors) there. ``montage`` is 10 shots at 720x528 (the speed bar's size, above
+twice the model size, so the keyframe detail path runs): pieces of vtest.avi and tree.avi (real motion, their
+own codecs' noise) and slow pans and zooms over photos/ (camera motion only), then one H.264 round trip (crf 20,
+yuv420p, as a distributed film would be). Deterministic: the same frames every run.
+"""
+
+import os
+import tempfile
+
+import av
+import cv2
+import numpy as np
+from PIL import Image
+
+from protocols import DATA
+
+W, H = 720, 528
+
+#: (source, first, count) for video pieces; (photo, count, (x0, y0, zoom0), (x1, y1, zoom1)) for camera moves:
+#: x, y the window's centre as a fraction of the photo, zoom the window's width as a fraction of the photo's.
+SHOTS = [
+    ("vtest", 0, 60),
+    ("baboon.jpg", 30, (0.45, 0.5, 0.9), (0.55, 0.45, 0.7)),
+    ("tree", 0, 28),
+    ("fruits.jpg", 30, (0.4, 0.5, 0.8), (0.6, 0.5, 0.8)),
+    ("starry_night.jpg", 30, (0.5, 0.5, 0.6), (0.5, 0.5, 0.9)),
+    ("vtest", 400, 50),
+    ("building.jpg", 30, (0.35, 0.5, 0.6), (0.65, 0.5, 0.6)),
+    ("messi5.jpg", 30, (0.5, 0.5, 0.95), (0.45, 0.55, 0.75)),
+    ("tree", 28, 40),
+    ("squirrel_cls.jpg", 30, (0.5, 0.45, 0.7), (0.5, 0.55, 0.85)),
+]
+
+
+def _video(name, first, count):
+    out = []
+    with av.open(os.path.join(DATA, "video", name + ".avi")) as c:
+        for i, f in enumerate(c.decode(c.streams.video[0])):
+            if i >= first + count:
+                break
+            if i >= first:
+                out.append(cv2.resize(f.to_ndarray(format="rgb24"), (W, H), interpolation=cv2.INTER_AREA
+                                      if f.width >= W else cv2.INTER_CUBIC))
+    return out
+
+
+def _camera(photo, count, start, end):
+    img = np.asarray(Image.open(os.path.join(DATA, "photos", photo)).convert("RGB"))
+    ph, pw = img.shape[:2]
+    out = []
+    for i in range(count):
+        s = i / max(1, count - 1)
+        cx, cy, z = (a + (b - a) * s for a, b in zip(start, end))
+        ww = z * pw
+        wh = ww * H / W
+        if wh > ph:  # keep the window inside the photo
+            wh, ww = ph, ph * W / H
+        x0 = min(max(cx * pw - ww / 2, 0), pw - ww)
+        y0 = min(max(cy * ph - wh / 2, 0), ph - wh)
+        # the window (x0, y0, ww, wh) mapped onto the output frame, sub-pixel exact
+        m = np.float32([[W / ww, 0, -x0 * W / ww], [0, H / wh, -y0 * H / wh]])
+        out.append(cv2.warpAffine(img, m, (W, H), flags=cv2.INTER_AREA if ww > W else cv2.INTER_CUBIC,
+                                  borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def montage():
+    """The montage's RGB frames (list of uint8 (528, 720, 3)), after an H.264 round trip."""
+    frames = []
+    for shot in SHOTS:
+        frames += _video(*shot) if shot[0] in ("vtest", "tree") else _camera(*shot)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "montage.mp4")
+        with av.open(path, "w") as dst:
+            s = dst.add_stream("libx264", rate=25, options={"crf": "20"})
+            s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+            for f in frames:
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    dst.mux(p)
+            for p in s.encode():
+                dst.mux(p)
+        with av.open(path) as c:
+            return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]

@@ -18,7 +18,13 @@ first half. Metrics: PSNR (RGB), AuC, warp error at model size (mean over consec
 forward-backward check excluded; the truth's own warp error alongside; "low-passed": the same after a Gaussian
 blur of sigma LOWPASS_SIGMA = 2 model-size pixels of every method's ab and the truth's, which removes a lossy
 truth's pixel-scale chroma noise and keeps the color regions whose flicker a viewer sees), and the largest warp error on
-transitions into or out of a keyframe against the largest on ordinary transitions.
+transitions into or out of a keyframe against the largest on ordinary transitions; "reversed": the same largest
+values with each transition compensated the other way (``||ab_{t-1}(x) - ab_t(x + g(x))||``, g = the truth's
+flow from t-1 to t, on t-1's consistent pixels). The one-way metric is not symmetric in time: a frame colored
+from the keyframe after it is a warp of the keyframe, and compensating it back onto the keyframe warps it a
+second time (two bilinear resamplings of a textured image), while a frame after a keyframe is compared with one
+resampling each side; the reversed metric has the opposite bias, so a jump at a keyframe that shows in only one
+of them comes from the ruler, one in both from the colors.
 
 ``--flicker A``: the same protocols on a flickering copy of each film (old film's frame-to-frame exposure
 changes): every color frame multiplied by its own gain, uniform in [1 - A, 1 + A] (seeded), before anything
@@ -75,11 +81,14 @@ class Truth:
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         sm = [cv2.resize(cv2.cvtColor(r, cv2.COLOR_RGB2GRAY), (w, h), interpolation=cv2.INTER_AREA) for r in rgbs]
         self.flows, self.masks = [None], [None]
+        self.flows_fwd, self.masks_fwd = [None], [None]  # the same transitions compensated the other way
         for t in range(1, len(rgbs)):
             fb = dis.calc(sm[t], sm[t - 1], None)
             ff = dis.calc(sm[t - 1], sm[t], None)
             self.flows.append(fb)
             self.masks.append(pp.consistency(fb, ff) > 0)
+            self.flows_fwd.append(ff)
+            self.masks_fwd.append(pp.consistency(ff, fb) > 0)
 
 
 #: Gaussian sigma (model-size pixels) of the low-passed warp error: it leaves color regions and removes the
@@ -92,7 +101,7 @@ def lowpass(ab):
 
 
 def evaluate(name, outputs, rgbs, test, keyset, truth):
-    ps, au, we, wl = [], [], {}, []
+    ps, au, we, wl, wr = [], [], {}, [], {}
     prev = prev_l = None
     for t, out in enumerate(outputs):
         a = small_ab(out, truth.shape)
@@ -105,12 +114,19 @@ def evaluate(name, outputs, rgbs, test, keyset, truth):
             we[t] = float(d[truth.masks[t]].mean())
             dl = np.sqrt(((al - pp.warp(prev_l, truth.flows[t])) ** 2).sum(-1))
             wl.append(float(dl[truth.masks[t]].mean()))
+            if truth.masks_fwd[t].mean() > 0.2:
+                dr = np.sqrt(((prev - pp.warp(a, truth.flows_fwd[t])) ** 2).sum(-1))
+                wr[t] = float(dr[truth.masks_fwd[t]].mean())
         prev, prev_l = a, al
-    at_key = [v for t, v in we.items() if t in keyset or t - 1 in keyset]
-    ordinary = [v for t, v in we.items() if not (t in keyset or t - 1 in keyset)]
+    def jumps(w):
+        at_key = [v for t, v in w.items() if t in keyset or t - 1 in keyset]
+        ordinary = [v for t, v in w.items() if not (t in keyset or t - 1 in keyset)]
+        return max(at_key) if at_key else float("nan"), max(ordinary) if ordinary else float("nan")
+
+    (jk, jo), (rk, ro) = jumps(we), jumps(wr)
     return {"method": name, "psnr": statistics.mean(ps), "auc": statistics.mean(au),
-            "warp": statistics.mean(we.values()), "warp_lowpass": statistics.mean(wl), "jump_key": max(at_key) if at_key else float("nan"),
-            "jump_other": max(ordinary) if ordinary else float("nan")}
+            "warp": statistics.mean(we.values()), "warp_lowpass": statistics.mean(wl), "jump_key": jk, "jump_other": jo,
+            "jump_key_rev": rk, "jump_other_rev": ro}
 
 
 def quality(film, rgbs, first_half, methods, variants=("",)):
@@ -226,9 +242,10 @@ def main():
         for half in ([False] if a.no_half else [False, True]):
             rows = quality(film, rgbs, half, a.methods, a.variants)
             print_table(["method", "PSNR dB", "AuC", "warp err", "warp err, low-passed", "max jump at keys",
-                         "max jump elsewhere"],
+                         "max jump elsewhere", "reversed: at keys", "elsewhere"],
                         [[r["method"], f"{r['psnr']:.2f}", f"{r['auc']:.4f}", f"{r['warp']:.2f}",
-                          f"{r['warp_lowpass']:.2f}", f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}"]
+                          f"{r['warp_lowpass']:.2f}", f"{r['jump_key']:.2f}", f"{r['jump_other']:.2f}",
+                          f"{r['jump_key_rev']:.2f}", f"{r['jump_other_rev']:.2f}"]
                          for r in rows], )
             sys.stdout.flush()
     if not a.no_speed:

@@ -125,8 +125,8 @@ def evaluate(name, outputs, rgbs, test, keyset, truth):
 
     (jk, jo), (rk, ro) = jumps(we), jumps(wr)
     return {"method": name, "psnr": statistics.mean(ps), "auc": statistics.mean(au),
-            "warp": statistics.mean(we.values()), "warp_lowpass": statistics.mean(wl), "jump_key": jk, "jump_other": jo,
-            "jump_key_rev": rk, "jump_other_rev": ro}
+            "warp": statistics.mean(we.values()), "warp_lowpass": statistics.mean(wl),
+            "jump_key": jk, "jump_other": jo, "jump_key_rev": rk, "jump_other_rev": ro}
 
 
 def quality(film, rgbs, first_half, methods, variants=("",)):

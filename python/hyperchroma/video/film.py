@@ -121,6 +121,9 @@ class FilmOptions:
     key_full: bool = False       # a keyframe's own frame at the keyframe's full resolution (else model size)
     detail: bool = True          # carry the keyframes' full-resolution chroma detail along the motion ...
     detail_scale: float = 2.0    # ... in films at least this many times the model size (both axes)
+    direct: bool = True          # ... and there resample each keyframe's colors once, straight from it (bicubic),
+                                 # where the chained motion agrees, not once a frame along the chain (bilinear)
+    direct_tau: float = 4.0      # model-size pixels: how far the straight flow may land from the chained positions
     lead: float = 1.5            # between two keyframes each leads with (its nearness in time) ** lead
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
 
@@ -131,6 +134,8 @@ class FilmOptions:
             raise ValueError(f"smooth must be in [0, 1), got {self.smooth}")
         if not 0 <= self.unsure_gray <= 1:
             raise ValueError(f"unsure_gray must be in [0, 1], got {self.unsure_gray}")
+        if not self.direct_tau > 0 or not np.isfinite(self.direct_tau):
+            raise ValueError(f"direct_tau must be a positive number, got {self.direct_tau}")
         if not 0.5 <= self.lead <= 8:
             raise ValueError(f"lead must be in [0.5, 8], got {self.lead}")
         if self.table_every < 1 or self.window < 1 or self.lookahead < 1:
@@ -193,6 +198,24 @@ def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: np.ndarray) -> Tuple[np.n
     return (kc[..., :2], *(kc[..., 2 + i] for i in range(len(planes))))
 
 
+def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.ndarray, chained: np.ndarray,
+                 tau: float) -> np.ndarray:
+    """A track's carried colors K (h, w, 2) moved toward the keyframe's model-size ab ``key_ab`` sampled once,
+    bicubically, at ``pos`` (h, w, 2), where a flow straight from this frame to the keyframe lands: by
+    ``agree`` (its photometric agreement, [0, 1]) times ``exp(-d^2 / tau^2)``, d the distance of ``pos`` from
+    ``chained`` (the same pixels' positions in the keyframe carried along the chain of frame-to-frame flows).
+
+    Carried along the chain the colors are resampled bilinearly once a frame, a low-pass that accumulates:
+    textured colors blur away from a keyframe, and the step into the keyframe's own sharp colors is a jump.
+    The straight flow does not drift but can lock onto a wrong match in repetitive texture (a building's
+    windows) or where the frame has moved far; the chain knows roughly where each pixel is, so the straight
+    flow is trusted only near it."""
+    d2 = (pos[..., 0] - chained[..., 0]) ** 2 + (pos[..., 1] - chained[..., 1]) ** 2
+    a = (agree * np.exp(-d2 / np.float32(tau * tau)))[..., None]
+    direct = cv2.remap(key_ab, pos, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return (K + a * (direct - K)).astype(np.float32)
+
+
 def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
     """Confidence after one propagation step: carried confidence limited by this step's reliability."""
     c = np.minimum(c, rel) if o.compound == "min" else c * rel
@@ -222,7 +245,7 @@ class FilmEngine:
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
         self._placements = None if placements is None else {int(f): int(k) for f, k in placements.items()}
-        self._detail = False
+        self._detail = self._direct = False
         if self._placements and not all(0 <= k < len(self._key_rgb) for k in self._placements.values()):
             raise ValueError("placements name a keyframe that is not given")
         self._keys: List[_Key] = []
@@ -322,6 +345,7 @@ class FilmEngine:
         # below an octave above model size the detail is a thin band, at low resolutions mostly codec noise
         scale = min(s / m for s, m in zip(shape, self.shape_small))
         self._detail = self.opt.detail and scale >= self.opt.detail_scale
+        self._direct = self._detail and self.opt.direct
         self._keys = [_Key(k, shape, self.shape_small, self._detail) for k in self._key_rgb]
         self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
                                            self.opt.lookahead)
@@ -353,15 +377,20 @@ class FilmEngine:
             # keep: the keyframe's share in the fallback before it, as Q's after one (Q starts as the keyframe's
             # colors and gives up 1 - smooth to the table every table_every frames): time-symmetric, no jump
             keep = c
-            back[right] = (K, c, keep, kidx)
+            P = _identity(self.shape_small) if self._direct else None  # positions in the keyframe
+            back[right] = (K, c, keep, kidx, P)
             for t in range(right - 1, -1, -1):
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                K, c, keep = _warp_track(K, fr.flow_next, c, keep)
+                if P is None:
+                    K, c, keep = _warp_track(K, fr.flow_next, c, keep)
+                else:
+                    K, c, keep, px, py = _warp_track(K, fr.flow_next, c, keep, P[..., 0], P[..., 1])
+                    P = np.dstack([px, py])
                 c = _carry(c, fr.rel_next, o)
                 keep = keep * np.float32(o.smooth ** (1.0 / o.table_every))
-                back[t] = (K, c, keep, kidx)
+                back[t] = (K, c, keep, kidx, P)
         right_at = seg[right].index if right is not None else None
         for t, fr in enumerate(seg):
             self._emit(fr, back[t], right_at)
@@ -371,7 +400,8 @@ class FilmEngine:
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
-            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key, 1.0)
+            self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key, 1.0,
+                           _identity(self.shape_small) if self._direct else None)
             if o.key_full:
                 self._out.append((fr.index, fr.gray, None, key.ab_full, None))
             else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
@@ -383,13 +413,18 @@ class FilmEngine:
         if fr.shot_start or self._state is None:
             K, c, Q, last_table, qc = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9, 1.0
             trust = zeros
+            P = None
         else:
-            K, c, Q, last_table, _, kf_at, qc = self._state
-            K, c = _warp_track(K, fr.flow_prev, c)
+            K, c, Q, last_table, _, kf_at, qc, P = self._state
+            if P is None:
+                K, c = _warp_track(K, fr.flow_prev, c)
+            else:  # with the positions of this frame's pixels in the keyframe, carried the same way
+                K, c, px, py = _warp_track(K, fr.flow_prev, c, P[..., 0], P[..., 1])
+                P = np.dstack([px, py])
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
-        Kb, cb, keep, kb_at = back if back is not None else (None, zeros, None, None)
+        Kb, cb, keep, kb_at, Pb = back if back is not None else (None, zeros, None, None, None)
         u = 1.0 - np.maximum(c, cb)
         if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
             T, known, qc = self.source.table_ab(fr.gray)
@@ -400,6 +435,23 @@ class FilmEngine:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
         key_at = self._state[4] if (self._state is not None and not fr.shot_start) else None
+        # flows straight to the shot's keyframes in reach, the nearer first: its positions carry its detail;
+        # with ``direct`` each track's colors are also resampled once from its keyframe there (resample_key)
+        located = None
+        if self._detail:
+            reach = sorted((abs(fr.index - a), k, side) for side, (a, k) in enumerate(((key_at, kf_at),
+                                                                                        (right_at, kb_at)))
+                           if a is not None and k is not None)
+            Kc = K  # the forward track as carried: the state goes on from it, not from its resampled form
+            for _, k, side in (reach if self._direct else reach[:1]):
+                key = self._keys[k]
+                pos, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
+                if located is None:
+                    located = (key, pos, agree)
+                if self._direct and side == 0 and P is not None:
+                    K = resample_key(K, key.ab_small, pos, agree, P, o.direct_tau)
+                elif self._direct and side == 1 and Kb is not None and Pb is not None:
+                    Kb = resample_key(Kb, key.ab_small, pos, agree, Pb, o.direct_tau)
         wf, wb = c, cb
         tf = tb = np.float32(1.0)
         if o.floor > 0:  # colors carried from a keyframe keep some say even where the flow was doubtful
@@ -442,14 +494,11 @@ class FilmEngine:
             # straight to it (chained flows drift), where its gray agrees along that flow. The table has no
             # detail of its own: smooth colors from it still take the keyframe's. One keyframe a frame: where the
             # nearer one changes, static content has the same detail in both (no pop), moving content little.
-            reach = [(abs(fr.index - a), k) for a, k in ((key_at, kf_at), (right_at, kb_at))
-                     if a is not None and k is not None]
-            if reach:
-                key = self._keys[min(reach)[1]]
-                P, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
-                if float(agree.max()) > DETAIL_MIN:
-                    detail = [(key.detail, P, agree)]
-        self._state = (K, c, Q, last_table, key_at, kf_at, qc)
+            if located is not None and float(located[2].max()) > DETAIL_MIN:
+                key, pos, agree = located
+                detail = [(key.detail, pos, agree)]
+            K = Kc
+        self._state = (K, c, Q, last_table, key_at, kf_at, qc, P)
         self._out.append((fr.index, fr.gray, ab, None, detail))
 
 

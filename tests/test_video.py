@@ -11,7 +11,7 @@ pytest.importorskip("cv2")
 import hyperchroma as hc  # noqa: E402
 from hyperchroma import core  # noqa: E402
 from hyperchroma.video import VideoError, colorize_frames, colorize_video  # noqa: E402
-from hyperchroma.video.film import FilmEngine, FilmOptions  # noqa: E402
+from hyperchroma.video.film import FilmEngine, FilmOptions, _TableSource, resample_key  # noqa: E402
 
 W, H, N, FPS = 64, 48, 30, 10
 
@@ -275,30 +275,8 @@ def test_keyframe_detail_travels_with_the_motion():
     from hyperchroma.video.keyframes import luma
     grays = [luma(f) for f in frames]
 
-    from hyperchroma.video.film import _TableSource
-
-    class HalfTable(FlatTable):  # model size = half the film's; composes like the real source
-        threads = 1
-        compose, compose_planar, compose_full = (_TableSource.compose, _TableSource.compose_planar,
-                                                 _TableSource.compose_full)
-
-        def shape(self, h, w):
-            return (h // 2, w // 2)
-
-        def table_ab(self, gray):
-            self.calls += 1
-            h, w = self.shape(*gray.shape)
-            return np.zeros((h, w, 2), np.float32), np.zeros((h, w), bool), 1.0
-
     def run(**opts):
-        eng = FilmEngine(None, [frames[0]], FilmOptions(**opts), source=HalfTable(), placements={0: 0})
-        out = []
-        for g in grays:
-            eng.push(g)
-            out += [compose(eng.source, r) for r in eng.results()]
-        eng.finish()
-        out += [compose(eng.source, r) for r in eng.results()]
-        return out
+        return [compose(HalfTable(), r) for r in run_half(grays, [frames[0]], {0: 0}, **opts)]
 
     def err(out, t):
         a = core.rgb_to_lab(out[t])[1][35:65, 30:90]
@@ -313,6 +291,106 @@ def test_keyframe_detail_travels_with_the_motion():
     assert all((a == b).all() for a, b in zip(run(detail_scale=2.5), without))
     for out in (with_d, without):  # the gray is the input's, always
         assert all((luma(o) == g).all() for o, g in zip(out, grays))
+
+
+class HalfTable(FlatTable):
+    """Model size = half the film's (so the keyframe detail runs); composes like the real source."""
+
+    threads = 1
+    compose, compose_planar, compose_full = (_TableSource.compose, _TableSource.compose_planar,
+                                             _TableSource.compose_full)
+
+    def shape(self, h, w):
+        return (h // 2, w // 2)
+
+    def table_ab(self, gray):
+        self.calls += 1
+        h, w = self.shape(*gray.shape)
+        return np.zeros((h, w, 2), np.float32), np.zeros((h, w), bool), 1.0
+
+
+def run_half(grays, keys, placements, **opts):
+    """The engine's raw results (index, gray, ab_small, ab_full, detail) on a HalfTable source."""
+    eng = FilmEngine(None, keys, FilmOptions(**opts), source=HalfTable(), placements=placements)
+    out = []
+    for g in grays:
+        eng.push(g)
+        out += list(eng.results())
+    eng.finish()
+    out += list(eng.results())
+    assert [r[0] for r in out] == list(range(len(grays)))
+    return out
+
+
+def _keys_cubic(t):
+    """Keys' cubic convolution kernel with a = -0.75 (OpenCV's INTER_CUBIC)."""
+    t = np.abs(t)
+    a = -0.75
+    return np.where(t <= 1, (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1,
+                    np.where(t < 2, a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a, 0.0))
+
+
+def test_resample_key_reference(rng):
+    """resample_key against a per-pixel loop: the keyframe's colors sampled by the cubic kernel at the
+    straight flow's positions (borders replicated), mixed in by agreement times exp(-d^2 / tau^2)."""
+    import cv2
+    h, w, tau = 14, 19, 1.5
+    key_ab = cv2.GaussianBlur(rng.normal(0, 30, (h, w, 2)).astype(np.float32), (0, 0), 1.0)
+    K = rng.normal(0, 20, (h, w, 2)).astype(np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    pos = np.dstack([xs, ys]) + rng.uniform(-3, 3, (h, w, 2)).astype(np.float32)
+    chained = pos + rng.normal(0, 1.5, (h, w, 2)).astype(np.float32)
+    agree = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    got = resample_key(K, key_ab, pos, agree, chained, tau)
+    want = np.empty_like(K)
+    for y in range(h):
+        for x in range(w):
+            px, py = (float(v) for v in pos[y, x])
+            ix, iy = int(np.floor(px)), int(np.floor(py))
+            s = np.zeros(2)
+            for j in range(iy - 1, iy + 3):
+                for i in range(ix - 1, ix + 3):
+                    wgt = _keys_cubic(px - i) * _keys_cubic(py - j)
+                    s += wgt * key_ab[min(max(j, 0), h - 1), min(max(i, 0), w - 1)]
+            d2 = float(((pos[y, x] - chained[y, x]) ** 2).sum())
+            a = agree[y, x] * np.exp(-d2 / tau ** 2)
+            want[y, x] = K[y, x] + a * (s - K[y, x])
+    np.testing.assert_allclose(got, want, atol=1e-3)  # (bilinear sampling would be over 1 unit off here)
+    # far from the chained positions, or where the gray disagrees, the carried colors stay as they are
+    np.testing.assert_allclose(resample_key(K, key_ab, pos, agree, pos + 30, tau), K, atol=1e-5)
+    np.testing.assert_array_equal(resample_key(K, key_ab, pos, np.zeros_like(agree), chained, tau), K)
+
+
+def test_keyframe_colors_stay_sharp_along_a_slow_pan():
+    """A textured colored picture pans by a fraction of a pixel a frame: carried along the chain of
+    frame-to-frame flows its colors are resampled (bilinear, a low-pass) once a frame and blur; resampled once,
+    straight from the keyframe (``direct``), they stay near the picture's own."""
+    import cv2
+    rng = np.random.default_rng(5)
+    Hf, Wf = 96, 128
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (Hf + 20, Wf + 40, 3)).astype(np.float32), (0, 0), 2.5)
+    big = (big - big.mean()) * 4 + 128
+
+    def frame(t):  # the picture moved 0.7 px to the left per frame (0.35 model-size pixels)
+        m = np.float32([[1, 0, 0.7 * t + 10], [0, 1, 10]])
+        return np.clip(cv2.warpAffine(big, m, (Wf, Hf), flags=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+    from hyperchroma.video.keyframes import luma
+    n = 16
+    frames = [frame(t) for t in range(n)]
+    grays = [luma(f) for f in frames]
+
+    def err(**opts):
+        out = run_half(grays, [frames[0]], {0: 0}, **opts)
+        e = []
+        for t in (5, 10, 15):
+            truth = cv2.resize(core.rgb_to_lab(frames[t])[1], (Wf // 2, Hf // 2), interpolation=cv2.INTER_AREA)
+            e.append(float(np.abs(out[t][2] - truth)[8:-8, 8:-16].mean()))
+        return e
+
+    sharp, chained = err(), err(direct=False)
+    for t, (a, b) in enumerate(zip(sharp, chained)):
+        assert a < 0.7 * b, (t, sharp, chained)
 
 
 def test_output_video_gets_the_permissions_of_a_plain_new_file(tmp_path, model_and_keys):
@@ -419,7 +497,8 @@ def test_memory_bounded_by_the_window(placed):
 
 
 @pytest.mark.parametrize("bad", [dict(lead=0.2), dict(lead=float("nan")), dict(lead=9), dict(unsure_gray=1.5),
-                                 dict(decay=0), dict(smooth=1.0), dict(window=0)])
+                                 dict(decay=0), dict(smooth=1.0), dict(window=0), dict(direct_tau=0),
+                                 dict(direct_tau=float("nan"))])
 def test_film_options_out_of_range(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         FilmOptions(**bad).check()

@@ -34,10 +34,20 @@ keyframes in reach gives its detail, weighted by the photometric agreement of it
 static and slowly moving content keeps the keyframes' small colored objects and edges. One more DIS flow and
 one full-resolution pass (``core.upsample_detail``) per frame; 4 bytes per full-resolution pixel per keyframe.
 
+Resampled once (``direct``, with the detail): carried along the chain, a track's colors are resampled
+bilinearly once a frame, a low-pass that accumulates, so a keyframe's textured colors blur with every frame
+away from it and the step into its own sharp colors at the keyframe is a jump. Each track also carries its
+pixels' positions in its keyframe along the same flows; where the flow straight to the keyframe (one DIS flow
+a frame per keyframe in reach, the nearer one's shared with the detail) lands within about ``direct_tau`` model
+pixels of those positions and the gray agrees, the track's colors move toward the keyframe's sampled there
+once, bicubically (:func:`resample_key`). Far from the chained positions the straight flow has locked onto a
+wrong match (repetitive texture, a frame that has moved far) and the chain's colors stay. The state carried to
+the next frame is the chain's own, so a straight flow's error in one frame does not travel.
+
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
 (then the oldest go out with forward propagation only) plus the one-pass keyframe locator's ``lookahead``.
-Each held frame costs its full-resolution gray (H*W bytes) plus about 50 bytes per model-size pixel (two
-flows with their sampling maps, two reliabilities, its gray, the backward track): about 2 MB at 224x168, so
+Each held frame costs its full-resolution gray (H*W bytes) plus about 60 bytes per model-size pixel (two
+flows with their sampling maps, two reliabilities, its gray, the backward track and its positions): about 2 MB at 224x168, so
 the default window of 200 holds about 400 MB + 200*H*W bytes at most; nothing grows with the film's length.
 """
 

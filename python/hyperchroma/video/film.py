@@ -220,10 +220,14 @@ def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.n
     The straight flow does not drift but can lock onto a wrong match in repetitive texture (a building's
     windows) or where the frame has moved far; the chain knows roughly where each pixel is, so the straight
     flow is trusted only near it."""
-    d2 = (pos[..., 0] - chained[..., 0]) ** 2 + (pos[..., 1] - chained[..., 1]) ** 2
-    a = (agree * np.exp(-d2 / np.float32(tau * tau)))[..., None]
-    direct = cv2.remap(key_ab, pos, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return (K + a * (direct - K)).astype(np.float32)
+    d = pos - chained
+    d2 = cv2.transform(d * d, np.ones((1, 2), np.float32))  # the two channels summed (numpy's is ~3x slower)
+    a = cv2.exp(d2 * np.float32(-1.0 / (tau * tau))) * agree
+    out = cv2.remap(key_ab, pos, None, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    out -= K
+    out *= a[..., None]
+    out += K
+    return out
 
 
 def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:

@@ -159,8 +159,8 @@ class FlatTable:
         return np.zeros(gray.shape + (2,), np.float32), np.zeros(gray.shape, bool), 1.0
 
 
-def run_engine(frames, keys, **opts):
-    eng = FilmEngine(None, keys, FilmOptions(**opts), source=FlatTable())
+def drain(eng, frames):
+    """Every frame pushed through the engine: its raw results (index, gray, ab_small, ab_full, detail), in order."""
     out = []
     for f in frames:
         eng.push(f)
@@ -168,7 +168,12 @@ def run_engine(frames, keys, **opts):
     eng.finish()
     out += list(eng.results())
     assert [r[0] for r in out] == list(range(len(frames)))
-    ab = [r[2] if r[2] is not None else r[3] for r in out]
+    return out
+
+
+def run_engine(frames, keys, **opts):
+    eng = FilmEngine(None, keys, FilmOptions(**opts), source=FlatTable())
+    ab = [r[2] if r[2] is not None else r[3] for r in drain(eng, frames)]
     return ab, eng.stats()
 
 
@@ -310,16 +315,8 @@ class HalfTable(FlatTable):
 
 
 def run_half(grays, keys, placements, **opts):
-    """The engine's raw results (index, gray, ab_small, ab_full, detail) on a HalfTable source."""
-    eng = FilmEngine(None, keys, FilmOptions(**opts), source=HalfTable(), placements=placements)
-    out = []
-    for g in grays:
-        eng.push(g)
-        out += list(eng.results())
-    eng.finish()
-    out += list(eng.results())
-    assert [r[0] for r in out] == list(range(len(grays)))
-    return out
+    """The engine's raw results on a HalfTable source."""
+    return drain(FilmEngine(None, keys, FilmOptions(**opts), source=HalfTable(), placements=placements), grays)
 
 
 def _keys_cubic(t):

@@ -383,7 +383,8 @@ class FilmEngine:
         """Color and emit the first n buffered frames; ``right``: position of a keyframe ending them."""
         seg, self._buf = self._buf[:n], self._buf[n:]
         o = self.opt
-        back: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None] * n
+        # per frame: the backward track (colors, confidence, keep, keyframe, positions in it or None)
+        back: List[Optional[tuple]] = [None] * n
         if right is not None:
             kidx = seg[right].key
             key = self._keys[kidx]

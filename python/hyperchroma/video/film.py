@@ -200,12 +200,23 @@ class _Key:
             self.detail = np.clip(np.rint(diff * DETAIL_SCALE), -32767, 32767).astype(np.int16)
 
 
-def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: np.ndarray) -> Tuple[np.ndarray, ...]:
-    """Colors and their per-pixel planes (confidence, ...) carried along one flow in one warp (border:
-    nearest; the step's reliability is 0 where the flow leaves the frame, so the confidence there is cut by
-    _carry): (K, plane, ...)."""
-    kc = pp.warp(np.dstack([K, *planes]), maps)
-    return (kc[..., :2], *(kc[..., 2 + i] for i in range(len(planes))))
+def _warp_track(K: np.ndarray, maps: pp.Maps, *planes: Optional[np.ndarray]) -> Tuple[Optional[np.ndarray], ...]:
+    """Colors and their per-pixel planes ((h, w) confidence, ..., or (h, w, 2) positions; None stays None)
+    carried along one flow in one warp (border: nearest; the step's reliability is 0 where the flow leaves the
+    frame, so the confidence there is cut by _carry): (K, plane, ...)."""
+    kc = pp.warp(np.dstack([K, *(p for p in planes if p is not None)]), maps)
+    out: List[Optional[np.ndarray]] = [kc[..., :2]]
+    i = 2
+    for p in planes:
+        if p is None:
+            out.append(None)
+        elif p.ndim == 2:
+            out.append(kc[..., i])
+            i += 1
+        else:
+            out.append(kc[..., i:i + p.shape[2]])
+            i += p.shape[2]
+    return tuple(out)
 
 
 def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.ndarray, chained: np.ndarray,
@@ -398,11 +409,7 @@ class FilmEngine:
                 fr = seg[t]
                 if seg[t + 1].shot_start or fr.flow_next is None:
                     break
-                if P is None:
-                    K, c, keep = _warp_track(K, fr.flow_next, c, keep)
-                else:
-                    K, c, keep, px, py = _warp_track(K, fr.flow_next, c, keep, P[..., 0], P[..., 1])
-                    P = np.dstack([px, py])
+                K, c, keep, P = _warp_track(K, fr.flow_next, c, keep, P)
                 c = _carry(c, fr.rel_next, o)
                 keep = keep * np.float32(o.smooth ** (1.0 / o.table_every))
                 back[t] = (K, c, keep, kidx, P)
@@ -431,11 +438,7 @@ class FilmEngine:
             P = None
         else:
             K, c, Q, last_table, _, kf_at, qc, P = self._state
-            if P is None:
-                K, c = _warp_track(K, fr.flow_prev, c)
-            else:  # with the positions of this frame's pixels in the keyframe, carried the same way
-                K, c, px, py = _warp_track(K, fr.flow_prev, c, P[..., 0], P[..., 1])
-                P = np.dstack([px, py])
+            K, c, P = _warp_track(K, fr.flow_prev, c, P)  # P: this frame's pixels' positions in the keyframe
             c = _carry(c, fr.rel_prev, o)
             Q = None if Q is None else pp.warp(Q, fr.flow_prev)
             trust = fr.rel_prev
@@ -453,18 +456,18 @@ class FilmEngine:
         # flows straight to the shot's keyframes in reach, the nearer first: its positions carry its detail;
         # with ``direct`` each track's colors are also resampled once from its keyframe there (resample_key)
         located = None
+        Kf = K  # the forward colors this frame blends; the state goes on from K, the chain's own
         if self._detail:
             reach = sorted((abs(fr.index - a), k, side) for side, (a, k) in enumerate(((key_at, kf_at),
                                                                                         (right_at, kb_at)))
                            if a is not None and k is not None)
-            Kc = K  # the forward track as carried: the state goes on from it, not from its resampled form
             for _, k, side in (reach if self._direct else reach[:1]):
                 key = self._keys[k]
                 pos, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
                 if located is None:
                     located = (key, pos, agree)
                 if self._direct and side == 0 and P is not None:
-                    K = resample_key(K, key.ab_small, pos, agree, P, o.direct_tau)
+                    Kf = resample_key(K, key.ab_small, pos, agree, P, o.direct_tau)
                 elif self._direct and side == 1 and Kb is not None and Pb is not None:
                     Kb = resample_key(Kb, key.ab_small, pos, agree, Pb, o.direct_tau)
         wf, wb = c, cb
@@ -486,7 +489,7 @@ class FilmEngine:
         if keep is not None and Q is not None and Kb is not None:
             # before a keyframe the fallback leans on its colors as Q does after one (time-symmetric)
             fallback = keep[..., None] * Kb + (1 - keep[..., None]) * Q
-        num = wf[..., None] * K + u[..., None] * (fallback if fallback is not None else 0.0)
+        num = wf[..., None] * Kf + u[..., None] * (fallback if fallback is not None else 0.0)
         if Kb is not None:
             num = num + wb[..., None] * Kb
         if fallback is not None and qc < 1.0:
@@ -512,7 +515,6 @@ class FilmEngine:
             if located is not None and float(located[2].max()) > DETAIL_MIN:
                 key, pos, agree = located
                 detail = [(key.detail, pos, agree)]
-            K = Kc
         self._state = (K, c, Q, last_table, key_at, kf_at, qc, P)
         self._out.append((fr.index, fr.gray, ab, None, detail))
 

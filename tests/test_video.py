@@ -497,6 +497,34 @@ def test_memory_bounded_by_the_window(placed):
     assert eng.stats()["keyframes_placed"] == {0: [25]}
 
 
+def test_on_result_hands_each_result_over_as_it_is_made():
+    """A keyframe releases its whole segment; with on_result each frame goes out the moment it is colored (an
+    encoder in another thread starts on it), the same results in the same order as results() gives."""
+    frames = film()
+    keys = [frames[3], frames[25]]
+    want = drain(FilmEngine(None, keys, FilmOptions(), source=FlatTable(), placements={3: 0, 25: 1}), frames)
+    got, seen_in_segment = [], []
+    eng = FilmEngine(None, keys, FilmOptions(), source=FlatTable(), placements={3: 0, 25: 1},
+                     on_result=got.append)
+    emit = eng._emit
+
+    def watched(fr, *a, **k):
+        seen_in_segment.append((fr.index, len(got)))  # results out before this frame is colored
+        emit(fr, *a, **k)
+
+    eng._emit = watched
+    for f in frames:
+        eng.push(f)
+        assert list(eng.results()) == []
+    eng.finish()
+    assert [r[0] for r in got] == [r[0] for r in want] == list(range(N))
+    for a, b in zip(got, want):
+        for x, y in zip(a[1:4], b[1:4]):
+            assert (x is None and y is None) or np.array_equal(x, y)
+    # frame 15 is colored inside the segment that keyframe 25 releases, after frames up to 14 went out
+    assert dict(seen_in_segment)[15] == 15
+
+
 @pytest.mark.parametrize("bad", [dict(lead=0.2), dict(lead=float("nan")), dict(lead=9), dict(unsure_gray=1.5),
                                  dict(decay=0), dict(smooth=1.0), dict(window=0), dict(direct_tau=0),
                                  dict(direct_tau=float("nan"))])

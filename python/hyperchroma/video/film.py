@@ -54,7 +54,7 @@ the default window of 200 holds about 400 MB + 200*H*W bytes at most; nothing gr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -262,10 +262,15 @@ class FilmEngine:
 
     Exactly one of ab_small (model size) / ab_full (a keyframe's own frame) is set per result; ``detail`` is
     None or the keyframe detail to add at full resolution (:func:`with_detail`), which :func:`compose` does.
+
+    ``on_result``: called with each result the moment it is made, instead of holding it for :meth:`results`.
+    A keyframe releases a whole segment of held frames at once; handed over one by one, they reach a consumer
+    in another thread (the encoder) while the engine is still coloring the rest of the segment.
     """
 
     def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,
-                 source: Optional[_TableSource] = None, placements: Optional[Dict[int, int]] = None):
+                 source: Optional[_TableSource] = None, placements: Optional[Dict[int, int]] = None,
+                 on_result: Optional[Callable[[tuple], None]] = None):
         self.opt = (options or FilmOptions()).check()
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
@@ -285,6 +290,7 @@ class FilmEngine:
         self.shots = 0
         self.keys_placed: List[Tuple[int, int]] = []  # (frame, keyframe)
         self._out: List[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[list]]] = []
+        self._emit_to = on_result if on_result is not None else self._out.append
 
     # ------------------------------------------------------------------ input
     def push(self, frame: np.ndarray) -> None:
@@ -336,7 +342,8 @@ class FilmEngine:
         self._flush(len(self._buf))
 
     def results(self) -> Iterator[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]]:
-        out, self._out = self._out, []
+        out = self._out[:]
+        self._out.clear()  # the list stays: _emit_to may be its bound append
         return iter(out)
 
     def set_placements(self, placements: Dict[int, int]) -> None:
@@ -425,9 +432,9 @@ class FilmEngine:
             self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key, 1.0,
                            _identity(self.shape_small) if self._direct else None)
             if o.key_full:
-                self._out.append((fr.index, fr.gray, None, key.ab_full, None))
+                self._emit_to((fr.index, fr.gray, None, key.ab_full, None))
             else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
-                self._out.append((fr.index, fr.gray, key.ab_small, None,
+                self._emit_to((fr.index, fr.gray, key.ab_small, None,
                                   [(key.detail, _identity(self.shape_small), ones)] if self._detail else None))
             return
         zeros = np.zeros(self.shape_small, np.float32)
@@ -516,7 +523,7 @@ class FilmEngine:
                 key, pos, agree = located
                 detail = [(key.detail, pos, agree)]
         self._state = (K, c, Q, last_table, key_at, kf_at, qc, P)
-        self._out.append((fr.index, fr.gray, ab, None, detail))
+        self._emit_to((fr.index, fr.gray, ab, None, detail))
 
 
 def engine_results(model, frames: Iterable[np.ndarray], keyframes: Sequence[np.ndarray] = (),

@@ -224,18 +224,10 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     audios = [_Audio(out, a) for a in inp.streams.audio]
     by_index = {a.src.index: a for a in audios}
     lock = threading.Lock()
-    engine = FilmEngine(model, keyframes, options)
-    t0 = time.perf_counter()
-    if locate and len(keyframes) and composed is None:
-        engine.start((H, W))
-        engine.set_placements(_locate(src, engine))
-    locate_s = time.perf_counter() - t0
     q_in: "queue.Queue" = queue.Queue(_QUEUE)
     q_out: "queue.Queue" = queue.Queue(_QUEUE)
-    errors: list = []
     stop = threading.Event()
-    info: Dict[str, Any] = {"rotation": 0}
-    step = max(1, int(round(1 / (float(rate) * float(tb))))) if rate else 1
+    pts_of: Dict[int, int] = {}
 
     def put(q, item):
         while not stop.is_set():
@@ -244,6 +236,17 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 return
             except queue.Full:
                 pass
+
+    # each result goes to the encoder as it is made (a keyframe releases a whole segment at once)
+    engine = FilmEngine(model, keyframes, options, on_result=lambda r: put(q_out, (r, pts_of.pop(r[0]))))
+    t0 = time.perf_counter()
+    if locate and len(keyframes) and composed is None:
+        engine.start((H, W))
+        engine.set_placements(_locate(src, engine))
+    locate_s = time.perf_counter() - t0
+    errors: list = []
+    info: Dict[str, Any] = {"rotation": 0}
+    step = max(1, int(round(1 / (float(rate) * float(tb))))) if rate else 1
 
     def mux(packets):
         if packets:
@@ -309,7 +312,6 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     threads = [threading.Thread(target=decoder, daemon=True), threading.Thread(target=encoder, daemon=True)]
     for t in threads:
         t.start()
-    pts_of: Dict[int, int] = {}
     n_composed = 0
     try:
         while True:
@@ -329,13 +331,9 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 n_composed += 1
                 continue
             pts_of[engine._n] = pts
-            engine.push(gray)
-            for r in engine.results():
-                put(q_out, (r, pts_of.pop(r[0])))
+            engine.push(gray)  # its results go out through on_result
         if not errors and composed is None:
             engine.finish()
-            for r in engine.results():
-                put(q_out, (r, pts_of.pop(r[0])))
     except BaseException:
         stop.set()
         raise

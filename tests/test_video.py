@@ -394,6 +394,42 @@ def test_keyframe_colors_stay_sharp_along_a_slow_pan():
     assert err(0, detail_scale=2.5) == err(0, detail_scale=2.5, direct=False)
 
 
+def test_farther_keyframe_skipped_where_it_weighs_little(monkeypatch):
+    """Between two keyframes, a frame near one of them takes no flow straight to the other where that one's time
+    weight is under DIRECT_MIN: one DIS flow fewer in those frames, the colors nearly those of resampling from
+    both, and unchanged where both weigh enough."""
+    import cv2
+    from hyperchroma.video import film as film_mod
+    from hyperchroma.video import propagate as pp
+    rng = np.random.default_rng(7)
+    Hf, Wf, n = 96, 128, 16
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (Hf + 20, Wf + 60, 3)).astype(np.float32), (0, 0), 2.5)
+    big = np.clip((big - big.mean()) * 4 + 128, 0, 255)
+    frames = [cv2.warpAffine(big, np.float32([[1, 0, 1.3 * t + 10], [0, 1, 10]]), (Wf, Hf),
+                             flags=cv2.INTER_CUBIC).astype(np.uint8) for t in range(n)]
+    from hyperchroma.video.keyframes import luma
+    grays = [luma(f) for f in frames]
+    calls = []
+    locate = pp.locate
+    monkeypatch.setattr(pp, "locate", lambda *a, **k: calls.append(1) or locate(*a, **k))
+    placements = {0: 0, n - 1: 1}
+    keys = [frames[0], frames[n - 1]]
+    out = run_half(grays, keys, placements)
+    skipped = [t for t in range(1, n - 1) if min((t / (n - 1)), (n - 1 - t) / (n - 1)) ** 1.5 < 0.1]
+    assert skipped == [1, 2, 3, 12, 13, 14]
+    assert len(calls) == 2 * (n - 2) - len(skipped)
+    monkeypatch.setattr(film_mod, "DIRECT_MIN", 0.0)
+    calls.clear()
+    full = run_half(grays, keys, placements)
+    assert len(calls) == 2 * (n - 2)
+    for t in range(1, n - 1):
+        d = np.abs(out[t][2] - full[t][2])
+        if t in skipped:
+            assert 0 < float(d.max()) and float(d.mean()) < 0.5, (t, float(d.mean()))
+        else:
+            assert float(d.max()) == 0.0, t
+
+
 def test_output_video_gets_the_permissions_of_a_plain_new_file(tmp_path, model_and_keys):
     from hyperchroma._fs import FILE_MODE
 

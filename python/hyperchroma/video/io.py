@@ -1,7 +1,9 @@
 """colorize_video: decode with PyAV, colorize with the film engine, encode; audio, timing and size kept.
 
 Three threads overlap: the demuxer/decoder (which also copies or re-encodes the audio), the film engine
-(the calling thread) and the composer/encoder. The output is written to a hidden temporary file beside
+(the calling thread) and the composer/encoder; the engine hands each frame to the encoder as soon as it is
+colored (a keyframe releases a whole segment of held frames, which would otherwise reach the encoder only once
+all of them were done, leaving one core idle meanwhile). The output is written to a hidden temporary file beside
 ``dst`` and renamed onto it only when everything succeeded, so a failure never leaves a partial file.
 """
 

@@ -468,9 +468,10 @@ class FilmEngine:
         # with ``direct`` each track's colors are also resampled once from its keyframe there (resample_key)
         located = None
         Kf = K  # the forward colors this frame blends; the state goes on from K, the chain's own
-        between = key_at is not None and Kb is not None and right_at is not None
+        between = False
         tf = tb = np.float32(1.0)
-        if between:
+        if key_at is not None and Kb is not None and right_at is not None:
+            between = True
             # between two keyframes: the nearer one leads (its nearness in time to the power lead: 1 is linear;
             # above 1 the keyframe being approached takes over sooner, which lowers the step into its own exact
             # colors), so there is no jump at either

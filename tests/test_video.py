@@ -423,6 +423,10 @@ def test_farther_keyframe_skipped_where_it_weighs_little(monkeypatch):
     full = run_half(grays, keys, placements)
     assert len(calls) == 2 * (n - 2)
     for t in range(1, n - 1):
+        # the detail still comes from the nearer keyframe, along the same flow, in every frame
+        (kd, pos, agree), = out[t][4]
+        (kd_full, pos_full, agree_full), = full[t][4]
+        assert np.array_equal(kd, kd_full) and np.array_equal(pos, pos_full) and np.array_equal(agree, agree_full), t
         d = np.abs(out[t][2] - full[t][2])
         if t in skipped:
             assert 0 < float(d.max()) and float(d.mean()) < 0.5, (t, float(d.mean()))
@@ -451,6 +455,36 @@ def test_frames_and_video_agree_through_a_lossless_path(tmp_path, model_and_keys
     assert len(got) == len(want) == N
     for g, w in zip(got, want):
         assert np.array_equal(g, w)
+
+
+def test_an_encoder_error_ends_the_run_with_that_error_and_no_file(tmp_path, model_and_keys, monkeypatch):
+    """The encoder thread fails on its first frame: the run ends, raises that error and leaves nothing at dst.
+    (The engine's wait for input also gives up then, since a decoder the failure stopped sends no end marker;
+    this small film does not force that race, the decoder is usually done first.)"""
+    import threading
+    from hyperchroma.video import io as vio
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mp4"), frames * 4)
+
+    def broken(*a, **k):
+        raise RuntimeError("encoder broke")
+
+    monkeypatch.setattr(vio, "compose", broken)
+    dst = str(tmp_path / "out.mp4")
+    raised = []
+
+    def run():
+        try:
+            colorize_video(m, src, dst, keyframes=keys, progress=False)
+        except BaseException as e:  # noqa: BLE001
+            raised.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "colorize_video hung after the encoder failed"
+    assert len(raised) == 1 and isinstance(raised[0], RuntimeError) and "encoder broke" in str(raised[0])
+    assert os.listdir(tmp_path) == ["in.mp4"]
 
 
 @pytest.mark.parametrize("case", ["not_a_video", "truncated", "zero_frames", "audio_only", "missing"])

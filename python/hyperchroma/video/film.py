@@ -44,7 +44,7 @@ once, bicubically (:func:`resample_key`). Far from the chained positions the str
 wrong match (repetitive texture, a frame that has moved far) and the chain's colors stay. The state carried to
 the next frame is the chain's own, so a straight flow's error in one frame does not travel. Between two
 keyframes the farther one's flow is skipped where its time weight (nearness to the power ``lead``) is under
-``DIRECT_MIN`` (0.1: in the frames nearest the other keyframe, about 43% of them), where its chained colors
+``DIRECT_MIN`` (0.1: in the frames nearest the other keyframe, about 43% of them at the default lead 1.5), where its chained colors
 weigh too little for the resampling to show (vtest: 36.996 -> 36.993 dB): about 0.4 DIS flows a frame fewer.
 
 Memory: frames wait in a buffer until the next keyframe of their shot is seen, at most ``window`` frames
@@ -269,7 +269,8 @@ class FilmEngine:
 
     ``on_result``: called with each result the moment it is made, instead of holding it for :meth:`results`.
     A keyframe releases a whole segment of held frames at once; handed over one by one, they reach a consumer
-    in another thread (the encoder) while the engine is still coloring the rest of the segment.
+    in another thread (the encoder) while the engine is still coloring the rest of the segment. With it,
+    :meth:`results` stays empty; an exception raised by the callback leaves the engine unusable.
     """
 
     def __init__(self, model, keyframes: Sequence[np.ndarray] = (), options: Optional[FilmOptions] = None,

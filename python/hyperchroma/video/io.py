@@ -317,7 +317,12 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     n_composed = 0
     try:
         while True:
-            item = q_in.get()
+            try:
+                item = q_in.get(timeout=0.2)
+            except queue.Empty:  # an encoder error stops the decoder, whose _END may then never come
+                if errors:
+                    break
+                continue
             if item is _END or errors:
                 break
             gray, pts = item

@@ -131,6 +131,17 @@ def test_audio_reencoded_when_the_container_cannot_hold_it(tmp_path, model_and_k
     assert len(decode(dst)[0]) == 12
 
 
+def test_progress_shows_the_locating_pass_then_the_colorizing(tmp_path, model_and_keys, capsys):
+    """The keyframe-locating pass reads the whole film first (minutes on a long one): it has its own bar."""
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mp4"), frames[:12], audio=None)
+    colorize_video(m, src, str(tmp_path / "out.mp4"), keyframes=keys, progress=True)
+    err = capsys.readouterr().err
+    assert "locating keyframes" in err and "colorizing" in err
+    assert err.index("locating keyframes") < err.index("colorizing")
+    assert "12/12" in err.split("colorizing")[0]  # the locating bar counted every frame
+
+
 def test_keyframes_located_and_kept(model_and_keys):
     m, keys, frames = model_and_keys
     noise = np.random.default_rng(1).integers(0, 256, size=(H, W, 3), dtype=np.uint8)

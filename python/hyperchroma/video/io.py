@@ -136,18 +136,27 @@ def _luma_plane(frame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def _locate(src, engine: FilmEngine) -> Dict[int, int]:
-    """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream."""
+def _locate(src, engine: FilmEngine, progress: bool = False) -> Dict[int, int]:
+    """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream (with a
+    progress bar of its own when ``progress``: on a long film this pass takes minutes)."""
     inp, vs = open_input(src)
     vs.thread_type = "AUTO"
     rows = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=vs.frames or None, unit="frame", desc="locating keyframes", file=sys.stderr)
     try:
         for frame in inp.decode(vs):
             rows.append(kf.scores(engine.key_sigs, engine.signature_of(_luma_plane(frame))))
+            if bar is not None:
+                bar.update(1)
     except (av.FFmpegError, OSError) as e:
         raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
     finally:
         inp.close()
+        if bar is not None:
+            bar.close()
     if not rows:
         return {}
     o = engine.opt
@@ -244,7 +253,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     t0 = time.perf_counter()
     if locate and len(keyframes) and composed is None:
         engine.start((H, W))
-        engine.set_placements(_locate(src, engine))
+        engine.set_placements(_locate(src, engine, progress))
     locate_s = time.perf_counter() - t0
     errors: list = []
     info: Dict[str, Any] = {"rotation": 0}

@@ -8,7 +8,7 @@ from PIL import Image
 import hyperchroma as hc
 from hyperchroma import Status, core
 from hyperchroma.calibration import FAR, Calibration, auc_scale, descriptor, optimal_scale, safe_scale
-from hyperchroma.metrics import auc
+from hyperchroma.metrics import auc, psnr
 
 
 def test_descriptor_and_scale_match_their_definitions(rng):
@@ -48,6 +48,40 @@ def test_regression_stays_in_range_and_decays_beyond_what_was_seen():
         Calibration(np.array([0.1]), np.array([1.5]))
     with pytest.raises(ValueError):
         Calibration(np.array([]), np.array([]))
+
+
+def _regression_reference(m, ms, ss):
+    """The held-out regression written out: Gaussian kernel weights, then the decay beyond the largest m."""
+    h = max(0.2, 0.5 * float(np.std(ms)))
+    w = [np.exp(-0.5 * ((m - mi) / h) ** 2) for mi in ms]
+    if sum(w) > 1e-12:
+        value = sum(wi * si for wi, si in zip(w, ss)) / sum(w)
+    else:  # every kernel underflows: the nearest held-out image's scale
+        value = ss[int(np.argmin([abs(m - mi) for mi in ms]))]
+    beyond = max(0.0, m - max(ms))
+    return min(1.0, max(0.0, value * np.exp(-0.5 * (beyond / h) ** 2)))
+
+
+def test_below_the_held_out_range_the_confidence_runs_to_the_in_sample_value(rng):
+    for _ in range(50):
+        k = int(rng.integers(2, 9))
+        ms, ss = rng.uniform(0.5, 3.0, k), rng.uniform(0, 1, k)
+        m_in, s_in = rng.uniform(0, 0.3, k), rng.uniform(0.5, 1, k)
+        with_in, without = Calibration(ms, ss, m_in, s_in), Calibration(ms, ss)
+        a, b, m0 = m_in.mean(), s_in.mean(), ms.min()
+        for m in rng.uniform(0, 4, 20):
+            old = _regression_reference(m, ms, ss)
+            assert without.confidence(m) == pytest.approx(old, abs=1e-9)
+            if m >= m0:
+                want = old
+            else:  # a straight line from (mean m_in, mean s_in) to the regression at the smallest held-out m
+                t = max(0.0, (m - a) / (m0 - a))
+                want = (1 - t) * b + t * _regression_reference(m0, ms, ss)
+            assert with_in.confidence(m) == pytest.approx(want, abs=1e-9)
+    with pytest.raises(ValueError):
+        Calibration(np.array([1.0]), np.array([0.5]), np.array([0.0, 0.1]), np.array([1.0]))
+    with pytest.raises(ValueError):
+        Calibration(np.array([1.0]), np.array([0.5]), np.array([-0.1]), np.array([1.0]))
 
 
 PALETTE = np.array([[230, 40, 40], [40, 200, 60], [40, 60, 220], [240, 220, 40], [200, 60, 200], [40, 210, 210],
@@ -105,6 +139,74 @@ def test_confidence_settings_and_file(stripes_model, tmp_path):
     assert hc.fit([stripes(0)]).calibration is None  # one image: nothing to hold out
     with pytest.raises(ValueError, match="calibration_folds"):
         hc.fit([stripes(0)], calibration_folds=1)
+
+
+def blobs(seed, h=96, w=128):
+    """Colored discs on a colored ground."""
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.zeros((h, w, 3)) + r.uniform(60, 200, 3)
+    for _ in range(12):
+        cy, cx, rad = r.uniform(0, h), r.uniform(0, w), r.uniform(6, 20)
+        img[(y - cy) ** 2 + (x - cx) ** 2 < rad ** 2] = r.uniform(0, 255, 3)
+    return np.clip(img + r.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+
+
+def checker(seed, h=96, w=128):
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    c = ((y // 12 + x // 12) % 2)[..., None]
+    a, b = r.uniform(0, 255, 3), r.uniform(0, 255, 3)
+    return np.clip(c * a + (1 - c) * b + r.normal(0, 3, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_training_images_unlike_each_other_still_trust_what_they_hold(tmp_path):
+    """Keyframes of different shots: held out, each is far from the rest (large distance, small safe scale),
+    which alone would give even a training image itself a small confidence. Frames next to a keyframe (here
+    the image moved 3 pixels, with new noise) are colored, not turned gray."""
+    train = [stripes(0), blobs(1), checker(3)]
+    m = hc.fit(train)
+    cal = m.calibration
+    assert cal.m_in.shape == cal.s_in.shape == (3,) and np.all(cal.m_in < cal.m.min())
+    held_out_only = Calibration(cal.m, cal.s)
+    r = np.random.default_rng(9)
+    for img in train:
+        moved = np.clip(np.roll(img, 3, axis=1) + r.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+        for x in (img, moved):
+            g = np.asarray(Image.fromarray(x).convert("L"))
+            c = m.colorize(g, details=True)
+            assert c.image_confidence > 0.5
+            raw = m.colorize(g, use_confidence=False, details=True)
+            assert held_out_only.confidence(_descriptor_of(m, g)) < c.image_confidence
+            gray = np.repeat(g[..., None], 3, -1)
+            assert psnr(c.rgb, x) > psnr(gray, x) + 3 and raw.image_confidence == c.image_confidence
+    m.save(tmp_path / "m.hyc")
+    loaded = hc.load(tmp_path / "m.hyc").calibration
+    np.testing.assert_array_equal(loaded.m_in, cal.m_in)
+    np.testing.assert_array_equal(loaded.s_in, cal.s_in)
+
+
+def _descriptor_of(model, gray):
+    from hyperchroma import pipeline
+
+    prepared = pipeline.prepare(gray, int(model.fit_settings.size))
+    _, found = pipeline.model_colors(model.classifier, model.quantizer, model.color_table, prepared,
+                                     model.colorize_settings, 1)
+    return descriptor(found.status, found.distance)
+
+
+def test_a_model_file_without_in_sample_points_keeps_the_held_out_regression(stripes_model, tmp_path):
+    """Files written before the in-sample points were kept load with none: the regression alone, as before."""
+    from hyperchroma.model import Model
+
+    m = stripes_model
+    old = Model(m.classifier, m.quantizer, m.color_table, m.fit_settings, m.colorize_settings, m.threads,
+                m.keyframes, Calibration(m.calibration.m, m.calibration.s))
+    old.save(tmp_path / "old.hyc")
+    cal = hc.load(tmp_path / "old.hyc").calibration
+    assert cal.m_in.size == 0 and cal.s_in.size == 0
+    for d in (0.0, 0.5, 1.0, 3.0):
+        assert cal.confidence(d) == Calibration(m.calibration.m, m.calibration.s).confidence(d)
 
 
 def test_recolor_leaves_own_colors_when_unsure(stripes_model):

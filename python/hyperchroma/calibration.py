@@ -15,12 +15,18 @@ saturated colors of green and orange training photos), and no per-pixel signal p
 - **confidence** of a new image: a kernel regression of ``s`` on ``m`` over those held-out images, decaying to
   0 beyond the largest ``m`` seen (cross-validation alone is over-optimistic for truly unrelated images:
   the distance term covers them). The model scales the image's chroma by it, so an image it cannot color
-  comes back gray or nearly so, never with invented saturated colors.
+  comes back gray or nearly so, never with invented saturated colors;
+- **closer than any held-out image**: held out, a training image is as far from the rest as the training set
+  is spread, so with diverse training images (keyframes of different shots) every held-out ``m`` is large and
+  its ``s`` small, and the regression alone would give that small confidence even to a training image itself
+  (``m`` = 0) and to frames next to one. Each calibration image is therefore also colorized by a table that
+  holds it (in-sample: ``m_in``, ``s_in``, about 0 and 1), and below the smallest held-out ``m`` the
+  confidence runs linearly from the in-sample mean to the regression's value there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -71,32 +77,47 @@ def safe_scale(ab_pred: np.ndarray, ab_true: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The held-out images' descriptors ``m`` (k,) and best chroma scales ``s`` (k,), float64."""
+    """The held-out images' descriptors ``m`` (k,) and best chroma scales ``s`` (k,), float64; ``m_in`` and
+    ``s_in``: the same images colorized in-sample (empty for models calibrated before they were kept)."""
 
     m: np.ndarray
     s: np.ndarray
+    m_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    s_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
-        m = np.asarray(self.m, np.float64).reshape(-1)
-        s = np.asarray(self.s, np.float64).reshape(-1)
-        if m.shape != s.shape or m.size < 1:
-            raise ValueError(f"calibration: expected equal non-empty m and s, got {m.shape} and {s.shape}")
-        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))) or np.any(s < 0) or np.any(s > 1):
-            raise ValueError("calibration: m must be finite and s in [0, 1]")
-        object.__setattr__(self, "m", m)
-        object.__setattr__(self, "s", s)
+        for a, b in (("m", "s"), ("m_in", "s_in")):
+            m = np.asarray(getattr(self, a), np.float64).reshape(-1)
+            s = np.asarray(getattr(self, b), np.float64).reshape(-1)
+            if m.shape != s.shape or (a == "m" and m.size < 1):
+                raise ValueError(f"calibration: expected equal non-empty {a} and {b}, got {m.shape} and {s.shape}")
+            if not (np.all(np.isfinite(m)) and np.all(np.isfinite(s))) or np.any(s < 0) or np.any(s > 1):
+                raise ValueError(f"calibration: {a} must be finite and {b} in [0, 1]")
+            if np.any(m < 0):
+                raise ValueError(f"calibration: {a} must not be negative")
+            object.__setattr__(self, a, m)
+            object.__setattr__(self, b, s)
 
     @property
     def bandwidth(self) -> float:
         return max(MIN_BANDWIDTH, 0.5 * float(self.m.std()))
 
-    def confidence(self, m: float) -> float:
-        """Confidence in [0, 1] of an image with descriptor ``m``."""
+    def _regression(self, m: float) -> float:
         h = self.bandwidth
         w = np.exp(-0.5 * ((m - self.m) / h) ** 2)
         value = float((w * self.s).sum() / w.sum()) if w.sum() > 1e-12 else float(self.s[np.argmin(abs(m - self.m))])
         beyond = max(0.0, m - float(self.m.max()))
-        return float(np.clip(value * np.exp(-0.5 * (beyond / h) ** 2), 0.0, 1.0))
+        return value * float(np.exp(-0.5 * (beyond / h) ** 2))
+
+    def confidence(self, m: float) -> float:
+        """Confidence in [0, 1] of an image with descriptor ``m``."""
+        m0 = float(self.m.min())
+        if self.m_in.size and m < m0:
+            a = float(self.m_in.mean())
+            if m0 > a:  # linear from the in-sample mean (a, s_in) to the regression at the nearest held-out m
+                t = max(0.0, (m - a) / (m0 - a))
+                return float(np.clip((1 - t) * float(self.s_in.mean()) + t * self._regression(m0), 0.0, 1.0))
+        return float(np.clip(self._regression(m), 0.0, 1.0))
 
 
 Colorizer = Callable[[int], Tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -104,7 +125,7 @@ Colorizer = Callable[[int], Tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 def calibrate(truths: Sequence[np.ndarray], make_colorizer: Callable[[List[int]], Colorizer],
               folds: int) -> Calibration:
-    """k-fold calibration over training images.
+    """k-fold calibration over training images, and each image in-sample (a table from all of them).
 
     ``truths[i]`` is image i's true model-size ab; ``make_colorizer(train)`` fills a table from the images
     ``train`` only and returns ``colorize(i) -> (smoothed ab, status, distance)`` for a held-out image ``i``.
@@ -121,4 +142,10 @@ def calibrate(truths: Sequence[np.ndarray], make_colorizer: Callable[[List[int]]
             ab, status, distance = colorize(int(i))
             ms.append(descriptor(status, distance))
             ss.append(safe_scale(ab, truths[int(i)]))
-    return Calibration(np.array(ms), np.array(ss))
+    colorize = make_colorizer(list(range(n)))  # in-sample: each image colorized by a table that holds it
+    m_in, s_in = [], []
+    for j in range(n):
+        ab, status, distance = colorize(j)
+        m_in.append(descriptor(status, distance))
+        s_in.append(safe_scale(ab, truths[j]))
+    return Calibration(np.array(ms), np.array(ss), np.array(m_in), np.array(s_in))

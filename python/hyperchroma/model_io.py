@@ -59,6 +59,9 @@ def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
     if model.calibration is not None:
         arrays["calibration_m"] = model.calibration.m
         arrays["calibration_s"] = model.calibration.s
+        if model.calibration.m_in.size:
+            arrays["calibration_m_in"] = model.calibration.m_in
+            arrays["calibration_s_in"] = model.calibration.s_in
     model_file.save(path, meta, arrays)
 
 
@@ -137,7 +140,8 @@ def load(path: Union[str, "os.PathLike[str]"], classifier: Optional[Classifier] 
             keyframes.append(np.array(k))
         calibration = None
         if "calibration_m" in arrays or "calibration_s" in arrays:
-            calibration = Calibration(arrays["calibration_m"], arrays["calibration_s"])
+            inside = [arrays[k] for k in ("calibration_m_in", "calibration_s_in") if k in arrays]
+            calibration = Calibration(arrays["calibration_m"], arrays["calibration_s"], *inside)
         return Model(clf, quantizer, table, fit_settings, colorize_settings, threads, keyframes, calibration)
     except (ValueError, TypeError, KeyError, OverflowError, MemoryError) as e:
         raise refuse(f"inconsistent contents: {type(e).__name__}: {str(e)[:300]}") from None

@@ -114,3 +114,75 @@ def test_a_film_unlike_the_keyframes_comes_back_nearly_gray():
     for frame, o in zip(film, out):
         assert chroma(o) <= 1.1 * chroma(m.colorize(frame)) + 0.5
     assert max(chroma(o) for o in out[:5]) < 1.0
+
+
+def _copy_as(src, dst, fmt=None):
+    """``src``'s video re-encoded (MPEG-4 Part 2) into ``dst`` (container by name or ``fmt``)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=fmt) as o:
+        vs = o.add_stream("mpeg4", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 192, 144, "yuv420p"
+        for f in i.decode(video=0):
+            for pk in vs.encode(av.VideoFrame.from_ndarray(f.to_ndarray(format="rgb24"), format="rgb24")):
+                o.mux(pk)
+        for pk in vs.encode():
+            o.mux(pk)
+    return dst
+
+
+def test_cli_videos_by_any_common_suffix_in_folders_and_no_two_outputs_of_one_name(film, tmp_path, capsys):
+    tmp, keys = film
+    hc.fit(keys).save(tmp_path / "m.hyc")
+    (tmp_path / "films" / "b").mkdir(parents=True)
+    _copy_as(tmp / "film.avi", tmp_path / "films" / "cam.m2ts", fmt="mpegts")  # a camcorder's suffix
+    _copy_as(tmp / "film.avi", tmp_path / "films" / "b" / "reel.mkv")
+    assert main(["colorize", str(tmp_path / "films"), "-m", str(tmp_path / "m.hyc"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0  # a folder's videos are colorized with its images
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cam.mp4", "reel.mp4"]
+    # two inputs of one stem would write one file twice (the first, with its audio, lost): refused up front
+    _copy_as(tmp / "film.avi", tmp_path / "films" / "b" / "cam.mkv")
+    assert main(["colorize", str(tmp_path / "films" / "cam.m2ts"), str(tmp_path / "films" / "b" / "cam.mkv"),
+                 "-m", str(tmp_path / "m.hyc"), "-o", str(tmp_path / "out2"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would both write cam.mp4" in err[0]
+    assert not (tmp_path / "out2").exists()
+
+
+def test_cli_says_which_keyframes_match_no_frame(film, tmp_path, capsys):
+    tmp, keys = film
+    stranger = np.ascontiguousarray(keys[1][::-1, ::-1])  # the film's frame turned over: in no frame of the film
+    hc.fit([keys[0], stranger, keys[2]]).save(tmp_path / "m.hyc")
+    assert main(["colorize", str(tmp / "film.avi"), "-m", str(tmp_path / "m.hyc"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hyperchroma colorize: warning: ") and "keyframe 2 of 3" in err[0]
+    assert (tmp_path / "out" / "film.mp4").exists()
+
+
+def test_evaluate_a_gray_film_is_refused_and_json_is_strict(tmp_path, capsys):
+    import json
+
+    from hyperchroma.cli.evaluate import _json
+    from hyperchroma.video.evaluate import keyframe_indices
+
+    out = av.open(str(tmp_path / "gray.mp4"), "w")
+    vs = out.add_stream("libx264", rate=10)
+    vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+    r = np.random.default_rng(0)
+    for i in range(12):
+        g = np.clip(r.normal(128, 40, (48, 64)), 0, 255).astype(np.uint8)
+        for pk in vs.encode(av.VideoFrame.from_ndarray(np.repeat(g[..., None], 3, -1), format="rgb24")):
+            out.mux(pk)
+    for pk in vs.encode():
+        out.mux(pk)
+    out.close()
+    assert main(["evaluate", str(tmp_path / "gray.mp4"), "--keyframes", "2", "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no color" in err[0]
+    assert json.loads(_json({"psnr": float("inf"), "warp": float("nan"), "k": [1.5, float("-inf")]})) == {
+        "psnr": None, "warp": None, "k": [1.5, None]}
+    # keyframes spread over the whole film, also where the protocol's integer step would leave its end bare
+    for n, count in [(40, 15), (40, 21), (795, 8), (68, 8), (10, 3), (40, 39)]:
+        idx = keyframe_indices(n, count)
+        assert len(idx) == count == len(set(idx)) and idx == sorted(idx) and 0 <= idx[0] and idx[-1] < n
+        assert n - 1 - idx[-1] <= n / count and idx[0] <= n / count
+    assert keyframe_indices(795, 8) == list(range(49, 795, 99))[:8]  # the development protocol's, as before

@@ -235,3 +235,21 @@ def test_fixed_point_maps_warp_like_float_maps(rng):
     f_ba = -flow + rng.normal(scale=0.5, size=(12, 16, 2)).astype(np.float32)
     same = pp.consistency(pp.Maps(flow), f_ba) == pp.consistency(flow, f_ba)
     assert same.mean() > 0.95
+
+
+def test_locate_places_a_keyframe_of_a_still_shot():
+    """A still shot scores alike in every frame (no dip), above ``identical`` in a lossy film: its best frame
+    counts where it stands out from the film; a keyframe that matches nothing better than the rest does not."""
+    S = np.full((60, 3), 0.16)
+    S[20:35, 0] = 0.069 + 0.0002 * np.cos(np.arange(15))  # keyframe 0's still shot, codec noise only
+    S[28, 0] = 0.0686
+    S[:, 1] = 0.15 + 0.0001 * np.sin(np.arange(60))       # keyframe 1: like every frame alike, nowhere better
+    S[:, 2] = 0.3
+    S[45:, 2] = 0.02                                        # keyframe 2: a one-still-shot film's near-copy
+    S[50, 2] = 0.019
+    got = kf.locate(S, lookahead=6)
+    assert got == {28: 0, 50: 2}
+    one = np.full((30, 1), 0.03)  # a film of one still shot: nothing to stand out from, but nearly the keyframe
+    one[7, 0] = 0.0299
+    assert kf.locate(one, lookahead=6) == {7: 0}
+    assert kf.locate(np.full((30, 1), 0.1), lookahead=6) == {}  # as alike, and not nearly the keyframe

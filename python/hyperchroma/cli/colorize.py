@@ -38,7 +38,29 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".ogv",
+                  ".m2ts", ".mts", ".m2v", ".3gp", ".3g2", ".vob", ".asf", ".y4m", ".mxf", ".dv", ".f4v", ".divx",
+                  ".h264", ".264", ".hevc", ".h265", ".ivf", ".nut", ".mjpeg")
+
+
+def input_paths(inputs: Any) -> list:
+    """Files as given; a folder's images and videos (by suffix), searched recursively and sorted by path."""
+    from pathlib import Path
+
+    from ..images import IMAGE_SUFFIXES, ImageError, image_paths
+
+    out: list = []
+    for item in inputs:
+        p = Path(item)
+        if not p.is_dir():
+            out.extend(image_paths([p]))
+            continue
+        found = sorted(f for f in p.rglob("*") if f.is_file()
+                       and (f.suffix.lower() in IMAGE_SUFFIXES or f.suffix.lower() in VIDEO_SUFFIXES))
+        if not found:
+            raise ImageError(f"directory '{p}' holds no images or videos")
+        out.extend(found)
+    return out
 
 
 def _make_output_folder(folder: str) -> None:
@@ -89,7 +111,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..images import ImageError, image_paths
+    from ..images import ImageError
     from ..lookup import Status
     from ..model import load
     from ..report import save_png_atomic
@@ -103,7 +125,7 @@ def run(args) -> int:
         overrides["one_step"] = False
     if overrides:
         model = model.with_settings(**overrides)
-    found = image_paths(args.inputs)
+    found = input_paths(args.inputs)
     videos = [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES]
     paths = [p for p in found if p.suffix.lower() not in VIDEO_SUFFIXES]
     if videos and args.recolor:
@@ -119,11 +141,11 @@ def run(args) -> int:
         target = os.path.join(args.output, p.stem + ".png")
         if os.path.exists(target) and os.path.samefile(target, p):
             raise ImageError(f"writing {target} would overwrite the input '{p}'; choose another output folder")
-    stems: dict[str, Any] = {}
-    for p in paths:
-        if p.stem in stems:
-            raise ImageError(f"inputs '{stems[p.stem]}' and '{p}' would both write {p.stem}.png; rename one")
-        stems[p.stem] = p
+    written: dict[str, Any] = {}  # output name -> input: two inputs of one stem would overwrite each other
+    for p, name in [(p, p.stem + ext) for p in videos] + [(p, p.stem + ".png") for p in paths]:
+        if name in written:
+            raise ImageError(f"inputs '{written[name]}' and '{p}' would both write {name}; rename one")
+        written[name] = p
     _make_output_folder(args.output)
     if args.scheduler or args.workers:
         return _run_distributed(args, found, overrides)
@@ -136,6 +158,11 @@ def run(args) -> int:
             video_failed += 1
             error_line(f"hyperchroma colorize: error: {e}")
             continue
+        unmatched = stats.get("keyframes_unmatched") or []
+        if unmatched:  # used as table examples only: the film's colors there come from the table alone
+            error_line(f"hyperchroma colorize: warning: '{p}': keyframe{'s' if len(unmatched) > 1 else ''} "
+                       f"{', '.join(str(k + 1) for k in unmatched)} of {stats.get('keyframes', '?')} (in the order fit took them) match no frame "
+                       "of the film (a crop, a mirror or another film's frame?); their colors only taught the table")
         say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:

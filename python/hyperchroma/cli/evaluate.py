@@ -28,8 +28,25 @@ def add_parser(sub: Any) -> None:
 
 
 
-def run(args) -> int:
+def _json(report: Any) -> str:
+    """The report as strict JSON: a number that is not finite (the PSNR of a perfect match, a warp error with no
+    followed frame) becomes null, which every JSON reader takes (``Infinity``/``NaN`` are not JSON)."""
     import json
+    import math
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(report), indent=2, allow_nan=False)
+
+
+def run(args) -> int:
     import os
 
     from ..images import image_paths
@@ -53,13 +70,13 @@ def run(args) -> int:
 
         report = evaluate_video(videos[0], load(args.model) if args.model else None, keyframes=args.keyframes,
                                 progress=not (args.quiet or args.json))
-        print(json.dumps(report, indent=2) if args.json else format_video_report(report))
+        print(_json(report) if args.json else format_video_report(report))
         return 0
     if not args.model:
         raise ValueError("evaluating images needs a model: -m MODEL")
     model = load(args.model)
     report = model.evaluate(paths, pass_share=args.pass_share, progress=not (args.quiet or args.json))
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(_json(report) if args.json else format_report(report))
     if args.sheet:
         write_before_after(model, paths, args.sheet)
     return 0

@@ -41,11 +41,15 @@ def rgb_frames(src: Any) -> Iterator[np.ndarray]:
 
 
 def keyframe_indices(n: int, count: int) -> List[int]:
-    """``count`` frame indices evenly spread over ``n`` frames (the development protocol's)."""
+    """``count`` frame indices evenly spread over ``n`` frames: the development protocol's (``step = n // count``
+    from ``step // 2``) where that reaches the film's end, else the middles of ``count`` equal parts (the
+    protocol's integer step leaves up to ``count - 1`` frames at the end without a keyframe: 10 of 40 for 15)."""
     if count < 1:
         raise ValueError(f"keyframes: expected at least 1, got {count}")
     step = max(1, n // count)
-    return list(range(step // 2, n, step))[:count]
+    if n - count * step <= step // 2:
+        return list(range(step // 2, n, step))[:count]
+    return sorted({min(n - 1, int((i + 0.5) * n / count)) for i in range(count)})
 
 
 def _small(rgb: np.ndarray, shape: Any) -> np.ndarray:
@@ -75,6 +79,9 @@ def evaluate_video(src: Any, model: Any = None, keyframes: int = 8, every: int =
     key_idx = keyframe_indices(n, keyframes)
     wanted = set(key_idx)
     keys = [f for i, f in enumerate(rgb_frames(src)) if i in wanted]
+    if max(metrics.colorfulness(k) for k in keys) < 1.0:
+        raise VideoError(f"{os.fspath(src)}: its keyframes have no color (a gray film?); evaluating a film needs "
+                         "its color version")
     options = dict(fit_options or {})
     if model is not None:
         fs = model.fit_settings

@@ -124,7 +124,9 @@ def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: flo
            identical: float = 0.01, repeat: Tuple[float, float] = (1.25, 0.005)) -> dict:
     """Whole-film placement from the score matrix S (frames x keyframes): {frame: keyframe}.
 
-    The candidates are the clear dips of :class:`KeyframeLocator`'s rule (no refractory period). A keyframe
+    The candidates are the clear dips of :class:`KeyframeLocator`'s rule (no refractory period); a keyframe with
+    none (a still shot, flat in its score) takes its best frame where that scores below ``ratio`` times the
+    film's median for it. A keyframe
     goes to its best candidate, and to every other candidate scoring within ``repeat`` (factor, margin) of
     that best (a shot that returns); so a near-repeat elsewhere in the film no longer steals it. Where two
     keyframes land on one frame, the better score wins.
@@ -143,6 +145,13 @@ def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: flo
             ctx = col[lo:hi][np.abs(idx - c) > 1]
             if sc < identical or (ctx.size and sc < ratio * float(np.median(ctx))):
                 cands.append((float(sc), int(c), j))
+        if not any(cj == j for _, _, cj in cands):
+            # no clear dip: a still shot matches the keyframe alike in every frame (a lossy film: not below
+            # ``identical`` either). Its best frame still counts where it stands out from the film as a whole,
+            # or nearly is the keyframe (a film of one still shot has no "rest" to stand out from).
+            c = int(np.argmin(col))
+            if col[c] < threshold and (col[c] < ratio * float(np.median(col)) or col[c] < 4 * identical):
+                cands.append((float(col[c]), c, j))
     best = {}
     for sc, c, j in cands:
         best[j] = min(best.get(j, np.inf), sc)

@@ -9,6 +9,7 @@ all of them were done, leaving one core idle meanwhile). The output is written t
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import sys
@@ -71,24 +72,58 @@ def _temp_beside(dst: str, container: Optional[str]) -> str:
     return tmp
 
 
+def _can_copy(out, stream) -> bool:
+    """Whether ``out`` takes the packets of ``stream`` as they are: its muxer lists the codec, and writes a header
+    with it (some list a codec they then refuse, as mov does Opus and FLAC; tried on an empty in-memory file)."""
+    if stream.codec_context.name not in out.supported_codecs:
+        return False
+    probe = av.open(io.BytesIO(), "w", format=out.format.name)
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+    finally:
+        try:
+            probe.close()
+        except Exception:  # noqa: BLE001 - a failed probe's trailer
+            pass
+
+
 class _Audio:
-    """One input audio stream going out: packets copied, or decoded and re-encoded to AAC."""
+    """One input audio stream going out: packets copied, or decoded and re-encoded (to AAC, or to Opus where the
+    container takes no AAC, as webm), keeping its start time."""
 
     def __init__(self, out, stream):
         self.src = stream
-        self.copy = stream.codec_context.name in out.supported_codecs
+        self.copy = _can_copy(out, stream)
         if self.copy:
             self.dst = out.add_stream_from_template(stream)
-        else:
-            rate = stream.codec_context.sample_rate or 48000
-            self.dst = out.add_stream("aac", rate=rate)
-            layout = stream.codec_context.layout.name if stream.codec_context.layout else "stereo"
-            self.dst.codec_context.layout = layout
-            self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-            self.fifo = av.AudioFifo()
-            print(f"hyperchroma: audio stream {stream.index} ({stream.codec_context.name}) cannot go into "
-                  f"this container as is; re-encoding it to AAC", file=sys.stderr)
-        self.mode = "copy" if self.copy else "aac"
+            self.mode = "copy"
+            return
+        sc = out.supported_codecs
+        name = "aac" if "aac" in sc or "libopus" not in sc else "libopus"
+        codec = av.Codec(name, "w")
+        cc = stream.codec_context
+        rate = cc.sample_rate or 48000
+        if codec.audio_rates and rate not in codec.audio_rates:
+            rate = min((r for r in codec.audio_rates if r >= rate), default=max(codec.audio_rates))
+        n = (cc.layout.nb_channels if cc.layout else 0) or 2
+        layout = cc.layout.name if cc.layout else ""
+        if not layout or layout.endswith("channels"):  # no channel order (AVI's "1 channels"): n's default layout
+            layout = f"{n}c"
+        fmts = [f.name for f in codec.audio_formats or ()]
+        fmt = next((f for f in ("fltp", "flt") if f in fmts), fmts[0] if fmts else "fltp")
+        self.dst = out.add_stream(name, rate=rate)
+        self.dst.codec_context.layout = layout
+        self.dst.codec_context.format = fmt
+        self.rate, self.origin, self.written = rate, None, 0
+        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=rate)
+        self.fifo = av.AudioFifo()
+        self.mode = "aac" if name == "aac" else "opus"
+        print(f"hyperchroma: audio stream {stream.index} ({cc.name}) cannot go into this container as is; "
+              f"re-encoding it to {'AAC' if name == 'aac' else 'Opus'}", file=sys.stderr)
 
     def packets(self, packet):
         if self.copy:
@@ -102,24 +137,49 @@ class _Audio:
         return out
 
     def _encode(self, frame):
-        out = []
+        if self.origin is None:  # the first frame's start, in samples at the output rate: the stream's offset
+            t = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else 0
+            self.origin = int(round(t * self.rate))
         for f in self.resampler.resample(frame):
             f.pts = None
             self.fifo.write(f)
+        out = []
         size = self.dst.codec_context.frame_size or 1024
         while self.fifo.samples >= size:
-            out += self.dst.encode(self.fifo.read(size))
+            out += self._send(self.fifo.read(size))
         return out
+
+    def _send(self, frame):
+        frame.pts, frame.time_base = (self.origin or 0) + self.written, Fraction(1, self.rate)
+        self.written += frame.samples
+        return self.dst.encode(frame)
 
     def flush(self):
         if self.copy:
             return []
         out = []  # the decoder was drained by the demuxer's final empty packet
         for f in self.resampler.resample(None):
+            f.pts = None
             self.fifo.write(f)
         if self.fifo.samples:
-            out += self.dst.encode(self.fifo.read())
+            out += self._send(self.fifo.read())
         return out + list(self.dst.encode(None))
+
+
+def _pix_fmt_for(codec: str, even: bool) -> str:
+    """The default encoded pixel format: yuv420p (yuv444p at odd sizes, which 4:2:0 cannot halve), else one the
+    encoder takes (at odd sizes one with full-size chroma where it has one)."""
+    want = "yuv420p" if even else "yuv444p"
+    try:
+        fmts = [f.name for f in av.Codec(codec, "w").video_formats or ()]
+    except (av.FFmpegError, ValueError):
+        fmts = []
+    if not fmts or want in fmts:
+        return want
+    if not even:
+        full = [f for f in fmts if all(c.width == 3 and c.height == 3 for c in av.VideoFormat(f, 3, 3).components)]
+        fmts = full or fmts
+    return fmts[0]
 
 
 #: Pixel formats whose first plane is the luma (Y) at full size, one byte a pixel.
@@ -170,10 +230,10 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
-    AAC, said once on stderr); the frame count, timestamps, frame rate, size and rotation are kept.
+    AAC, or Opus where the container takes no AAC, said once on stderr; its start time kept); the frame count, timestamps, frame rate, size and rotation are kept.
     ``container``: output format name (default: from dst's extension). ``preset``: the encoder's speed preset
     (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
-    (default yuv420p, yuv444p for odd sizes). ``locate``: find the keyframes in a first, decode-only pass over
+    (default yuv420p, yuv444p for odd sizes, or one the codec takes). ``locate``: find the keyframes in a first, decode-only pass over
     the whole file (each goes to its best match; no waiting for look-ahead), else on the fly in one pass.
     ``opts``: :class:`FilmOptions` fields. ``_composed`` (internal, :mod:`hyperchroma.distributed`): the
     colorized RGB frames, one per decoded frame in order, made elsewhere; then this only encodes them with the
@@ -181,6 +241,10 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
     """
     options = FilmOptions(**opts).check()
+    if os.path.isdir(dst):
+        raise VideoError(f"{os.fspath(dst)}: is a directory")
+    if os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst):
+        raise VideoError(f"{os.fspath(dst)}: is the input video itself; write the output elsewhere")
     inp, vs = open_input(src)
     tmp = None
     try:
@@ -229,9 +293,13 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     except (av.FFmpegError, ValueError) as e:
         raise VideoError(f"cannot encode with {codec!r} ({e})") from None
     ov.width, ov.height = W, H
-    ov.pix_fmt = pix_fmt or ("yuv420p" if even else "yuv444p")
+    ov.pix_fmt = pix_fmt or _pix_fmt_for(codec, even)
     ov.time_base = tb
     ov.codec_context.time_base = tb
+    try:  # opened here, not by the first write (maybe an audio packet's, from the decoder thread)
+        ov.codec_context.open()
+    except (av.FFmpegError, ValueError) as e:
+        raise VideoError(f"cannot encode with {codec!r} at {W}x{H} {ov.pix_fmt} ({e})") from None
     audios = [_Audio(out, a) for a in inp.streams.audio]
     by_index = {a.src.index: a for a in audios}
     lock = threading.Lock()

@@ -82,7 +82,7 @@ def _can_copy(out, stream) -> bool:
         probe.add_stream_from_template(stream)
         probe.start_encoding()
         return True
-    except (av.FFmpegError, ValueError):
+    except (av.FFmpegError, ValueError, TypeError):
         return False
     finally:
         try:
@@ -230,15 +230,17 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
-    AAC, or Opus where the container takes no AAC, said once on stderr; its start time kept); the frame count, timestamps, frame rate, size and rotation are kept.
-    ``container``: output format name (default: from dst's extension). ``preset``: the encoder's speed preset
-    (x264: ultrafast..veryslow; its default when None). ``pix_fmt``: the encoded pixel format
-    (default yuv420p, yuv444p for odd sizes, or one the codec takes). ``locate``: find the keyframes in a first, decode-only pass over
-    the whole file (each goes to its best match; no waiting for look-ahead), else on the fly in one pass.
+    AAC, or to Opus where the container takes no AAC, said once on stderr; its start time kept); the frame count,
+    timestamps, frame rate, size and rotation are kept. ``container``: output format name (default: from dst's
+    extension). ``preset``: the encoder's speed preset (x264: ultrafast..veryslow; its default when None).
+    ``pix_fmt``: the encoded pixel format (default yuv420p, yuv444p for odd sizes; else one the codec takes).
+    ``locate``: find the keyframes in a first, decode-only pass over the whole file (each goes to its best match;
+    no waiting for look-ahead), else on the fly in one pass.
     ``opts``: :class:`FilmOptions` fields. ``_composed`` (internal, :mod:`hyperchroma.distributed`): the
     colorized RGB frames, one per decoded frame in order, made elsewhere; then this only encodes them with the
     source's timestamps and audio, exactly as it encodes its own.
-    Raises VideoError (a ValueError) for a bad input or an unwritable output; then no file is left at dst.
+    Raises VideoError (a ValueError) for a bad input, an unwritable output (dst a folder, or src itself) or an
+    encoder that cannot take the video; then no file is left at dst.
     """
     options = FilmOptions(**opts).check()
     if os.path.isdir(dst):

@@ -612,3 +612,30 @@ def test_on_result_hands_each_result_over_as_it_is_made():
 def test_film_options_out_of_range(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         FilmOptions(**bad).check()
+
+
+def test_output_tagged_with_the_matrix_it_was_encoded_with(tmp_path, model_and_keys):
+    """The RGB frames go to YUV with BT.601 in limited range: the output says so (untagged, an HD file is read
+    as BT.709 by most players), keeps the source's primaries and transfer, and its Y plane is the input's."""
+    m, keys, frames = model_and_keys
+    src = str(tmp_path / "in.mp4")
+    with av.open(src, "w") as c:
+        v = c.add_stream("libx264", rate=FPS, options={"crf": "10"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        cc = v.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1  # BT.709, limited range
+        for f in frames[:10]:
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    dst = str(tmp_path / "out.mp4")
+    colorize_video(m, src, dst, keyframes=keys, progress=False)
+    with av.open(dst) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc) == (6, 1, 1, 1)
+        y_out = [f.to_ndarray(format="gray").astype(int) for f in c.decode(video=0)]
+    with av.open(src) as c:
+        y_in = [f.to_ndarray(format="gray").astype(int) for f in c.decode(video=0)]
+    assert len(y_out) == len(y_in) == 10
+    assert max(np.abs(a - b).mean() for a, b in zip(y_out, y_in)) < 2.0

@@ -182,6 +182,26 @@ def _pix_fmt_for(codec: str, even: bool) -> str:
     return fmts[0]
 
 
+#: FFmpeg's codes (AVColorSpace, AVColorRange, and "unspecified" for primaries and transfer).
+_SPC_SMPTE170M, _RANGE_MPEG, _UNSPECIFIED = 6, 1, 2
+#: YUV pixel formats of limited ("TV") range: what the frames' RGB -> YUV conversion (swscale's default) makes.
+_LIMITED_YUV = {"yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le", "nv12", "nv21",
+                "yuv411p", "yuv410p"}
+
+
+def _tag_colors(enc, src) -> None:
+    """Tag the encoded stream with what it holds: the RGB frames go to YUV with the BT.601 matrix in limited
+    range (swscale's default), so say so (an untagged HD file is read as BT.709 by most players: colors off by
+    a few levels, up to 10 on saturated ones); the primaries and transfer describe the RGB, which is the
+    source's, so they are the source's."""
+    if enc.format is not None and enc.format.name in _LIMITED_YUV:
+        enc.colorspace, enc.color_range = _SPC_SMPTE170M, _RANGE_MPEG
+    for name in ("color_primaries", "color_trc"):
+        value = getattr(src, name, _UNSPECIFIED)
+        if value not in (None, _UNSPECIFIED):
+            setattr(enc, name, value)
+
+
 #: Pixel formats whose first plane is the luma (Y) at full size, one byte a pixel.
 _Y_FIRST = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv410p", "nv12",
             "nv21", "yuva420p", "gray"}
@@ -298,6 +318,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     ov.pix_fmt = pix_fmt or _pix_fmt_for(codec, even)
     ov.time_base = tb
     ov.codec_context.time_base = tb
+    _tag_colors(ov.codec_context, cc)
     try:  # opened here, not by the first write (maybe an audio packet's, from the decoder thread)
         ov.codec_context.open()
     except (av.FFmpegError, ValueError) as e:

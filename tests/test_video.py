@@ -639,3 +639,19 @@ def test_output_tagged_with_the_matrix_it_was_encoded_with(tmp_path, model_and_k
         y_in = [f.to_ndarray(format="gray").astype(int) for f in c.decode(video=0)]
     assert len(y_out) == len(y_in) == 10
     assert max(np.abs(a - b).mean() for a, b in zip(y_out, y_in)) < 2.0
+
+
+def test_decode_order_timestamps_of_an_avi_are_put_in_order(tmp_path, model_and_keys):
+    """H.264 with B-frames in AVI (which stores no presentation times): the frames decode in display order but
+    carry FFmpeg's guesses in decode order (0.04, 0.16, 0.12, ...). The output gets those times sorted, so
+    each frame keeps its place and the film its length (before: a jump after frame 0, a time the input lacks)."""
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.avi"), frames[:20], audio=None)
+    with av.open(src) as c:
+        tb = c.streams.video[0].time_base
+        times_in = [float(f.pts * tb) for f in c.decode(video=0)]
+    assert times_in != sorted(times_in)  # the case itself: this AVI's times come in decode order
+    dst = str(tmp_path / "out.mkv")
+    colorize_video(m, src, dst, keyframes=keys, progress=False)
+    _, times_out = decode(dst)
+    np.testing.assert_allclose(times_out, sorted(times_in), atol=2e-3)

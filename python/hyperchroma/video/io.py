@@ -9,6 +9,8 @@ all of them were done, leaving one core idle meanwhile). The output is written t
 
 from __future__ import annotations
 
+import collections
+import heapq
 import io
 import os
 import queue
@@ -28,6 +30,7 @@ from .film import FilmEngine, FilmOptions, compose
 
 _END = object()
 _QUEUE = 16  # frames in flight between two threads
+REORDER = 16  # decoded frames whose timestamps are sorted among themselves (decode-order guesses; see decoder)
 
 
 class VideoError(ValueError):
@@ -357,8 +360,24 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                     out.mux(p)
 
     def decoder():
+        # Frames come in display order; their timestamps normally rise with them. Where a container stores none
+        # of its own (H.264 with B-frames in AVI), FFmpeg's guesses come in decode order (0.04, 0.16, 0.12, ...):
+        # the timestamps of the last REORDER frames are sorted, so each frame gets the smallest one still
+        # unused (rising timestamps pass through unchanged).
+        held: "collections.deque" = collections.deque()
+        stamps: list = []
+        last = raw = None
+
+        def release():
+            nonlocal last
+            gray = held.popleft()
+            pts = heapq.heappop(stamps)
+            if last is not None and pts <= last:
+                pts = last + 1
+            last = pts
+            put(q_in, (gray, pts))
+
         try:
-            last = None
             n = 0
             for packet in inp.demux(vs, *[a.src for a in audios]):
                 if stop.is_set():
@@ -370,12 +389,14 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 for frame in packet.decode():
                     if n == 0:
                         info["rotation"] = int(getattr(frame, "rotation", 0) or 0)
-                    pts = frame.pts if frame.pts is not None else (0 if last is None else last + step)
-                    if last is not None and pts <= last:
-                        pts = last + 1
-                    last = pts
-                    put(q_in, (frame.to_ndarray(format="gray"), pts))
+                    raw = frame.pts if frame.pts is not None else (0 if raw is None else raw + step)
+                    held.append(frame.to_ndarray(format="gray"))
+                    heapq.heappush(stamps, raw)
+                    if len(held) > REORDER:
+                        release()
                     n += 1
+            while held:
+                release()
             for a in audios:
                 mux(a.flush())
         except (av.FFmpegError, OSError) as e:

@@ -72,6 +72,17 @@ def write_video(path, frames, audio="aac", pts=None, codec="libx264", audio_only
     return path
 
 
+def mux_frames(c, v, frames):
+    """RGB frames encoded into stream ``v`` of the open output ``c``, timestamps 0, 1, ... in the stream's rate."""
+    for i, f in enumerate(frames):
+        vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+        vf.pts = i
+        for p in v.encode(vf):
+            c.mux(p)
+    for p in v.encode():
+        c.mux(p)
+
+
 def decode(path, fmt="rgb24"):
     with av.open(path) as c:
         vs = c.streams.video[0]
@@ -543,13 +554,7 @@ def test_rotation_metadata_kept(tmp_path, model_and_keys):
         v = c.add_stream("libx264", rate=FPS)
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v.set_display_rotation(90)
-        for i, f in enumerate(frames[:8]):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in v.encode(vf):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
+        mux_frames(c, v, frames[:8])
     with av.open(src) as c:
         if next(c.decode(video=0)).rotation != 90:
             pytest.skip("this FFmpeg build does not read back the display matrix")

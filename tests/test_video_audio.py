@@ -11,7 +11,7 @@ av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
 from hyperchroma.video import VideoError, colorize_video  # noqa: E402
-from test_video import FPS, decode, film, model_and_keys, write_video  # noqa: E402, F401 (a fixture)
+from test_video import FPS, decode, film, model_and_keys, mux_frames, write_video  # noqa: E402, F401 (a fixture)
 
 
 def write_film(path, frames, vcodec="libx264", pix_fmt="yuv420p", audio=None, rate=8000, start=0.0, seconds=1.2,
@@ -26,13 +26,7 @@ def write_film(path, frames, vcodec="libx264", pix_fmt="yuv420p", audio=None, ra
         if audio:
             a = c.add_stream(audio, rate=rate)
             a.codec_context.layout = "mono"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in v.encode(vf):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
+        mux_frames(c, v, frames)
         if a is not None:
             fmt = a.codec_context.format.name
             n, t0, total = 400, int(round(start * rate)), int(seconds * rate)

@@ -91,6 +91,10 @@ def test_evaluate_a_color_video(film, capsys):
     assert m["warp"] >= 0 and m["warp_true"] >= 0
     assert main(["evaluate", str(tmp / "film.avi"), "--keyframes", "40", "-q"]) == 1
     assert "keyframes" in capsys.readouterr().err
+    for bad in ("0", "-1", "two"):  # a usage error, said before any work
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", str(tmp / "film.avi"), "--keyframes", bad, "-q"])
+        assert e.value.code == 2 and "--keyframes" in capsys.readouterr().err
 
 
 def test_a_film_unlike_the_keyframes_comes_back_nearly_gray():

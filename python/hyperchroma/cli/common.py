@@ -93,6 +93,17 @@ def _workers(text: str) -> int:
     return n
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (else a usage error, exit status 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
+
+
 def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     """``--scheduler ADDRESS`` / ``--workers N``: run on a Dask cluster (the [dask] extra)."""
     p.add_argument("--scheduler", metavar="ADDRESS",

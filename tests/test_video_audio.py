@@ -171,3 +171,24 @@ def test_dst_the_source_itself_is_refused(tmp_path, model_and_keys):
     with open(src, "rb") as f:
         assert f.read() == before
     assert left(tmp_path) == ["in.mp4", "link.mp4"]
+
+
+@pytest.mark.parametrize("codec", ["libvpx-vp9", "libx264"])
+def test_crf_sets_the_quality_of_every_encoder_that_has_one(tmp_path, model_and_keys, codec):
+    """--crf reached x264 and x265 only: VP9 at crf 4 and at crf 60 wrote the same file."""
+    try:
+        av.Codec(codec, "w")
+    except Exception:  # noqa: BLE001 - an FFmpeg build without it
+        pytest.skip(f"no {codec} encoder")
+    m, keys, frames = model_and_keys
+    src = write_video(str(tmp_path / "in.mp4"), frames[:8], audio=None)
+    ext = ".webm" if codec == "libvpx-vp9" else ".mp4"
+    sizes = []
+    for crf in (4, 50):
+        dst = str(tmp_path / f"out{crf}{ext}")
+        colorize_video(m, src, dst, keyframes=keys, codec=codec, crf=crf, progress=False)
+        sizes.append(os.path.getsize(dst))
+    assert sizes[0] > 1.5 * sizes[1]
+    with pytest.raises(VideoError, match="crf must be in 0..51"):
+        colorize_video(m, src, str(tmp_path / "bad.mp4"), keyframes=keys, codec="libx264", crf=60, progress=False)
+    assert not (tmp_path / "bad.mp4").exists()

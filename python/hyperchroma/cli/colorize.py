@@ -31,7 +31,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--min-confidence", type=float, default=None,
                    help="images the model is less confident about than this come back gray (0..1)")
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
-    p.add_argument("--crf", type=int, default=18, help="videos: the encoder's quality, lower is better (default 18)")
+    p.add_argument("--crf", type=int, default=18, help="videos: the encoder's constant quality, lower is better (default 18; x264/x265 0..51, "
+                        "VP8/VP9/AV1 0..63; other encoders have no crf and keep their defaults)")
     p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
     add_cluster_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
@@ -130,8 +131,12 @@ def run(args) -> int:
     paths = [p for p in found if p.suffix.lower() not in VIDEO_SUFFIXES]
     if videos and args.recolor:
         raise ValueError("--recolor applies to images, not to videos")
-    if not 0 <= args.crf <= 63:
-        raise ValueError(f"--crf must be in 0..63, got {args.crf}")
+    from ..video.io import CRF_MAX
+
+    top = CRF_MAX.get(args.codec, 63)
+    if not 0 <= args.crf <= top:
+        raise ValueError(f"--crf must be in 0..{top}{f' for {args.codec}' if args.codec in CRF_MAX else ''}, "
+                         f"got {args.crf}")
     ext = "." + args.container.lstrip(".")
     for p in videos:
         target = os.path.join(args.output, p.stem + ext)

@@ -169,6 +169,20 @@ class _Audio:
         return out + list(self.dst.encode(None))
 
 
+#: Encoders that take a constant-quality ``crf``, and its largest value for each.
+CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63, "libsvtav1": 63}
+
+
+def _quality_options(codec: str, crf: int) -> Dict[str, str]:
+    """The encoder options of quality ``crf`` (constant quality: libvpx needs its bitrate 0 for that); none for
+    an encoder without it (mpeg4, ffv1, ...: their own defaults)."""
+    if codec not in CRF_MAX:
+        return {}
+    if not 0 <= crf <= CRF_MAX[codec]:
+        raise VideoError(f"crf must be in 0..{CRF_MAX[codec]} for {codec}, got {crf}")
+    return {"crf": str(crf), **({"b": "0"} if codec.startswith("libvpx") else {})}
+
+
 def _pix_fmt_for(codec: str, even: bool) -> str:
     """The default encoded pixel format: yuv420p (yuv444p at odd sizes, which 4:2:0 cannot halve), else one the
     encoder takes (at odd sizes one with full-size chroma where it has one)."""
@@ -310,7 +324,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     rate = vs.average_rate or vs.guessed_rate or Fraction(25)
     tb = vs.time_base or Fraction(1, int(round(float(rate))))
     even = W % 2 == 0 and H % 2 == 0
-    enc_opts = {"crf": str(crf)} if codec in ("libx264", "libx265") else {}
+    enc_opts = _quality_options(codec, crf)
     if preset:
         enc_opts["preset"] = preset
     try:

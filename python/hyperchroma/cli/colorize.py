@@ -31,7 +31,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--min-confidence", type=float, default=None,
                    help="images the model is less confident about than this come back gray (0..1)")
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
-    p.add_argument("--crf", type=int, default=18, help="videos: the encoder's constant quality, lower is better (default 18; x264/x265 0..51, "
+    p.add_argument("--crf", type=int, default=18,
+                   help="videos: the encoder's constant quality, lower is better (default 18; x264/x265 0..51, "
                         "VP8/VP9/AV1 0..63; other encoders have no crf and keep their defaults)")
     p.add_argument("--container", default="mp4", help="videos: the output container and extension (default mp4)")
     add_cluster_arguments(p)
@@ -131,12 +132,11 @@ def run(args) -> int:
     paths = [p for p in found if p.suffix.lower() not in VIDEO_SUFFIXES]
     if videos and args.recolor:
         raise ValueError("--recolor applies to images, not to videos")
-    from ..video.io import CRF_MAX
+    from ..video.io import quality_options
 
-    top = CRF_MAX.get(args.codec, 63)
-    if not 0 <= args.crf <= top:
-        raise ValueError(f"--crf must be in 0..{top}{f' for {args.codec}' if args.codec in CRF_MAX else ''}, "
-                         f"got {args.crf}")
+    if not 0 <= args.crf <= 63:
+        raise ValueError(f"--crf must be in 0..63, got {args.crf}")
+    quality_options(args.codec, args.crf)  # the encoder's own range (x264: 0..51), said before any work
     ext = "." + args.container.lstrip(".")
     for p in videos:
         target = os.path.join(args.output, p.stem + ext)
@@ -166,8 +166,9 @@ def run(args) -> int:
         unmatched = stats.get("keyframes_unmatched") or []
         if unmatched:  # used as table examples only: the film's colors there come from the table alone
             error_line(f"hyperchroma colorize: warning: '{p}': keyframe{'s' if len(unmatched) > 1 else ''} "
-                       f"{', '.join(str(k + 1) for k in unmatched)} of {stats.get('keyframes', '?')} (in the order fit took them) match no frame "
-                       "of the film (a crop, a mirror or another film's frame?); their colors only taught the table")
+                       f"{', '.join(str(k + 1) for k in unmatched)} of {stats.get('keyframes', '?')} (in the order "
+                       "fit took them) match no frame of the film (a crop, a mirror or another film's frame?); "
+                       "their colors only taught the table")
         say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:

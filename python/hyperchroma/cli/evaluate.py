@@ -19,8 +19,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("images", nargs="+", help="color test images or folders of them, or one color video")
     p.add_argument("-m", "--model", help="model file from `hyperchroma fit` (for a video: optional, its classifier "
                                          "and fit settings are used)")
-    p.add_argument("--keyframes", type=positive_int, default=8, help="videos: how many evenly spread frames are keyframes "
-                                                            "(default 8)")
+    p.add_argument("--keyframes", type=positive_int, default=8,
+                   help="videos: how many evenly spread frames are keyframes (default 8)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--sheet", help="also write a before/after comparison sheet (PNG) here")
     p.add_argument("--pass-share", type=float, default=0.5,

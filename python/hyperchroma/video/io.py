@@ -173,9 +173,10 @@ class _Audio:
 CRF_MAX = {"libx264": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63, "libsvtav1": 63}
 
 
-def _quality_options(codec: str, crf: int) -> Dict[str, str]:
+def quality_options(codec: str, crf: int) -> Dict[str, str]:
     """The encoder options of quality ``crf`` (constant quality: libvpx needs its bitrate 0 for that); none for
-    an encoder without it (mpeg4, ffv1, ...: their own defaults)."""
+    an encoder without it (mpeg4, ffv1, ...: their own defaults). VideoError for a crf outside the encoder's
+    range (:data:`CRF_MAX`)."""
     if codec not in CRF_MAX:
         return {}
     if not 0 <= crf <= CRF_MAX[codec]:
@@ -324,7 +325,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     rate = vs.average_rate or vs.guessed_rate or Fraction(25)
     tb = vs.time_base or Fraction(1, int(round(float(rate))))
     even = W % 2 == 0 and H % 2 == 0
-    enc_opts = _quality_options(codec, crf)
+    enc_opts = quality_options(codec, crf)
     if preset:
         enc_opts["preset"] = preset
     try:

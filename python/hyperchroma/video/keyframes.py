@@ -126,8 +126,7 @@ def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: flo
 
     The candidates are the clear dips of :class:`KeyframeLocator`'s rule (no refractory period); a keyframe with
     none (a still shot, flat in its score) takes its best frame where that scores below ``ratio`` times the
-    film's median for it. A keyframe
-    goes to its best candidate, and to every other candidate scoring within ``repeat`` (factor, margin) of
+    film's median for it, or below ``4 * identical``. A keyframe goes to its best candidate, and to every other candidate scoring within ``repeat`` (factor, margin) of
     that best (a shot that returns); so a near-repeat elsewhere in the film no longer steals it. Where two
     keyframes land on one frame, the better score wins.
     """
@@ -136,6 +135,7 @@ def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: flo
     cands: List[Tuple[float, int, int]] = []
     for j in range(k):
         col = S[:, j]
+        before = len(cands)
         for c in np.flatnonzero(col < threshold):
             lo, hi = max(0, c - lookahead), min(n, c + lookahead + 1)
             sc = col[c]
@@ -145,7 +145,7 @@ def locate(S: np.ndarray, threshold: float = 0.2, lookahead: int = 6, ratio: flo
             ctx = col[lo:hi][np.abs(idx - c) > 1]
             if sc < identical or (ctx.size and sc < ratio * float(np.median(ctx))):
                 cands.append((float(sc), int(c), j))
-        if not any(cj == j for _, _, cj in cands):
+        if len(cands) == before:
             # no clear dip: a still shot matches the keyframe alike in every frame (a lossy film: not below
             # ``identical`` either). Its best frame still counts where it stands out from the film as a whole,
             # or nearly is the keyframe (a film of one still shot has no "rest" to stand out from).

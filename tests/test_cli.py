@@ -51,6 +51,12 @@ def test_colorize_bad_inputs_one_line_and_no_partial_files(model_path, tmp_path,
 
     assert main(["colorize", str(tmp_path / "missing.png"), "-m", str(model_path), "-o", str(out)]) == 1
     assert "no such file" in capsys.readouterr().err
+    # a missing video is an "input", not an "image", and is said before any other input is worked on
+    fresh = tmp_path / "fresh"
+    assert main(["colorize", str(good), str(tmp_path / "film.mp4"), "-m", str(model_path), "-o", str(fresh)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "input" in err[0] and "image" not in err[0] and "film.mp4" in err[0]
+    assert not fresh.exists()
     assert main(["colorize", str(good), "-m", str(tmp_path / "nomodel.hyc"), "-o", str(out)]) == 1
     assert "no such file" in capsys.readouterr().err
     junk_model = tmp_path / "junk.hyc"

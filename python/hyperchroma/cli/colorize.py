@@ -55,6 +55,8 @@ def input_paths(inputs: Any) -> list:
     for item in inputs:
         p = Path(item)
         if not p.is_dir():
+            if not p.exists():  # said before any work: a typo must not surface after an hour of other inputs
+                raise ImageError(f"cannot read input '{p}': no such file or directory")
             out.extend(image_paths([p]))
             continue
         found = sorted(f for f in p.rglob("*") if f.is_file()

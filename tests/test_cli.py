@@ -303,3 +303,33 @@ def test_decompression_bomb_warning_is_one_line(model_path, tmp_path, capsys, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hyperchroma colorize: warning: ") and "600 pixels" in err[0], err
     assert (tmp_path / "out" / "big.png").exists()
+
+
+def test_sigterm_leaves_no_partial_video(tmp_path):
+    """`kill` (SIGTERM) mid-film ends like Ctrl-C: one line, exit 143, neither the output nor its hidden temporary
+    file left behind (a scheduler's or `docker stop`'s signal used to leave the temporary file)."""
+    import signal
+    import time
+
+    pytest.importorskip("av")
+    import hyperchroma as hc
+    from test_video import film, write_video
+
+    frames = film(40)
+    model = tmp_path / "m.hyc"
+    hc.fit([frames[3], frames[30]], size=64, samples_per_image=1024).save(str(model))
+    src = write_video(str(tmp_path / "long.mp4"), [frames[t % 40] for t in range(3000)], audio=None)
+    out = tmp_path / "out"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "hyperchroma", "colorize", src, "-m", str(model), "-o", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not os.listdir(out) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the temporary file appears as the output opens, before the first frame
+    assert p.poll() is None, "the film finished before the signal could be sent"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "frame" not in line]
+    assert lines[-1] == "hyperchroma colorize: terminated" and "Traceback" not in err
+    assert os.listdir(out) == []

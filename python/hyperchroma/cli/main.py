@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from typing import Any, Callable, Sequence
 
@@ -35,6 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler, ``docker stop``), raised in the main thread like Ctrl-C's interrupt so the
+    same clean-up runs: no partial output and no temporary file is left behind."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except (ValueError, OSError):  # not the main thread (an embedding program's worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 on success, 1 on an error, 2 on a usage error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -45,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else []
     try:
-        with one_line_warnings(args.command):
+        with one_line_warnings(args.command), _sigterm_raises():
             return int(args.func(args) or 0)
+    except Terminated:
+        end_progress_bars()
+        print(f"hyperchroma {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         end_progress_bars()
         print(f"hyperchroma {args.command}: interrupted", file=sys.stderr)

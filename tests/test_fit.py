@@ -127,3 +127,45 @@ def test_sampling_is_per_image(frames):
     t = training_image(frames[0][2], settings.size, "x")
     mine = sample_image(clf.run(t.gray), t.shape, settings, 2)
     np.testing.assert_array_equal(whole[600:], mine)
+
+
+def test_training_images_over_the_keyframe_budget_are_said(monkeypatch, tmp_path, capsys):
+    """A model keeps KEYFRAME_BYTES of decoded keyframes; those past it used to be left out without a word (12
+    keyframes at 1080p kept 10). Now a warning says how many, at fit and in the CLI (one line); none when they fit
+    or when keyframes are not kept."""
+    import warnings
+
+    from PIL import Image
+
+    from hyperchroma import fitting
+    from hyperchroma.cli import main
+
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    monkeypatch.setattr(fitting, "KEYFRAME_BYTES", 2 * imgs[0].nbytes)
+    with pytest.warns(UserWarning, match="1 of 3 training images are not kept as film keyframes"):
+        m = hc.fit(imgs, size=64, samples_per_image=256)
+    assert len(m.keyframes) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hc.fit(imgs, size=64, samples_per_image=256, keep_keyframes=False).keyframes == []
+        assert len(hc.fit(imgs[:2], size=64, samples_per_image=256).keyframes) == 2
+    assert fitting.keyframe_picks([imgs[0].nbytes] * 2, fitting.FitSettings()) == [0, 1]
+    with pytest.warns(UserWarning, match="2 of 4"):
+        assert fitting.keyframe_picks([imgs[0].nbytes] * 4, fitting.FitSettings()) == [0, 1]
+
+    paths = []
+    for i, a in enumerate(imgs):
+        paths.append(str(tmp_path / f"k{i}.png"))
+        Image.fromarray(a).save(paths[-1])
+    out = tmp_path / "m.hyc"
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest: the CLI says it in one line and goes on
+        assert main(["fit", *paths, "-o", str(out), "--size", "64", "--samples-per-image", "256", "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 3 training images are not kept" in err[0]
+    assert len(hc.load(str(out)).keyframes) == 2
+    assert main(["fit", *paths, "-o", str(out), "--size", "64", "--samples-per-image", "256", "-q",
+                 "--no-keyframes"]) == 0
+    assert hc.load(str(out)).keyframes == []

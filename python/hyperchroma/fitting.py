@@ -138,7 +138,23 @@ def keyframe_picks(nbytes: Sequence[int], settings: FitSettings) -> List[int]:
         if settings.keep_keyframes and n <= budget:
             budget -= n
             picks.append(i)
+    if settings.keep_keyframes:
+        warn_unkept_keyframes(len(picks), len(nbytes))
     return picks
+
+
+def warn_unkept_keyframes(kept: int, total: int) -> None:
+    """Say once (a warning; the CLI's is one line) when training images did not fit in the keyframe budget: a
+    film colorized with the model propagates the colors of the kept ones only, the others teach the table."""
+    if kept < total:
+        import warnings
+
+        warnings.warn(f"{total - kept} of {total} training images are not kept as film keyframes (a model keeps "
+                      f"{KEYFRAME_BYTES / 2**20:g} MiB of decoded keyframes, in order): a film colorized with this model "
+                      "carries the colors of the others only through its table; fit smaller keyframes (e.g. at "
+                      "the film's size), or fewer, for a film; for a photo collection keep none (keep_keyframes=False, "
+                      "fit --no-keyframes)",
+                      stacklevel=3)
 
 
 def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, settings: FitSettings,
@@ -165,6 +181,8 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
         budget -= (nbytes if keep else 0) + t.gray.nbytes + t.ab.nbytes
         if budget >= 0:
             cache[i] = (t, maps if keep else None)
+    if settings.keep_keyframes:
+        warn_unkept_keyframes(len(keyframes), len(images))
     return HypercolumnSample(np.concatenate(samples), cache, keyframes, [t.channels for t in classifier.taps],
                              [t.name for t in classifier.taps])
 

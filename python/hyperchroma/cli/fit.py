@@ -50,6 +50,9 @@ def add_parser(sub: Any) -> None:
                    help="with --classifier: do not add the gray tap (its gray input and 5x5 local features at stride 1)")
     p.add_argument("--calibration-folds", type=int, default=4,
                    help="k of the k-fold confidence calibration on the training images (0: off; default 4)")
+    p.add_argument("--keyframes", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the training images in the model as film keyframes, up to 64 MiB decoded "
+                        "(default; --no-keyframes for a photo collection: a smaller file)")
     add_cluster_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
@@ -74,7 +77,7 @@ def run(args) -> int:
                "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
                "samples_per_image": args.samples_per_image, "balance_taps": args.balance_taps,
                "pca_channels": args.pca_channels, "gray_channels": args.gray_channels,
-               "progress": not args.quiet}
+               "keep_keyframes": args.keyframes, "progress": not args.quiet}
     if args.scheduler or args.workers:
         from ..distributed import client_for
         from ..distributed import fit as distributed_fit
@@ -85,5 +88,5 @@ def run(args) -> int:
         model = fit(paths, **options)
     model.save(args.output)
     say(args, f"fitted {len(paths)} images -> {args.output}: {len(model.table)} keys, "
-               f"{model.table.memory_bytes() / 2**20:.1f} MiB table")
+               f"{model.table.memory_bytes() / 2**20:.1f} MiB table, {len(model.keyframes)} film keyframes")
     return 0

@@ -192,3 +192,34 @@ def test_crf_sets_the_quality_of_every_encoder_that_has_one(tmp_path, model_and_
     with pytest.raises(VideoError, match="crf must be in 0..51"):
         colorize_video(m, src, str(tmp_path / "bad.mp4"), keyframes=keys, codec="libx264", crf=60, progress=False)
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_audio_language_and_title_kept_copied_and_reencoded(tmp_path, model_and_keys):
+    """A track's tags (its language above all) were lost with the new stream, copied or re-encoded (FLAC, which
+    webm cannot hold, to Opus)."""
+    m, keys, frames = model_and_keys
+    src = str(tmp_path / "in.mkv")
+    with av.open(src, "w") as c:
+        v = c.add_stream("libx264", rate=FPS)
+        v.width, v.height, v.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        a = c.add_stream("flac", rate=24000)
+        a.codec_context.layout = "mono"
+        a.metadata.update({"language": "deu", "title": "Kommentar"})
+        mux_frames(c, v, frames[:10])
+        for i in range(0, 24000, 1000):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1000), np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts, af.time_base = 24000, i, Fraction(1, 24000)
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    webm = "libvpx-vp9" in av.codecs_available and "libopus" in av.codecs_available
+    for dst, codec, mode in ((str(tmp_path / "out.mkv"), "libx264", "copy"),
+                             *([(str(tmp_path / "out.webm"), "libvpx-vp9", "opus")] if webm else [])):
+        stats = colorize_video(m, src, dst, keyframes=keys, progress=False, codec=codec)
+        assert stats["audio"][0]["mode"] == mode
+        with av.open(dst) as c:
+            tags = c.streams.audio[0].metadata
+            assert tags.get("language") == "deu", tags
+            if mode == "copy":
+                assert tags.get("title") == "Kommentar"

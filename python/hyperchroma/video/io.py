@@ -1,10 +1,12 @@
-"""colorize_video: decode with PyAV, colorize with the film engine, encode; audio, timing and size kept.
+"""colorize_video: decode with PyAV, colorize with the film engine, encode; audio, subtitles, timing and size kept.
 
-Three threads overlap: the demuxer/decoder (which also copies or re-encodes the audio), the film engine
-(the calling thread) and the composer/encoder; the engine hands each frame to the encoder as soon as it is
-colored (a keyframe releases a whole segment of held frames, which would otherwise reach the encoder only once
-all of them were done, leaving one core idle meanwhile). The output is written to a hidden temporary file beside
-``dst`` and renamed onto it only when everything succeeded, so a failure never leaves a partial file.
+Three threads overlap: the demuxer/decoder (which also copies or re-encodes the audio, and copies the subtitles),
+the film engine (the calling thread) and the composer/encoder; the engine hands each frame to the encoder as soon
+as it is colored (a keyframe releases a whole segment of held frames, which would otherwise reach the encoder only
+once all of them were done, leaving one core idle meanwhile). The output is written to a hidden temporary file beside
+``dst`` and renamed onto it only when everything succeeded, so a failure never leaves a partial file. A truncated
+input, which FFmpeg decodes as far as it goes (only logging it), is told by what the demuxer delivered falling
+short of what the container declares (:class:`_Delivered`), and refused.
 """
 
 from __future__ import annotations
@@ -75,23 +77,34 @@ def _temp_beside(dst: str, container: Optional[str]) -> str:
     return tmp
 
 
+def _codec_name(stream) -> Optional[str]:
+    """The codec's name; None for a stream without a codec context (an attachment, most data streams)."""
+    cc = stream.codec_context
+    return cc.name if cc is not None else None
+
+
 def _can_copy(out, stream) -> bool:
     """Whether ``out`` takes the packets of ``stream`` as they are: its muxer lists the codec, and writes a header
-    with it (some list a codec they then refuse, as mov does Opus and FLAC; tried on an empty in-memory file)."""
-    if stream.codec_context.name not in out.supported_codecs:
+    and a trailer with it (some list a codec they then refuse, as mov does Opus and FLAC; tried on an empty
+    in-memory file)."""
+    name = _codec_name(stream)
+    if name is not None and name not in out.supported_codecs:
         return False
     probe = av.open(io.BytesIO(), "w", format=out.format.name)
     try:
         probe.add_stream_from_template(stream)
         probe.start_encoding()
-        return True
     except (av.FFmpegError, ValueError, TypeError):
-        return False
-    finally:
         try:
             probe.close()
         except Exception:  # noqa: BLE001 - a failed probe's trailer
             pass
+        return False
+    try:
+        probe.close()
+    except (av.FFmpegError, ValueError, TypeError):
+        return False
+    return True
 
 
 class _Audio:
@@ -103,6 +116,7 @@ class _Audio:
         self.copy = _can_copy(out, stream)
         if self.copy:
             self.dst = out.add_stream_from_template(stream)
+            _copy_tags(stream, self.dst)
             self.mode = "copy"
             return
         sc = out.supported_codecs
@@ -119,6 +133,7 @@ class _Audio:
         fmts = [f.name for f in codec.audio_formats or ()]
         fmt = next((f for f in ("fltp", "flt") if f in fmts), fmts[0] if fmts else "fltp")
         self.dst = out.add_stream(name, rate=rate)
+        _copy_tags(stream, self.dst, encoded=True)
         self.dst.codec_context.layout = layout
         self.dst.codec_context.format = fmt
         self.rate, self.origin, self.written = rate, None, 0
@@ -167,6 +182,188 @@ class _Audio:
         if self.fifo.samples:
             out += self._send(self.fifo.read())
         return out + list(self.dst.encode(None))
+
+
+class _Kept:
+    """One input subtitle or attachment stream going out as it is: its packets copied with their timestamps (an
+    attachment, as an MKV's fonts, has none: it goes out whole with the header), or, where the output container
+    cannot hold its codec (subrip in MP4, mov_text in MKV, any subtitle in AVI), dropped, said once on stderr.
+    A data stream (a timecode track, ...) is dropped, said so: a muxer's trial with an empty stream does not tell
+    whether it takes one (mov writes the header and trailer of an empty copied timecode track, then fails the
+    trailer of a real one for want of a frame rate, which would lose the whole film)."""
+
+    def __init__(self, out, stream):
+        self.src = stream
+        copy = stream.type != "data" and _can_copy(out, stream)
+        self.dst = out.add_stream_from_template(stream) if copy else None
+        self.mode = "copy" if self.dst is not None else "dropped"
+        if self.dst is not None:
+            _copy_tags(stream, self.dst)
+        # an empty mov_text cue (its 2-byte length, 0) fills a gap; the mov muxer writes its own for every gap
+        self.gaps = _codec_name(stream) == "mov_text" and out.format.name in ("mp4", "mov")
+        if self.dst is None:
+            why = "is not copied (timecode and other data tracks)" if stream.type == "data" else \
+                "cannot go into this container"
+            print(f"hyperchroma: {stream.type} stream {stream.index} ({_codec_name(stream) or 'no codec'}) {why}; "
+                  f"dropping it", file=sys.stderr)
+
+    def packets(self, packet):
+        if self.dst is None or (packet.pts is None and packet.dts is None):  # the demuxer's final empty packet
+            return []
+        if self.gaps and bytes(packet) == b"\0\0":
+            return []
+        if packet.dts is None:  # a sparse stream is never reordered
+            packet.dts = packet.pts
+        packet.stream = self.dst
+        return [packet]
+
+
+#: Stream tags the muxer writes itself, from the packets (Matroska's statistics: mkvmerge's and FFmpeg's).
+_STATISTICS = ("DURATION", "NUMBER_OF_FRAMES", "NUMBER_OF_BYTES", "BPS", "_STATISTICS_")
+
+
+def _copy_tags(src, dst, encoded: bool = False) -> None:
+    """The stream's tags (language, title, an attachment's file name, ...) and flags (default, forced, ...), which
+    a new stream lacks, even one made from a template; not the statistics of its packets, nor (``encoded``:
+    re-encoded) the name of its encoder."""
+    for key, value in src.metadata.items():
+        k = key.upper()
+        if not k.startswith(_STATISTICS) and not (encoded and k == "ENCODER"):
+            dst.metadata[key] = value
+    dst.disposition = src.disposition
+
+
+#: Seconds a stream may end short of its declared length without being called truncated, besides a thousandth of
+#: that length and two of its longest packets or gaps between packets (an audio encoder's priming and padding; a
+#: last frame without a duration of its own, held as long as a still of a variable-rate film).
+_SLACK = 0.05
+
+
+def _tag(stream, name: str) -> Optional[str]:
+    """A Matroska statistics tag (DURATION, NUMBER_OF_FRAMES), also as mkvmerge names it with a language."""
+    for key, value in stream.metadata.items():
+        k = key.upper()
+        if k == name or k.startswith(name + "-"):
+            return value
+    return None
+
+
+def _declared(inp, stream):
+    """(end in seconds, frames or None) that the container declares for ``stream`` apart from what the demuxer
+    reads, or None where it declares nothing one can trust:
+    MP4/MOV: the sample tables (FFmpeg keeps the stream's duration within their sum), or a fragmented file's
+    header; Matroska/WebM: the per-track DURATION tag FFmpeg and mkvmerge write (within the segment's duration,
+    which the muxer also writes last, so a stale tag counts for no more); AVI: the video header's length, in
+    frame periods (dropped frames are periods without a packet, so no frame count). Elsewhere (MPEG-TS, FLV, Ogg,
+    ...) FFmpeg's durations are estimated from the file itself, or its bit rate: nothing to hold it against."""
+    fmt = inp.format.name.split(",")
+    tb = stream.time_base
+    if tb is None:
+        return None
+    # the end is the start plus the duration, or (a fragmented MP4's sidx) the duration itself: the earlier one
+    start = min(stream.start_time or 0, 0)
+    if "mov" in fmt:
+        if stream.duration and stream.duration > 0:
+            return float((start + stream.duration) * tb), stream.frames or None
+    elif "matroska" in fmt:
+        tag = _tag(stream, "DURATION")
+        try:
+            h, m, sec = tag.split(":") if tag else ("", "", "")
+            end = int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            return None
+        if inp.duration:
+            end = min(end, inp.duration / av.time_base)
+        n = _tag(stream, "NUMBER_OF_FRAMES")
+        return end, int(n) if n and n.isdigit() else None
+    elif "avi" in fmt and stream.type == "video" and stream.frames:
+        return float((start + stream.frames) * tb), None
+    return None
+
+
+class _Delivered:
+    """What the demuxer delivered of each video and audio stream (packets, end, longest packet, whether the
+    last one was cut short), to hold against what the container declares: FFmpeg decodes a truncated file as far
+    as it goes and only logs "partial file" or "File ended prematurely", so without this a file cut to 80 % of
+    its bytes gave a shorter film, reported a success. Each stream is held against its own declaration (an
+    audio track may end after the picture)."""
+
+    def __init__(self, inp, streams) -> None:
+        self.inp = inp
+        self.streams = [s for s in streams if s.type in ("video", "audio")]
+        self.count = {s.index: 0 for s in self.streams}
+        self.end: Dict[int, int] = {}
+        self.unit: Dict[int, int] = {}
+        self.dts: Dict[int, int] = {}
+        self.cut: Dict[int, bool] = {}
+
+    def see(self, packet) -> None:
+        i = packet.stream.index
+        if i not in self.count:
+            return
+        t = packet.pts if packet.pts is not None else packet.dts
+        if t is None and not packet.size:  # the demuxer's final empty packet
+            return
+        self.count[i] += 1
+        self.cut[i] = packet.is_corrupt
+        if t is not None:
+            d = packet.duration or 0
+            if packet.dts is not None:
+                if i in self.dts:
+                    d = max(d, packet.dts - self.dts[i])
+                self.dts[i] = packet.dts
+            self.end[i] = max(self.end.get(i, t), t + (packet.duration or 0))
+            self.unit[i] = max(self.unit.get(i, 0), d)
+
+    def check(self, src) -> None:
+        """VideoError if a stream ends short of its declared length, or in a packet cut short (an MP4 sample
+        that the file's end cuts; not in MPEG-TS, where a recording stopped mid-frame leaves its last PES
+        packet short)."""
+        for s in self.streams:
+            kind = [t for t in self.streams if t.type == s.type]
+            what = f"the {s.type} stream" + (f" {s.index}" if len(kind) > 1 else "")
+            n, tb = self.count[s.index], s.time_base or Fraction(1)
+            got = float(self.end[s.index] * tb) if s.index in self.end else 0.0
+            packets = "frames" if s.type == "video" else "packets"
+            if self.cut.get(s.index) and self.inp.format.name != "mpegts":
+                raise VideoError(f"{src}: truncated or damaged: {what} ends at {got:.1f} s in a packet cut short "
+                                 f"({n} {packets})")
+            declared = _declared(self.inp, s)
+            if declared is None:
+                continue
+            want, frames = declared
+            unit = float(self.unit.get(s.index, 0) * tb)
+            if s.type == "video" and (s.average_rate or s.guessed_rate):
+                unit = max(unit, 1 / float(s.average_rate or s.guessed_rate))
+            if got < want - (2 * unit + _SLACK + want / 1000):
+                of = f"{n} of {frames}" if frames else f"{n}"
+                digits = 1 if want - got >= 0.1 else 2 if want - got >= 0.01 else 3
+                raise VideoError(f"{src}: truncated or damaged: {what} ends at {got:.{digits}f} s of its declared "
+                                 f"{want:.{digits}f} s ({of} {packets})")
+
+
+#: The packet sizes of MPEG transport streams (plain, M2TS with its 4-byte time code first, with 16 bytes of
+#: Reed-Solomon parity last) and where the sync byte 0x47 lies in each.
+_TS_PACKETS = ((188, 0), (192, 4), (204, 0))
+
+
+def _check_whole(src, inp) -> None:
+    """VideoError for an MPEG-TS file that ends inside a packet (its last four packets do not start where whole
+    packets would): cut mid-packet. One cut on a packet's edge cannot be told from an intact file."""
+    if inp.format.name != "mpegts":
+        return
+    path = os.fspath(src)
+    size = os.path.getsize(path)
+    span = 4 * max(p for p, _ in _TS_PACKETS)
+    if size < span:
+        return
+    with open(path, "rb") as f:
+        f.seek(size - span)
+        tail = f.read(span)
+    for p, at in _TS_PACKETS:
+        if all(tail[span - k * p + at] == 0x47 for k in range(1, 5)):
+            return
+    raise VideoError(f"{path}: truncated or damaged: it ends inside a transport-stream packet")
 
 
 #: Encoders that take a constant-quality ``crf``, and its largest value for each.
@@ -236,7 +433,8 @@ def _luma_plane(frame) -> np.ndarray:
 
 def _locate(src, engine: FilmEngine, progress: bool = False) -> Dict[int, int]:
     """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream (with a
-    progress bar of its own when ``progress``: on a long film this pass takes minutes)."""
+    progress bar of its own when ``progress``: on a long film this pass takes minutes). A truncated file is
+    refused here, before the colorizing (its audio is demuxed too, for that, not decoded)."""
     inp, vs = open_input(src)
     vs.thread_type = "AUTO"
     rows = []
@@ -245,10 +443,16 @@ def _locate(src, engine: FilmEngine, progress: bool = False) -> Dict[int, int]:
         from tqdm import tqdm
         bar = tqdm(total=vs.frames or None, unit="frame", desc="locating keyframes", file=sys.stderr)
     try:
-        for frame in inp.decode(vs):
-            rows.append(kf.scores(engine.key_sigs, engine.signature_of(_luma_plane(frame))))
-            if bar is not None:
-                bar.update(1)
+        delivered = _Delivered(inp, [vs, *inp.streams.audio])
+        for packet in inp.demux(vs, *inp.streams.audio):
+            delivered.see(packet)
+            if packet.stream.index != vs.index:
+                continue
+            for frame in packet.decode():
+                rows.append(kf.scores(engine.key_sigs, engine.signature_of(_luma_plane(frame))))
+                if bar is not None:
+                    bar.update(1)
+        delivered.check(src)
     except (av.FFmpegError, OSError) as e:
         raise VideoError(f"{src}: damaged or truncated ({type(e).__name__}: {e})") from None
     finally:
@@ -268,7 +472,10 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     """Colorize the video file ``src`` into ``dst``; returns a stats dict.
 
     Every audio stream is kept (packets copied where the output container takes the codec, else re-encoded to
-    AAC, or to Opus where the container takes no AAC, said once on stderr; its start time kept); the frame count,
+    AAC, or to Opus where the container takes no AAC, said once on stderr; its start time kept); so are subtitle
+    and attachment streams where the container takes their codec (packets copied, timestamps and all; else
+    dropped, said once on stderr: subrip in MP4, which has only mov_text); data streams (timecode tracks) are
+    dropped, said once on stderr; the frame count,
     timestamps, frame rate, size and rotation are kept. ``container``: output format name (default: from dst's
     extension). ``preset``: the encoder's speed preset (x264: ultrafast..veryslow; its default when None).
     ``pix_fmt``: the encoded pixel format (default yuv420p, yuv444p for odd sizes; else one the codec takes).
@@ -277,8 +484,10 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     ``opts``: :class:`FilmOptions` fields. ``_composed`` (internal, :mod:`hyperchroma.distributed`): the
     colorized RGB frames, one per decoded frame in order, made elsewhere; then this only encodes them with the
     source's timestamps and audio, exactly as it encodes its own.
-    Raises VideoError (a ValueError) for a bad input, an unwritable output (dst a folder, or src itself) or an
-    encoder that cannot take the video; then no file is left at dst.
+    Raises VideoError (a ValueError) for a bad input (a truncated one too: a stream ending short of what its
+    container declares, or in a packet cut short; told in the locating pass, before any colorizing, where there is
+    one), an unwritable output (dst a folder, or src itself) or an encoder that cannot take the video; then no
+    file is left at dst.
     """
     options = FilmOptions(**opts).check()
     if os.path.isdir(dst):
@@ -288,6 +497,7 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     inp, vs = open_input(src)
     tmp = None
     try:
+        _check_whole(src, inp)
         tmp = _temp_beside(os.fspath(dst), container)
         try:
             out = av.open(tmp, "w", format=container)
@@ -342,7 +552,10 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     except (av.FFmpegError, ValueError) as e:
         raise VideoError(f"cannot encode with {codec!r} at {W}x{H} {ov.pix_fmt} ({e})") from None
     audios = [_Audio(out, a) for a in inp.streams.audio]
-    by_index = {a.src.index: a for a in audios}
+    kept = [_Kept(out, t) for t in inp.streams if t.type in ("subtitle", "data", "attachment")]
+    by_index: Dict[int, Any] = {t.src.index: t for t in [*audios, *kept]}
+    copied = [k.src for k in kept if k.dst is not None and k.src.type != "attachment"]  # attachments: no packets
+    demuxed = [vs, *[a.src for a in audios], *copied]
     lock = threading.Lock()
     q_in: "queue.Queue" = queue.Queue(_QUEUE)
     q_out: "queue.Queue" = queue.Queue(_QUEUE)
@@ -394,9 +607,11 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
 
         try:
             n = 0
-            for packet in inp.demux(vs, *[a.src for a in audios]):
+            delivered = _Delivered(inp, demuxed)
+            for packet in inp.demux(*demuxed):
                 if stop.is_set():
                     return
+                delivered.see(packet)  # before a copied packet is handed to its output stream
                 a = by_index.get(packet.stream.index)
                 if a is not None:
                     mux(a.packets(packet))
@@ -410,6 +625,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                     if len(held) > REORDER:
                         release()
                     n += 1
+            delivered.check(src)
             while held:
                 release()
             for a in audios:
@@ -492,7 +708,11 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     if engine._n == 0 and n_composed == 0:
         raise VideoError(f"{src}: the video stream has no frames")
     stats: Dict[str, Any] = engine.stats() if composed is None else {"frames": n_composed}
-    stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H, "rate": float(rate),
-                  "rotation": info["rotation"], "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name,
-                                                            "mode": a.mode} for a in audios]})
+    stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H,
+                  "rate": float(rate), "rotation": info["rotation"],
+                  "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name, "mode": a.mode} for a in audios],
+                  "subtitles": [{"stream": k.src.index, "codec": _codec_name(k.src), "mode": k.mode}
+                                for k in kept if k.src.type == "subtitle"],
+                  "other": [{"stream": k.src.index, "type": k.src.type, "codec": _codec_name(k.src), "mode": k.mode}
+                            for k in kept if k.src.type != "subtitle"]})
     return stats

@@ -24,7 +24,8 @@ import numpy as np
 
 from . import core
 from .classifier import GRAY_TAP, Classifier
-from .images import ImageError, ImageLike, expand_inputs, load_image, model_gray, model_shape, resize_rgb
+from .borders import content_box
+from .images import ImageError, ImageLike, expand_inputs, load_image, luma, model_gray, model_shape, resize_rgb
 from .calibration import MAX_IMAGES as MAX_CALIBRATION_IMAGES
 from .calibration import Calibration, calibrate
 from .lookup import lookup
@@ -61,10 +62,16 @@ class TrainingImage:
     ab: np.ndarray
 
 
-def training_image(image: ImageLike, size: int, name: str) -> TrainingImage:
+def training_image(image: ImageLike, size: int, name: str, borders: bool = True) -> TrainingImage:
+    """The image decoded at model size; with ``borders``, of the picture inside its uniform edge bars only
+    (:func:`hyperchroma.borders.content_box`, as colorizing sees it), so that bars teach the table nothing."""
     img = load_image(image)
     if img.ndim != 3:
         raise ImageError(f"training images must be color: {name} is grayscale")
+    if borders:
+        box = content_box(luma(img))
+        if not box.is_full(img.shape[0], img.shape[1]):
+            img = np.ascontiguousarray(img[box.top:box.bottom, box.left:box.right])
     shape = model_shape(img.shape[0], img.shape[1], size)
     ab = core.rgb_to_lab(resize_rgb(img, shape))[1].reshape(-1, 2)
     return TrainingImage(shape, model_gray(img, shape), ab)
@@ -170,7 +177,7 @@ def sample_hypercolumns(images: Sequence[ImageLike], classifier: Classifier, set
     key_budget = KEYFRAME_BYTES
     for i, im in enumerate(tqdm(images, desc="fit: features", unit="img", disable=not progress)):
         rgb = load_image(im)
-        t = training_image(rgb, settings.size, _name(im, i))
+        t = training_image(rgb, settings.size, _name(im, i), settings.borders)
         if settings.keep_keyframes and rgb.nbytes <= key_budget:
             key_budget -= rgb.nbytes
             keyframes.append(rgb)
@@ -212,7 +219,10 @@ def fill_table(images: Sequence[ImageLike], classifier: Classifier, quantizer: Q
     if table is None:
         table = ColorTable.empty(quantizer.channels, quantizer.levels, quantizer.weights, settings)
     for i, im in enumerate(tqdm(images, desc="fit: table", unit="img", disable=not progress)):
-        t, maps = cache[i] if cache and i in cache else (training_image(im, settings.size, _name(im, i)), None)
+        if cache and i in cache:
+            t, maps = cache[i]
+        else:
+            t, maps = training_image(im, settings.size, _name(im, i), settings.borders), None
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
         table.insert(quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape)), t.ab)
@@ -229,8 +239,10 @@ def learn_calibration(images: Sequence[ImageLike], classifier: Classifier, quant
         return None
     data = []
     for i in pick:
-        t, maps = cache[i] if cache and i in cache else (training_image(images[i], settings.size, _name(images[i], i)),
-                                                         None)
+        if cache and i in cache:
+            t, maps = cache[i]
+        else:
+            t, maps = training_image(images[i], settings.size, _name(images[i], i), settings.borders), None
         if maps is None:
             maps = classifier.run(t.gray, threads=threads)
         data.append((t, quantizer.keys(maps, t.shape, threads, classifier.frame(*t.shape))))

@@ -43,6 +43,9 @@ class Lookup:
     ab: np.ndarray
     status: np.ndarray
     distance: np.ndarray
+    #: an image with edge bars: the lookup of its picture alone (this one is that pasted into the frame's grid,
+    #: :func:`hyperchroma.pipeline.paste`); None otherwise
+    content: Optional["Lookup"] = None
 
 
 def lookup(table: ColorTable, keys: np.ndarray, shape: Tuple[int, int], settings: ColorizeSettings,

@@ -110,6 +110,9 @@ class FitSettings:
     #: key channels for the gray value of a foreign classifier's gray tap (interleaved thresholds: 2 per channel
     #: at 3 levels); 0 = that tap joins the PCA like the others
     gray_channels: int = 8
+    #: training images' uniform edge bars (letterbox, thin black frames; :mod:`hyperchroma.borders`) are left
+    #: out: the table learns the picture inside only
+    borders: bool = True
 
     def checked(self) -> "FitSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -127,7 +130,8 @@ class FitSettings:
             balance_taps=_flag("balance_taps", self.balance_taps),
             keep_keyframes=_flag("keep_keyframes", self.keep_keyframes),
             pca_channels=_integer("pca_channels", self.pca_channels, 0, MAX_KEY_CHANNELS),
-            gray_channels=_integer("gray_channels", self.gray_channels, 0, MAX_KEY_CHANNELS))
+            gray_channels=_integer("gray_channels", self.gray_channels, 0, MAX_KEY_CHANNELS),
+            borders=_flag("borders", self.borders))
 
     @property
     def bin_width(self) -> float:
@@ -152,6 +156,9 @@ class ColorizeSettings:
     guided_eps: float = 1e-4  #: the guided filter's regularization, in (gray in [0, 1]) squared
     use_confidence: bool = True  #: scale an image's chroma by the model's confidence in it (calibrated models)
     min_confidence: float = 0.0  #: below this image confidence the image comes back gray
+    #: an image's uniform edge bars (letterbox, pillarbox, thin black frames; :mod:`hyperchroma.borders`) are
+    #: kept out of the classifier: the picture inside is colorized alone, the bars stay gray
+    borders: bool = True
 
     def checked(self) -> "ColorizeSettings":
         """Validated copy (numpy scalars become plain Python values); raises TypeError/ValueError."""
@@ -166,7 +173,8 @@ class ColorizeSettings:
             guided_radius=_integer("guided_radius", self.guided_radius, 0, MAX_GUIDED_RADIUS),
             guided_eps=_real("guided_eps", self.guided_eps, positive=True, finite=True),
             use_confidence=_flag("use_confidence", self.use_confidence),
-            min_confidence=_unit("min_confidence", self.min_confidence))
+            min_confidence=_unit("min_confidence", self.min_confidence),
+            borders=_flag("borders", self.borders))
 
     def replace(self, **overrides: Any) -> "ColorizeSettings":
         return _replace(self, overrides)

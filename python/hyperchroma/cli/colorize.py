@@ -28,6 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-distance", type=float, default=None,
                    help="leave a pixel gray when the nearest stored key is farther than this (default: the model's)")
     p.add_argument("--no-one-step", action="store_true", help="skip the one-step probes for missing keys")
+    p.add_argument("--no-borders", action="store_true",
+                   help="feed uniform edge bars (letterbox, pillarbox, thin black frames) to the model with the "
+                        "picture instead of colorizing the picture alone and leaving the bars gray")
     p.add_argument("--min-confidence", type=float, default=None,
                    help="images the model is less confident about than this come back gray (0..1)")
     p.add_argument("--codec", default="libx264", help="videos: the video encoder (default libx264)")
@@ -127,6 +130,8 @@ def run(args) -> int:
                                    ("min_confidence", args.min_confidence)) if v is not None}
     if args.no_one_step:
         overrides["one_step"] = False
+    if args.no_borders:
+        overrides["borders"] = False
     if overrides:
         model = model.with_settings(**overrides)
     found = input_paths(args.inputs)

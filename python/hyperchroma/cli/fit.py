@@ -53,6 +53,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--keyframes", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the training images in the model as film keyframes, up to 64 MiB decoded "
                         "(default; --no-keyframes for a photo collection: a smaller file)")
+    p.add_argument("--borders", action=argparse.BooleanOptionalAction, default=True,
+                   help="leave training images' uniform edge bars (letterbox, thin black frames) out of the table, "
+                        "and the model's colorizing leaves them gray (default; --no-borders for neither)")
     add_cluster_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summaries")
     p.set_defaults(func=run)
@@ -77,7 +80,7 @@ def run(args) -> int:
                "key_channels": args.key_channels, "calibration_folds": args.calibration_folds,
                "samples_per_image": args.samples_per_image, "balance_taps": args.balance_taps,
                "pca_channels": args.pca_channels, "gray_channels": args.gray_channels,
-               "keep_keyframes": args.keyframes, "progress": not args.quiet}
+               "keep_keyframes": args.keyframes, "borders": args.borders, "progress": not args.quiet}
     if args.scheduler or args.workers:
         from ..distributed import client_for
         from ..distributed import fit as distributed_fit

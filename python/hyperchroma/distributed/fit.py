@@ -81,7 +81,7 @@ def _sample_part(items: Sequence[Any], offset: int, classifier: Classifier, sett
         i = offset + j
         _check_item(item, i)
         rgb = load_image(item)
-        t = training_image(rgb, settings.size, _name(item, i))
+        t = training_image(rgb, settings.size, _name(item, i), settings.borders)
         sizes.append(int(rgb.nbytes))
         maps = classifier.run(t.gray, threads=n_threads)
         samples.append(sample_image(maps, t.shape, settings, i, classifier.frame(*t.shape)))
@@ -99,7 +99,7 @@ def _image_and_maps(item: Any, i: int, classifier: Classifier, settings: FitSett
         hit = _CACHE.get((fit_id, i))
     if hit is not None:
         return hit
-    t = training_image(item, settings.size, _name(item, i))
+    t = training_image(item, settings.size, _name(item, i), settings.borders)
     return t, classifier.run(t.gray, threads=threads)
 
 

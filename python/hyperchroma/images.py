@@ -93,6 +93,24 @@ def load_image(image: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+#: A pixel whose RGB channels spread over more than this many levels is colored (a gray image saved as RGB,
+#: JPEG's chroma noise included, stays within a few); an image is in color when COLOR_SHARE of its pixels are.
+COLOR_LEVELS = 14
+COLOR_SHARE = 0.02
+
+
+def image_in_color(img: np.ndarray) -> bool:
+    """Whether a loaded image (:func:`load_image`) carries color: RGB, with at least :data:`COLOR_SHARE` of its
+    pixels (one in 16 looked at: every fourth of every fourth row) spreading over more than
+    :data:`COLOR_LEVELS` levels across their channels. A gray image, or gray content stored as RGB, is not."""
+    if img.ndim != 3:
+        return False
+    step = 4 if img.shape[0] * img.shape[1] >= 4096 else 1
+    s = img[::step, ::step]
+    spread = s.max(axis=2).astype(np.int16) - s.min(axis=2)
+    return bool(spread.size) and float((spread > COLOR_LEVELS).mean()) >= COLOR_SHARE
+
+
 def luma(img: np.ndarray) -> np.ndarray:
     """The gray version of an image as users make it: uint8 (H, W) ITU-R 601 luma of the sRGB values, exactly
     Pillow's ``convert("L")`` (integer weights 19595, 38470, 7471 over 2^16, rounded); a gray image itself."""

@@ -118,7 +118,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from ..images import ImageError
+    from ..images import ImageError, image_in_color, load_image
     from ..lookup import Status
     from ..model import load
     from ..report import save_png_atomic
@@ -176,17 +176,25 @@ def run(args) -> int:
                        f"{', '.join(str(k + 1) for k in unmatched)} of {stats.get('keyframes', '?')} (in the order "
                        "fit took them) match no frame of the film (a crop, a mirror or another film's frame?); "
                        "their colors only taught the table")
+        if stats.get("input_color") and not args.quiet:
+            error_line(f"hyperchroma colorize: note: '{p}' is in color; its colors are replaced (only its "
+                       "luminance is used)")
         say(args, f"wrote {os.path.join(args.output, p.stem + ext)}: {stats.get('frames', '?')} frames")
+    in_color: list = []  # color images colorized (not --recolor): said once at the end
     for p in tqdm(paths, desc="colorize", unit="img", disable=args.quiet or len(paths) < 2):
         try:
             detail = None
             if args.recolor:
                 rgb = model.recolor(p, 1.0 if args.strength is None else args.strength)
-            elif args.details:
-                detail = model.colorize(p, details=True)
-                rgb = detail.rgb
             else:
-                rgb = model.colorize(p)
+                img = load_image(p)  # read once: looked at for color, then colorized
+                if image_in_color(img):
+                    in_color.append(p)
+                if args.details:
+                    detail = model.colorize(img, details=True)
+                    rgb = detail.rgb
+                else:
+                    rgb = model.colorize(img)
         except ImageError as e:
             image_failed += 1
             error_line(f"hyperchroma colorize: error: {e}")
@@ -203,6 +211,11 @@ def run(args) -> int:
             save_png_atomic(Image.fromarray(plane), os.path.join(args.output, p.stem + ".confidence.png"))
             say(args, f"{p.name}: confidence "
                       f"{'n/a (uncalibrated model)' if detail.image_confidence is None else f'{detail.image_confidence:.2f}'}")
+    if in_color and not args.quiet:
+        said = f"'{in_color[0]}' is in color; its colors are" if len(in_color) == 1 else \
+            f"{len(in_color)} of {len(paths)} images are in color ('{in_color[0]}', ...); their colors are"
+        error_line(f"hyperchroma colorize: note: {said} replaced (only the luminance is used; --recolor "
+                   "corrects colors instead)")
     if paths:
         say(args, f"wrote {len(paths) - image_failed} of {len(paths)} images to {args.output}")
     return 1 if video_failed or image_failed else 0

@@ -7,6 +7,11 @@ once all of them were done, leaving one core idle meanwhile). The output is writ
 ``dst`` and renamed onto it only when everything succeeded, so a failure never leaves a partial file. A truncated
 input, which FFmpeg decodes as far as it goes (only logging it), is told by what the demuxer delivered falling
 short of what the container declares (:class:`_Delivered`), and refused.
+
+A write that fails (a full disk, an I/O error, a folder whose permissions changed), in a frame's packets, in the
+encoder's final flush, in the trailer or in the final rename, ends the run at once: each thread stops on its
+own without waiting for the others, the temporary file is removed and the error names ``dst`` and the cause
+(:func:`_write_error`), never the temporary file.
 """
 
 from __future__ import annotations
@@ -37,6 +42,21 @@ REORDER = 16  # decoded frames whose timestamps are sorted among themselves (dec
 
 class VideoError(ValueError):
     """A video that cannot be read, or an output that cannot be written."""
+
+
+class WriteError(VideoError):
+    """The output could not be written (a full disk, an I/O error, permissions changed while running)."""
+
+
+def _write_error(dst, e: BaseException) -> WriteError:
+    """``cannot write DST: CAUSE`` in one line: the user's destination, never the hidden temporary file the
+    system's message names (``[Errno 28] No space left on device: '.film.mp4.x1y2.part.mp4'``)."""
+    why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return WriteError(f"cannot write {os.fspath(dst)}: {why}")
+
+
+class _Abandoned(Exception):
+    """Raised into the film engine by its result callback once the encoder has failed: no more work."""
 
 
 def _error(src, e: BaseException) -> VideoError:
@@ -431,6 +451,61 @@ def _luma_plane(frame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
+#: 8-bit planar YUV formats whose chroma planes (1 and 2) are read as stored.
+_YUV_PLANAR = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
+               "yuv411p", "yuv410p", "yuva420p", "yuva422p", "yuva444p"}
+#: A chroma sample this far from neutral (8-bit U or V levels, of +-112 in limited range; about 14 RGB levels)
+#: is colored: a gray film's codec noise stays within a few levels. A frame is in color when at least
+#: COLOR_SHARE of its chroma samples are.
+CHROMA_LEVELS = 10
+COLOR_SHARE = 0.02
+COLOR_SAMPLES = 12  # frames looked at, spread over the declared frame count
+
+
+def _plane(plane) -> np.ndarray:
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+
+
+def frame_in_color(frame) -> bool:
+    """Whether a decoded frame carries color: at least :data:`COLOR_SHARE` of its chroma samples (every other
+    one of every other row) lie more than :data:`CHROMA_LEVELS` from neutral. Read from the U and V planes as
+    stored where the frame has them (no conversion), else from its YUV 4:4:4 conversion; a gray pixel format is
+    never in color."""
+    name = frame.format.name
+    if name.startswith(("gray", "ya", "mono")):
+        return False
+    if name not in _YUV_PLANAR:
+        frame = frame.reformat(format="yuv444p")
+    u, v = (_plane(frame.planes[i])[::2, ::2] for i in (1, 2))
+    far = (np.abs(u.astype(np.int16) - 128) > CHROMA_LEVELS) | (np.abs(v.astype(np.int16) - 128) > CHROMA_LEVELS)
+    return bool(far.size) and float(far.mean()) >= COLOR_SHARE
+
+
+def color_samples(declared: int) -> frozenset:
+    """The frame indices looked at for color: :data:`COLOR_SAMPLES` spread over ``declared`` frames (the
+    container's count, or its duration times the rate), and past it (none declared, or the film runs longer)
+    the powers of two. The film is called in color when at least half of those looked at are."""
+    at = {0}
+    if declared > 0:
+        at |= {int(round(k * (declared - 1) / (COLOR_SAMPLES - 1))) for k in range(COLOR_SAMPLES)}
+    k = 1
+    while k < 1 << 40:
+        if k >= declared:
+            at.add(k)
+        k <<= 1
+    return frozenset(at)
+
+
+def _frames_expected(inp, vs, rate) -> int:
+    """The frame count the container declares, else its duration times the frame rate (Matroska declares no
+    count), else 0."""
+    if vs.frames:
+        return int(vs.frames)
+    seconds = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else \
+        (inp.duration / av.time_base if inp.duration else 0.0)
+    return max(0, int(round(seconds * float(rate)))) if rate else 0
+
+
 def _locate(src, engine: FilmEngine, progress: bool = False) -> Dict[int, int]:
     """Keyframe placements {frame: keyframe} from a decode-only pass over the whole video stream (with a
     progress bar of its own when ``progress``: on a long film this pass takes minutes). A truncated file is
@@ -487,7 +562,11 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
     Raises VideoError (a ValueError) for a bad input (a truncated one too: a stream ending short of what its
     container declares, or in a packet cut short; told in the locating pass, before any colorizing, where there is
     one), an unwritable output (dst a folder, or src itself) or an encoder that cannot take the video; then no
-    file is left at dst.
+    file is left at dst. A write that fails while running (a full disk, an I/O error, lost permissions; in the
+    frames, the encoder's final flush, the trailer or the final rename) raises :class:`WriteError` (a
+    VideoError) at once, ``cannot write DST: CAUSE``, and leaves no file either.
+    The stats' ``input_color`` is True when the input's frames carry color (a few frames looked at, spread over
+    the film: :func:`frame_in_color`); their colors are replaced all the same, only the luminance is used.
     """
     options = FilmOptions(**opts).check()
     if os.path.isdir(dst):
@@ -505,29 +584,38 @@ def colorize_video(model, src, dst, keyframes: Sequence[np.ndarray] = (), codec:
             raise VideoError(f"{dst}: cannot write this container ({e})") from None
         try:
             stats = _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src,
-                         locate, _composed)
+                         locate, _composed, dst)
         except BaseException:
             try:
                 out.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the trailer of a file that is removed anyway
                 pass
             raise
         try:
-            out.close()
-        except av.FFmpegError as e:
-            raise VideoError(f"{dst}: writing failed ({e})") from None
-        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600, else: the permissions a plain open() would give
-        os.replace(tmp, dst)
+            out.close()  # the trailer, and the muxer's last buffered packets
+        except (av.FFmpegError, OSError) as e:
+            raise _write_error(dst, e) from None
+        try:
+            os.chmod(tmp, FILE_MODE)  # mkstemp's 0600, else: the permissions a plain open() would give
+            os.replace(tmp, dst)
+        except OSError as e:
+            raise _write_error(dst, e) from None
         tmp = None
         return stats
     finally:
         inp.close()
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # the folder's permissions gone too: say it, without hiding the run's error
+                print(f"hyperchroma: could not remove the temporary file {tmp} ({e.strerror or e})",
+                      file=sys.stderr)
 
 
 def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, options, src, locate,
-         composed=None) -> Dict[str, Any]:
+         composed=None, dst=None) -> Dict[str, Any]:
     cc = vs.codec_context
     W, H = cc.width, cc.height
     if not W or not H:
@@ -570,22 +658,32 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
             except queue.Full:
                 pass
 
+    errors: list = []
+
+    def emit(r):
+        if errors:  # the encoder failed (a write error): the engine stops here, not at the end of the film
+            raise _Abandoned
+        put(q_out, (r, pts_of.pop(r[0])))
+
     # each result goes to the encoder as it is made (a keyframe releases a whole segment at once)
-    engine = FilmEngine(model, keyframes, options, on_result=lambda r: put(q_out, (r, pts_of.pop(r[0]))))
+    engine = FilmEngine(model, keyframes, options, on_result=emit)
     t0 = time.perf_counter()
     if locate and len(keyframes) and composed is None:
         engine.start((H, W))
         engine.set_placements(_locate(src, engine, progress))
     locate_s = time.perf_counter() - t0
-    errors: list = []
     info: Dict[str, Any] = {"rotation": 0}
+    looked: list = []  # for each sampled frame, whether it is in color
     step = max(1, int(round(1 / (float(rate) * float(tb))))) if rate else 1
 
     def mux(packets):
         if packets:
             with lock:
-                for p in packets:
-                    out.mux(p)
+                try:
+                    for p in packets:
+                        out.mux(p)
+                except (av.FFmpegError, OSError) as e:  # the header's write too, made by the first packet
+                    raise _write_error(dst if dst is not None else out.name, e) from None
 
     def decoder():
         # Frames come in display order; their timestamps normally rise with them. Where a container stores none
@@ -607,6 +705,7 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
 
         try:
             n = 0
+            samples = color_samples(_frames_expected(inp, vs, rate))
             delivered = _Delivered(inp, demuxed)
             for packet in inp.demux(*demuxed):
                 if stop.is_set():
@@ -619,6 +718,8 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
                 for frame in packet.decode():
                     if n == 0:
                         info["rotation"] = int(getattr(frame, "rotation", 0) or 0)
+                    if n in samples:
+                        looked.append(frame_in_color(frame))
                     raw = frame.pts if frame.pts is not None else (0 if raw is None else raw + step)
                     held.append(frame.to_ndarray(format="gray"))
                     heapq.heappush(stamps, raw)
@@ -643,10 +744,12 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
         bar = tqdm(total=vs.frames or None, unit="frame", desc="colorizing", file=sys.stderr)
 
     def encoder():
+        ended = False
         try:
             while True:
                 item = q_out.get()
                 if item is _END:
+                    ended = True
                     break
                 result, pts = item
                 rgb = result if isinstance(result, np.ndarray) else compose(engine.source, result)
@@ -659,7 +762,9 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
             stop.set()
-            while q_out.get() is not _END:  # drain so the engine never blocks
+            # drain so the engine never blocks, up to the one _END it sends; none comes after it (a failure in
+            # the final flush, after the _END: waiting for another hung the run until the join gave up)
+            while not ended and q_out.get() is not _END:
                 pass
 
     first = True
@@ -693,6 +798,8 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
             engine.push(gray)  # its results go out through on_result
         if not errors and composed is None:
             engine.finish()
+    except _Abandoned:  # the encoder's error, raised below
+        pass
     except BaseException:
         stop.set()
         raise
@@ -710,6 +817,8 @@ def _run(model, inp, vs, out, keyframes, codec, crf, preset, pix_fmt, progress, 
     stats: Dict[str, Any] = engine.stats() if composed is None else {"frames": n_composed}
     stats.update({"seconds": time.perf_counter() - t0, "locate_seconds": locate_s, "width": W, "height": H,
                   "rate": float(rate), "rotation": info["rotation"],
+                  # a color film's colors are replaced (only its luminance is used): the CLI says so
+                  "input_color": bool(looked) and 2 * sum(looked) >= len(looked),
                   "audio": [{"stream": a.src.index, "codec": a.src.codec_context.name, "mode": a.mode} for a in audios],
                   "subtitles": [{"stream": k.src.index, "codec": _codec_name(k.src), "mode": k.mode}
                                 for k in kept if k.src.type == "subtitle"],

@@ -54,7 +54,7 @@ from hyperchroma.video import propagate as pp
 sys.path.insert(0, os.path.dirname(__file__))
 from common import print_table  # noqa: E402
 from film_baseline import flow_baseline  # noqa: E402
-from montage import clean, montage  # noqa: E402
+from montage import clean, montage, returns, transitions  # noqa: E402
 from protocols import DATA  # noqa: E402
 
 
@@ -223,7 +223,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--films", nargs="*", default=["vtest", "tree"],
                     help="vtest, tree (../shared/data/video), montage (10 shots built from them and photos, montage.py) "
-                         "and clean (7 lossless shots over photos, montage.py: a truth without codec noise)")
+                         "clean (7 lossless shots over photos, montage.py: a truth without codec noise) and transitions "
+                         "(6 of them joined by dissolves and fades) and returns (shot and reverse shot, montage.py)")
     ap.add_argument("--methods", nargs="*", default=["table", "flow"])
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--speed-only", action="store_true")
@@ -236,7 +237,8 @@ def main():
                     help="multiply each frame by a random gain in [1-A, 1+A] first (old film's flicker)")
     a = ap.parse_args()
     for film in a.films if not a.speed_only else []:
-        rgbs = {"montage": montage, "clean": clean}.get(film, lambda: decode(os.path.join(DATA, "video", film + ".avi")))()
+        rgbs = {"montage": montage, "clean": clean, "transitions": transitions,
+                "returns": returns}.get(film, lambda: decode(os.path.join(DATA, "video", film + ".avi")))()
         if a.flicker:
             rgbs = flicker(rgbs, a.flicker)
             print(f"\n{film}: every frame times a gain in [{1 - a.flicker:.2f}, {1 + a.flicker:.2f}]")

@@ -130,3 +130,58 @@ def clean():
     for shot in CLEAN_SHOTS[3:]:
         frames += _camera(*shot)
     return frames
+
+
+#: The transitions film: the clean film's camera moves joined by the transitions of edited film instead of cuts
+#: (kind, frames): a dissolve overlaps the two shots' ends, blending the color frames; a fade darkens the end of
+#: one shot to black and brings the next up from black (RGB values scaled, as an editor or a printer's light
+#: does). Lossless, so the truth's colors in a transition are the blend or the dimmed colors themselves.
+TRANSITIONS = [("dissolve", 12), ("fade", 10), ("cut", 0), ("dissolve", 16), ("fade", 8)]
+
+
+def _faded(frames, gains):
+    return [np.clip(f.astype(np.float32) * g + 0.5, 0, 255).astype(np.uint8) for f, g in zip(frames, gains)]
+
+
+def transitions():
+    """The transitions film's RGB frames (list of uint8 (528, 720, 3)), 6 shots of 36 frames joined by
+    TRANSITIONS (dissolves overlap, so 188 frames), never encoded."""
+    shots = [_camera(photo, 36, a, b) for photo, _, a, b in CLEAN_SHOTS]
+    frames = list(shots[0])
+    for (kind, n), shot in zip(TRANSITIONS, shots[1:]):
+        shot = list(shot)
+        if kind == "dissolve":
+            tail, frames = frames[-n:], frames[:-n]
+            for i in range(n):
+                s = (i + 1) / (n + 1)
+                frames.append(np.clip(tail[i] * (1 - s) + shot[i] * s + 0.5, 0, 255).astype(np.uint8))
+            frames += shot[n:]
+        elif kind == "fade":
+            # down to 1 / (n + 1) and up from it (a black frame would make its PSNR infinite)
+            frames[-n:] = _faded(frames[-n:], [1 - (i + 1) / (n + 1) for i in range(n)])
+            frames += _faded(shot[:n], [(i + 1) / (n + 1) for i in range(n)]) + shot[n:]
+        else:
+            frames += shot
+    return frames
+
+
+#: The returns film: shot and reverse shot, as in a dialogue. Two slow camera moves run on in real time and the
+#: film cuts between them (each shot resumes where its camera has got to), with a one-frame insert of a third
+#: picture once. (photo, start, end) per camera over the film's 184 frames; (camera, frames) per shot.
+RETURN_CAMERAS = [("baboon.jpg", (0.42, 0.5, 0.8), (0.58, 0.45, 0.65)),
+                  ("fruits.jpg", (0.35, 0.5, 0.75), (0.65, 0.5, 0.7)),
+                  ("starry_night.jpg", (0.5, 0.5, 0.7), (0.5, 0.5, 0.7))]
+RETURN_SHOTS = [(0, 24), (1, 16), (0, 24), (1, 16), (0, 24), (2, 1), (0, 23), (1, 16), (0, 24), (1, 16)]
+
+
+def returns():
+    """The returns film's RGB frames (list of uint8 (528, 720, 3)), 184 frames in 10 shots, never encoded."""
+    n = sum(k for _, k in RETURN_SHOTS)
+    frames, t = [], 0
+    for cam, k in RETURN_SHOTS:
+        photo, a, b = RETURN_CAMERAS[cam]
+        s0, s1 = (t / (n - 1), (t + k - 1) / (n - 1))
+        lerp = [tuple(x + (y - x) * s for x, y in zip(a, b)) for s in (s0, s1)]
+        frames += _camera(photo, k, lerp[0], lerp[1]) if k > 1 else _camera(photo, 1, lerp[0], lerp[0])
+        t += k
+    return frames

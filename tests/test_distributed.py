@@ -198,8 +198,10 @@ def test_cli_on_a_cluster(client, frames, tmp_path, capsys):
     assert usage.value.code == 2
 
 
-def make_film(path, frames, shots=6, per_shot=8):
-    """An MPEG-4 AVI of ``shots`` shots (shipped frames, every other one inverted: a cut at each) with audio."""
+def make_film(path, frames, shots=6, per_shot=8, cameras=None):
+    """An MPEG-4 AVI of ``shots`` shots (shipped frames, every other one inverted: a cut at each) with audio.
+    ``cameras``: instead, shot j films camera cameras[j] (0-2), panning on in its own time from where that
+    camera's previous shot left off (shot and reverse shot)."""
     import av
     from PIL import Image
 
@@ -208,10 +210,18 @@ def make_film(path, frames, shots=6, per_shot=8):
     vs = out.add_stream("mpeg4", rate=10)
     vs.width, vs.height, vs.pix_fmt = 192, 144, "yuv420p"
     a = out.add_stream("mp3", rate=22050)
+    shown = [0, 0, 0]
     for i in range(shots * per_shot):
         j, t = divmod(i, per_shot)
-        img = np.roll(keys[j % 3], 2 * t, axis=1)
-        for pk in vs.encode(av.VideoFrame.from_ndarray(img if j % 2 == 0 else 255 - img, format="rgb24")):
+        if cameras is None:
+            img = np.roll(keys[j % 3], 2 * t, axis=1)
+            img = img if j % 2 == 0 else 255 - img
+        else:
+            c = cameras[j]  # three pictures the cut test tells apart: a frame, one inverted, one upside down
+            img = np.roll(keys[c], 2 * shown[c], axis=1)
+            img = (img, 255 - img, img[::-1])[c]
+            shown[c] += 1
+        for pk in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
             out.mux(pk)
     for pk in vs.encode():
         out.mux(pk)
@@ -233,6 +243,36 @@ def decoded(path):
     with av.open(str(path)) as c:
         kinds = sorted(s.type for s in c.streams)
         return kinds, [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def test_video_split_keeps_a_shot_and_its_return_in_one_segment(client, frames, tmp_path, monkeypatch):
+    from hyperchroma.distributed import video as dvideo
+
+    keys = make_film(tmp_path / "film.avi", frames, cameras=[0, 1, 0, 2, 1, 2])
+    model = hc.fit(keys[:1], threads=1)
+    model.save(tmp_path / "m.hyc")
+    one = hc.load(tmp_path / "m.hyc", threads=1)
+    stats = one.colorize_video(tmp_path / "film.avi", tmp_path / "one.mkv", codec="ffv1", container=None,
+                               progress=False)
+    assert stats["shots"] == 6 and stats["returns"] >= 1  # shot 2 continues shot 0
+    monkeypatch.setattr(dvideo, "MIN_FRAMES", 8)  # a segment per shot, but for the returns
+    result = hd.colorize([tmp_path / "film.avi"], tmp_path / "m.hyc", tmp_path / "out", client, threads=1,
+                         codec="ffv1", container="mkv")
+    assert result["failed"] == []
+    _, want = decoded(tmp_path / "one.mkv")
+    _, got = decoded(tmp_path / "out" / "film.mkv")
+    assert len(got) == len(want) == 48
+    for (p, a), (q, b) in zip(got, want):
+        assert p == q
+        np.testing.assert_array_equal(a, b)
+    # split between shot 0 and its return, the return would start from nothing
+    from hyperchroma.video import film as vfilm
+
+    monkeypatch.setattr(vfilm, "returns_of", lambda *a, **k: {})
+    hd.colorize([tmp_path / "film.avi"], tmp_path / "m.hyc", tmp_path / "cut", client, threads=1, codec="ffv1",
+                container="mkv")
+    _, split = decoded(tmp_path / "cut" / "film.mkv")
+    assert any(not np.array_equal(a, b) for (_, a), (_, b) in zip(split[16:24], want[16:24]))
 
 
 def test_video_split_at_cuts_gives_the_same_frames(client, frames, tmp_path, monkeypatch):

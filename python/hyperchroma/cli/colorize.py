@@ -176,6 +176,9 @@ def run(args) -> int:
                        f"{', '.join(str(k + 1) for k in unmatched)} of {stats.get('keyframes', '?')} (in the order "
                        "fit took them) match no frame of the film (a crop, a mirror or another film's frame?); "
                        "their colors only taught the table")
+        for k, j in sorted((stats.get("keyframes_duplicate") or {}).items()):
+            error_line(f"hyperchroma colorize: note: '{p}': keyframe {k + 1} shows the same frame as keyframe "
+                       f"{j + 1}; keyframe {j + 1}'s colors were used there")
         if stats.get("input_color") and not args.quiet:
             error_line(f"hyperchroma colorize: note: '{p}' is in color; its colors are replaced (only its "
                        "luminance is used)")

@@ -1,14 +1,18 @@
 """A film on a Dask cluster, split at its cuts: the same frames as :meth:`Model.colorize_video` on one machine.
 
 The film engine (:mod:`hyperchroma.video.film`) carries nothing across a cut (a new shot starts with no
-tracks, no table state and an empty window), so shots colorized separately are colorized exactly as in one
-pass, provided the cuts and the keyframe placements are the ones the one pass would find:
+tracks, no table state and an empty window) but into a shot that continues one of the last few (shot and
+reverse shot: :func:`hyperchroma.video.film.continues`, decided from the frames at the two sides of the cut
+alone), so runs of shots colorized separately are colorized exactly as in one pass, provided the cuts, the
+keyframe placements and those returns are the ones the one pass would find, and no segment boundary falls
+between a shot and its return:
 
 1. ``_count``: the frames, decode only (the header's count can be wrong);
 2. ``_scan`` over chunks of frames, in parallel: each frame's cut decision (the engine's own test on the frame
    and the one before it, which depends on nothing else) and its keyframe-matching scores; the driver
    locates the keyframes from all the scores as the one-pass run does (:func:`hyperchroma.video.keyframes.locate`);
-3. ``_segment``: consecutive shots, about ``frames / (2 x worker threads)`` frames per segment, each colorized
+3. ``_segment``: consecutive shots (the returns found by :func:`hyperchroma.video.film.returns_of` from the
+   frames at the cuts, which the scan brings back at model size, kept inside one segment), about ``frames / (2 x worker threads)`` frames per segment, each colorized
    by the engine with its keyframe placements, its RGB frames written losslessly (FFV1) to a work folder beside
    the output;
 4. ``_join``: the source re-read for its timestamps and audio and the segments' frames encoded in order, by
@@ -132,8 +136,9 @@ def _engine(model: Any, options: Dict[str, Any], placements: Optional[Dict[int, 
 
 def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tuple[int, int], data: bytes,
           digest: str, options: Dict[str, Any], per_host: Dict[str, int], threads: Optional[int]
-          ) -> Tuple[List[bool], Optional[np.ndarray]]:
-    """Cut decisions and keyframe scores of frames [start, stop), exactly as the engine makes them."""
+          ) -> Tuple[List[bool], Optional[np.ndarray], List[Tuple[int, Optional[np.ndarray], np.ndarray]]]:
+    """Cut decisions and keyframe scores of frames [start, stop), exactly as the engine makes them, and at each
+    cut (frame, the frame before it, the frame) at model size (which shots return: :func:`film.returns_of`)."""
     import cv2
 
     from ..video import keyframes as kf
@@ -150,6 +155,7 @@ def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tupl
     flow, cuts = pp.Flow(o.flow_preset), CutDetector(o.cut_hist, o.cut_follow)
     out: List[bool] = []
     rows = []
+    edges: List[Tuple[int, Optional[np.ndarray], np.ndarray]] = []
     prev = None
     for i, gray in enumerate(_frames(src, max(0, start - 1), stop, anchor), start=max(0, start - 1)):
         small = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
@@ -160,10 +166,12 @@ def _scan(src: str, start: int, stop: int, anchor: Optional[Anchor], shape: Tupl
                 link = pp.Link(flow, prev, small, o.tolerance, both=False)
                 cut = cuts.is_cut(histogram(link.matched), hist, float(link.rel_back.mean()))
             out.append(bool(cut))
+            if cut:
+                edges.append((i, prev, small))
             if eng.key_sigs is not None:
                 rows.append(kf.scores(eng.key_sigs, eng.signature_of(gray)))
         prev = small
-    return out, (np.stack(rows) if rows else None)
+    return out, (np.stack(rows) if rows else None), edges
 
 
 def _segment(src: str, start: int, stop: int, anchor: Optional[Anchor], placements: Optional[Dict[int, int]],
@@ -248,8 +256,10 @@ def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, vi
                    ) -> Tuple[str, Optional[str]]:
     """One video colorized in segments of whole shots on the workers: (dst, None) or (src, why)."""
     from ..video import keyframes as kf
-    from ..video.film import FilmOptions
+    from ..video import propagate as pp
+    from ..video.film import FilmOptions, returns_of
     from ..video.io import VideoError
+    from ..video.shots import CutDetector
 
     options: Dict[str, Any] = {}  # FilmOptions: the defaults, as hyperchroma colorize uses them
     opt = FilmOptions(**options).check()
@@ -265,15 +275,23 @@ def colorize_split(client: Any, src: str, dst: str, data_f: Any, digest: str, vi
                                              data_f, digest, options, per_host, threads, retries=retries,
                                              pure=False)
                                for s in range(0, n, chunk)])
-        cuts = [c for part, _ in scans for c in part]
+        cuts = [c for part, _, _ in scans for c in part]
         placements: Optional[Dict[int, int]] = None
         if scans[0][1] is not None:  # the model has keyframes: locate them over the whole film, as one pass does
-            rows = np.concatenate([r for _, r in scans if r is not None])
+            rows = np.concatenate([r for _, r, _ in scans if r is not None])
             placements = {int(f): int(k) for f, k in kf.locate(rows, opt.match_threshold, opt.lookahead).items()}
         starts = [i for i, c in enumerate(cuts) if c] + [n]
+        # shots that return (the engine resumes an earlier shot's colors there): no boundary between the two
+        edge = {i: (before, first) for _, _, part in scans for i, before, first in part}
+        shots = [(edge[a][1], edge[starts[j + 1]][0] if starts[j + 1] < n else None,
+                  placements is not None and a in placements) for j, a in enumerate(starts[:-1])]
+        held: set = set()
+        for later, earlier in returns_of(pp.Flow(opt.flow_preset), CutDetector(opt.cut_hist, opt.cut_follow),
+                                         opt.tolerance, opt.returns, shots).items():
+            held.update(range(earlier + 1, later + 1))
         bounds, a = [], 0
-        for s in starts[1:]:
-            if s - a >= chunk or s == n:
+        for j, s in enumerate(starts[1:], start=1):
+            if (s - a >= chunk and j not in held) or s == n:
                 bounds.append((a, s))
                 a = s
         if len(bounds) == 1:  # one segment: the film in one task, the one-machine call itself

@@ -10,6 +10,16 @@ Per shot (cuts split shots), every frame's ab at model size is a confidence-weig
   track and newly uncovered pixels take the table's color at once).
 
 Confidence after a step is ``min(carried, reliability) * decay``.
+
+Checked against the keyframe (``gate``) and relit (``relight``): each track also carries its pixels' positions
+in its keyframe, and every frame the keyframe's gray sampled there is compared with the frame's
+(:func:`keyframe_match`: both blurred, one gain fitted for the exposure, gray levels within ``gate_tolerance``
+and alike in local structure). Frame-to-frame reliability cannot see a dissolve (each step changes the picture
+a little), so without this the next shot's keyframe colors travel back through a dissolve onto the shot before
+it. The agreement scales the track's weight, its confidence against the table's, and (before a keyframe) the
+fallback's lean on it. The gain scales the track's chroma (:func:`relight`, ``gain ** (2.2 / 3)``), and the
+carried table track's with it: a fade dims the colors with the picture, and a keyframe caught inside a fade lends
+its colors to the bright frames around it at their brightness.
 ``ab = (w K + w' K' + u Q + u (1 - q) (1 - g) Kc) / (w + w' + u)`` with ``u = 1 - max(c, c')``,
 ``w = max(c, floor)`` (carried keyframe colors keep some say where the flow is doubtful; the table alone is
 noisier) and ``Kc = (w K + w' K') / (w + w')`` (0 where no keyframe reaches): ``Q`` comes scaled toward gray by
@@ -141,6 +151,11 @@ class FilmOptions:
     direct_tau: float = 4.0      # model-size pixels: how far the straight flow may land from the chained positions
     lead: float = 1.5            # between two keyframes each leads with (its nearness in time) ** lead
     compound: str = "min"         # confidence after a step: min(carried, reliability) or their "product"
+    gate: bool = True            # weigh carried keyframe colors by how well the keyframe's gray, where the track
+                                 # says each pixel came from, still matches the frame (dissolves, drift)
+    gate_tolerance: float = 16.0  # gray levels of that match (after a gain): full weight below, none at twice it
+    relight: bool = True         # scale carried chroma with the frame's exposure against the keyframe's (fades)
+    returns: int = 4             # a new shot that continues one of the last this many shots resumes its colors
 
     def check(self) -> "FilmOptions":
         if not 0 < self.decay <= 1:
@@ -151,8 +166,12 @@ class FilmOptions:
             raise ValueError(f"unsure_gray must be in [0, 1], got {self.unsure_gray}")
         if not self.direct_tau > 0 or not np.isfinite(self.direct_tau):
             raise ValueError(f"direct_tau must be a positive number, got {self.direct_tau}")
+        if not self.gate_tolerance > 0 or not np.isfinite(self.gate_tolerance):
+            raise ValueError(f"gate_tolerance must be a positive number, got {self.gate_tolerance}")
         if not 0.5 <= self.lead <= 8:
             raise ValueError(f"lead must be in [0.5, 8], got {self.lead}")
+        if not 0 <= self.returns <= 64:
+            raise ValueError(f"returns must be in [0, 64], got {self.returns}")
         if self.table_every < 1 or self.window < 1 or self.lookahead < 1:
             raise ValueError("table_every, window and lookahead must be >= 1")
         return self
@@ -173,6 +192,8 @@ class _Frame:
 
 DETAIL_SCALE = 64.0  # fixed point of the keyframes' detail planes
 DIRECT_MIN = 0.1    # between two keyframes the farther one is resampled from only where its time weight reaches this
+RESUME_SHARE = 0.5   # least share of followed pixels for a new shot to continue an earlier one
+DUPLICATE = 0.05     # keyframe signatures closer than this (kf.scores) show the same frame
 DETAIL_MIN = 0.02    # a track whose detail weight stays below this everywhere adds none
 
 
@@ -197,6 +218,7 @@ class _Key:
         self.ab_small = cv2.resize(self.ab_full, (w, h), interpolation=cv2.INTER_AREA)
         self.small = cv2.resize(kf.luma(rgb), (w, h), interpolation=cv2.INTER_AREA)
         self.sig = kf.signature(self.small)
+        self.soft = _soft(self.small)  # what the tracks' gray is compared with (keyframe_match)
         # what model size loses: the full-resolution ab minus the model-size ab upsampled as compose does it,
         # (H, W, 2) int16 in 1/DETAIL_SCALE ab units (half the memory of float32)
         self.detail: Optional[np.ndarray] = None
@@ -247,10 +269,116 @@ def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.n
     return out
 
 
+GATE_SIGMA = 1.5    # model-size pixels: the blur of both grays before keyframe_match compares them
+SHAPE_SIGMA = 2.0   # ... and further before it compares shapes (a chain's drift by a pixel or two forgiven)
+TEXTURE = 3.0       # gray levels of local standard deviation above which keyframe_match compares shapes
+RELIGHT_MAX = 3.0   # most a keyframe's carried chroma is scaled up (a keyframe dimmed by a fade, carried out of it)
+
+
+def _soft(gray: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(gray.astype(np.float32), (0, 0), GATE_SIGMA)
+
+
+def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.ndarray, tolerance: float
+                   ) -> Tuple[np.ndarray, float]:
+    """How far a track's colors still belong to this frame: (agreement (h, w) float32 in [0, 1], gain).
+
+    ``P``: the track's positions (h, w, 2) in its keyframe; ``key_soft`` / ``soft``: the keyframe's and this
+    frame's gray at model size, blurred (:func:`_soft`); ``c``: the track's confidence (weights the fit). The
+    keyframe's gray sampled at ``P`` should be this frame's gray up to the frame's exposure: one gain, fitted
+    by least squares through 0 (a fade or a printer's light scales the picture), then fitted again on the
+    pixels that agree. The agreement is 1 where the two differ by under ``tolerance`` gray levels, 0 from twice
+    that, box-blurred. Frame-to-frame reliability cannot see a dissolve (each step changes the picture a
+    little) nor a chain's slow drift; this compares each frame with the keyframe itself. The gain measures the
+    exposure against the keyframe (see :func:`relight`)."""
+    ks = cv2.remap(key_soft, P, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    w = c
+    gain = 1.0
+    a = np.ones_like(c)
+    for _ in range(2):
+        den = float((w * ks * ks).sum())
+        if den <= 1e-3 * max(ks.size, 1):
+            return a, gain  # nothing carried to fit on (or a black keyframe): nothing to judge
+        gain = float((w * soft * ks).sum()) / den
+        r = np.abs(soft - np.float32(gain) * ks)
+        a = np.clip(np.float32(2.0) - r * np.float32(1.0 / tolerance), 0.0, 1.0)
+        w = c * a
+    # the same picture, not only the same gray levels: where either is textured both must be, alike in shape
+    # (local normalized cross-correlation over 7x7; flat areas left to the gray levels)
+    k = (9, 9)
+    soft = cv2.GaussianBlur(soft, (0, 0), SHAPE_SIGMA)
+    ks = cv2.GaussianBlur(ks, (0, 0), SHAPE_SIGMA)
+    mx, my = cv2.blur(soft, k), cv2.blur(ks, k)
+    vx = cv2.blur(soft * soft, k) - mx * mx
+    vy = (cv2.blur(ks * ks, k) - my * my) * np.float32(gain * gain)
+    cxy = (cv2.blur(soft * ks, k) - mx * my) * np.float32(gain)
+    # SSIM's contrast-structure term: 1 for the same texture, 1 where both are flat (TEXTURE decides how flat),
+    # near 0 for unrelated textures or texture against a flat area
+    t2 = np.float32(TEXTURE * TEXTURE)
+    cs = (2 * cxy + t2) / (np.maximum(vx, 0) + np.maximum(vy, 0) + t2)
+    shape = np.clip((cs - np.float32(0.25)) * np.float32(2.0), 0.0, 1.0)
+    a = cv2.blur(a * shape, (5, 5))
+    # where the track points outside the keyframe there is nothing to compare (its confidence is 0 there anyway)
+    h, w = ks.shape
+    outside = (P[..., 0] < 0) | (P[..., 0] > w - 1) | (P[..., 1] < 0) | (P[..., 1] > h - 1)
+    a[outside] = 1.0
+    return a, gain
+
+
+def relight(gain: float) -> float:
+    """The factor on a keyframe's ab for a frame whose gray levels are ``gain`` times the keyframe's: gray
+    levels are gamma-encoded (about ^2.2 to linear light) and CIELAB's a, b scale with the cube root of linear
+    light, so the factor is ``gain ** (2.2 / 3)``, at most RELIGHT_MAX."""
+    return float(min(max(gain, 0.0) ** (2.2 / 3.0), RELIGHT_MAX))
+
+
 def _carry(c: np.ndarray, rel: np.ndarray, o: "FilmOptions") -> np.ndarray:
     """Confidence after one propagation step: carried confidence limited by this step's reliability."""
     c = np.minimum(c, rel) if o.compound == "min" else c * rel
     return c * np.float32(o.decay)
+
+
+def continues(flow: pp.Flow, cuts: CutDetector, tolerance: float, recent: Sequence[np.ndarray],
+              small: np.ndarray) -> Optional[Tuple[int, pp.Link]]:
+    """Which of the earlier shots (``recent``: their last frames at model size, newest first) the shot starting
+    with frame ``small`` continues (shot, reverse shot, shot; a cutaway), with the link from that shot's last
+    frame: (index in ``recent``, link), or None. A shot continues another when the cut test finds no cut
+    between the two frames and at least RESUME_SHARE of the pixels can be followed; of several, the best
+    followed. The engine resumes that shot's forward state; the distributed split computes the same from
+    the frames alone, so that no segment boundary falls between a shot and its return."""
+    best: Optional[Tuple[float, int, pp.Link]] = None
+    hist = histogram(small)
+    for i, last in enumerate(recent):
+        link = pp.Link(flow, last, small, tolerance, both=False)
+        share = float(link.rel_back.mean())
+        if share >= RESUME_SHARE and not cuts.is_cut(histogram(link.matched), hist, share):
+            if best is None or share > best[0]:
+                best = (share, i, link)
+    return None if best is None else (best[1], best[2])
+
+
+def returns_of(flow: pp.Flow, cuts: CutDetector, tolerance: float, keep: int,
+               shots: Sequence[Tuple[np.ndarray, Optional[np.ndarray], bool]]) -> Dict[int, int]:
+    """{shot: earlier shot it continues} for shots given in order as (first frame, last frame, whether its first
+    frame is a keyframe), the model-size gray of each, as the engine decides them with ``returns=keep``
+    (the last shot's last frame may be None)."""
+    out: Dict[int, int] = {}
+    recent: List[int] = []  # shot numbers, newest first
+    for j, (first, _, keyed) in enumerate(shots):
+        if j:
+            recent = ([j - 1] + recent)[:keep]
+        if keyed or not recent or not keep:
+            continue
+        found = continues(flow, cuts, tolerance, [_last_of(shots[i]) for i in recent], first)
+        if found is not None:
+            out[j] = recent.pop(found[0])
+    return out
+
+
+def _last_of(shot: Tuple[np.ndarray, Optional[np.ndarray], bool]) -> np.ndarray:
+    if shot[1] is None:
+        raise ValueError("only the last shot may lack its last frame")
+    return shot[1]
 
 
 def _to_gray(frame: np.ndarray) -> np.ndarray:
@@ -282,7 +410,7 @@ class FilmEngine:
         self.source = source or _TableSource(model)
         self._key_rgb = list(keyframes)
         self._placements = None if placements is None else {int(f): int(k) for f, k in placements.items()}
-        self._detail = self._direct = False
+        self._detail = self._direct = self._track_pos = False
         if self._placements and not all(0 <= k < len(self._key_rgb) for k in self._placements.values()):
             raise ValueError("placements name a keyframe that is not given")
         self._keys: List[_Key] = []
@@ -290,7 +418,9 @@ class FilmEngine:
         self._cuts = CutDetector(self.opt.cut_hist, self.opt.cut_follow)
         self._buf: List[_Frame] = []
         self._prev: Optional[_Frame] = None
-        self._state = None  # forward tracks after the last output frame: (K, c, Q, last table, key frame)
+        # forward tracks after the last output frame: (K, c, Q, last table, key frame, keyframe, table confidence,
+        # positions in the keyframe, the exposure factor (relight) Q was last brought to)
+        self._state = None
         self._locator: Optional[kf.KeyframeLocator] = None
         self._n = 0
         self.shape_full: Optional[Tuple[int, int]] = None
@@ -298,6 +428,11 @@ class FilmEngine:
         self.keys_placed: List[Tuple[int, int]] = []  # (frame, keyframe)
         self._out: List[Tuple[int, np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[list]]] = []
         self._emit_to = on_result if on_result is not None else self._out.append
+        # the shot being emitted: its last frame's model-size gray and the forward state after it; earlier shots'
+        # the same, newest first (a shot that returns after a cutaway picks up from there)
+        self._last: Optional[Tuple[np.ndarray, tuple]] = None
+        self._recent: List[Tuple[np.ndarray, tuple]] = []
+        self.returns = 0
 
     # ------------------------------------------------------------------ input
     def push(self, frame: np.ndarray) -> None:
@@ -368,9 +503,19 @@ class FilmEngine:
         placed = {}
         for frame, k in self.keys_placed:
             placed.setdefault(k, []).append(frame)
-        return {"frames": self._n, "shots": self.shots, "table_calls": self.source.calls,
+        # a keyframe never placed because another shows the same frame (given twice, or two colorings of one
+        # frame: one frame takes one keyframe) is that one's duplicate, not a keyframe the film lacks
+        duplicate = {}
+        for k in range(len(self._key_rgb)):
+            if k not in placed and self.key_sigs is not None:
+                d = kf.scores(self.key_sigs, self.key_sigs[k])
+                same = [j for j in placed if d[j] < DUPLICATE]
+                if same:
+                    duplicate[k] = min(same, key=lambda j: d[j])
+        return {"frames": self._n, "shots": self.shots, "returns": self.returns, "table_calls": self.source.calls,
                 "keyframes": len(self._key_rgb), "keyframes_placed": placed,
-                "keyframes_unmatched": [k for k in range(len(self._key_rgb)) if k not in placed]}
+                "keyframes_unmatched": [k for k in range(len(self._key_rgb)) if k not in placed and k not in duplicate],
+                "keyframes_duplicate": duplicate}
 
     # ------------------------------------------------------------------ internals
     def start(self, shape: Tuple[int, int]) -> None:
@@ -385,6 +530,7 @@ class FilmEngine:
         scale = min(s / m for s, m in zip(shape, self.shape_small))
         self._detail = self.opt.detail and scale >= self.opt.detail_scale
         self._direct = self._detail and self.opt.direct
+        self._track_pos = self._direct or self.opt.gate or self.opt.relight  # tracks carry their keyframe positions
         self._keys = [_Key(k, shape, self.shape_small, self._detail) for k in self._key_rgb]
         self._locator = kf.KeyframeLocator([k.sig for k in self._keys], self.opt.match_threshold,
                                            self.opt.lookahead)
@@ -417,7 +563,7 @@ class FilmEngine:
             # keep: the keyframe's share in the fallback before it, as Q's after one (Q starts as the keyframe's
             # colors and gives up 1 - smooth to the table every table_every frames): time-symmetric, no jump
             keep = c
-            P = _identity(self.shape_small) if self._direct else None  # positions in the keyframe
+            P = _identity(self.shape_small) if self._track_pos else None  # positions in the keyframe
             back[right] = (K, c, keep, kidx, P)
             for t in range(right - 1, -1, -1):
                 fr = seg[t]
@@ -431,13 +577,37 @@ class FilmEngine:
         for t, fr in enumerate(seg):
             self._emit(fr, back[t], right_at)
 
+    def _resume(self, fr: _Frame) -> Optional[Tuple[tuple, pp.Maps, np.ndarray]]:
+        """At a cut: the forward state of an earlier shot that this frame continues (:func:`continues`), with
+        the link from that shot's last frame, or None."""
+        found = continues(self._flow, self._cuts, self.opt.tolerance, [small for small, _ in self._recent], fr.small)
+        if found is None:
+            return None
+        i, link = found
+        state = self._recent.pop(i)[1]
+        self.returns += 1
+        return state, link.back, link.rel_back
+
     def _emit(self, fr: _Frame, back, right_at: Optional[int] = None) -> None:
+        o = self.opt
+        resumed = None
+        if fr.shot_start:
+            if self._last is not None:
+                self._recent = ([self._last] + self._recent)[:o.returns]
+                self._last = None
+            if fr.key is None and self._recent:
+                resumed = self._resume(fr)
+        self._emit_frame(fr, back, right_at, resumed)
+        if o.returns:
+            self._last = (fr.small, self._state)
+
+    def _emit_frame(self, fr: _Frame, back, right_at: Optional[int], resumed) -> None:
         o = self.opt
         if fr.key is not None:
             key = self._keys[fr.key]
             ones = np.ones(self.shape_small, np.float32)
             self._state = (key.ab_small, ones, key.ab_small.copy(), fr.index, fr.index, fr.key, 1.0,
-                           _identity(self.shape_small) if self._direct else None)
+                           _identity(self.shape_small) if self._track_pos else None, 1.0)
             if o.key_full:
                 self._emit_to((fr.index, fr.gray, None, key.ab_full, None))
             else:  # the same path as its neighbours (at model size, plus the detail they carry): no pop
@@ -446,18 +616,39 @@ class FilmEngine:
             return
         zeros = np.zeros(self.shape_small, np.float32)
         kf_at = None
-        if fr.shot_start or self._state is None:
+        start = resumed is None and (fr.shot_start or self._state is None)
+        if start:
             K, c, Q, last_table, qc = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9, 1.0
+            q_light = 1.0
             trust = zeros
             P = None
         else:
-            K, c, Q, last_table, _, kf_at, qc, P = self._state
-            K, c, P = _warp_track(K, fr.flow_prev, c, P)  # P: this frame's pixels' positions in the keyframe
-            c = _carry(c, fr.rel_prev, o)
-            Q = None if Q is None else pp.warp(Q, fr.flow_prev)
-            trust = fr.rel_prev
+            state, flow_prev, trust = resumed if resumed is not None else (self._state, fr.flow_prev, fr.rel_prev)
+            assert state is not None
+            K, c, Q, last_table, key_at, kf_at, qc, P, q_light = state
+            K, c, P = _warp_track(K, flow_prev, c, P)  # P: this frame's pixels' positions in the keyframe
+            c = _carry(c, trust, o)
+            Q = None if Q is None else pp.warp(Q, flow_prev)
         Kb, cb, keep, kb_at, Pb = back if back is not None else (None, zeros, None, None, None)
-        u = 1.0 - np.maximum(c, cb)
+        # each track against its own keyframe: agreement (gf, gb) and exposure (sf, sb), see keyframe_match
+        gf = gb = None
+        sf = sb = 1.0
+        if (o.gate or o.relight) and ((P is not None and kf_at is not None) or (Pb is not None and kb_at is not None)):
+            soft = _soft(fr.small)
+            if P is not None and kf_at is not None:
+                gf, sf = keyframe_match(self._keys[kf_at].soft, P, soft, c, o.gate_tolerance)
+            if Pb is not None and kb_at is not None:
+                gb, sb = keyframe_match(self._keys[kb_at].soft, Pb, soft, cb, o.gate_tolerance)
+            sf, sb = (relight(sf), relight(sb)) if o.relight else (1.0, 1.0)
+            if not o.gate:
+                gf = gb = None
+        if Q is not None and kf_at is not None and sf != q_light:
+            # the carried table track holds the keyframe's colors it started from: they follow the exposure too
+            Q = Q * np.float32(sf / max(q_light, 1e-3))
+            q_light = sf
+        cf_eff = c if gf is None else c * gf
+        cb_eff = cb if gb is None else cb * gb
+        u = 1.0 - np.maximum(cf_eff, cb_eff)
         if float(u.mean()) > o.table_share and (Q is None or fr.index - last_table >= o.table_every):
             T, known, qc = self.source.table_ab(fr.gray)
             last_table = fr.index
@@ -466,7 +657,8 @@ class FilmEngine:
             else:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
-        key_at = self._state[4] if (self._state is not None and not fr.shot_start) else None
+        if start:
+            key_at = None
         # flows straight to the shot's keyframes in reach, the nearer first: its positions carry its detail;
         # with ``direct`` each track's colors are also resampled once from its keyframe there (resample_key)
         located = None
@@ -491,7 +683,7 @@ class FilmEngine:
                 key = self._keys[k]
                 pos, agree = pp.locate(self._flow, fr.small, key.small, o.tolerance)
                 if located is None:
-                    located = (key, pos, agree)
+                    located = (key, pos, agree, side)
                 if self._direct and side == 0 and P is not None:
                     Kf = resample_key(K, key.ab_small, pos, agree, P, o.direct_tau)
                 elif self._direct and side == 1 and Kb is not None and Pb is not None:
@@ -502,11 +694,23 @@ class FilmEngine:
                 wf = np.maximum(c, np.float32(o.floor))
             if Kb is not None:
                 wb = np.maximum(cb, np.float32(o.floor))
+        # ... but none where the frame no longer shows what the keyframe showed there (a dissolve)
+        if gf is not None:
+            wf = wf * gf
+        if gb is not None:
+            wb = wb * gb
+        if sf != 1.0:
+            Kf = Kf * np.float32(sf)
+        if sb != 1.0 and Kb is not None:
+            Kb = Kb * np.float32(sb)
         if between:
             wf, wb = wf * tf, wb * tb
         fallback = Q
         if keep is not None and Q is not None and Kb is not None:
-            # before a keyframe the fallback leans on its colors as Q does after one (time-symmetric)
+            # before a keyframe the fallback leans on its colors as Q does after one (time-symmetric), as far as
+            # the frame still shows what the keyframe showed
+            if gb is not None:
+                keep = keep * gb
             fallback = keep[..., None] * Kb + (1 - keep[..., None]) * Q
         num = wf[..., None] * Kf + u[..., None] * (fallback if fallback is not None else 0.0)
         if Kb is not None:
@@ -532,9 +736,14 @@ class FilmEngine:
             # detail of its own: smooth colors from it still take the keyframe's. One keyframe a frame: where the
             # nearer one changes, static content has the same detail in both (no pop), moving content little.
             if located is not None and float(located[2].max()) > DETAIL_MIN:
-                key, pos, agree = located
+                key, pos, agree, side = located
+                g, sc = (gf, sf) if side == 0 else (gb, sb)
+                if g is not None:
+                    agree = agree * g
+                if sc != 1.0:
+                    agree = agree * np.float32(sc)
                 detail = [(key.detail, pos, agree)]
-        self._state = (K, c, Q, last_table, key_at, kf_at, qc, P)
+        self._state = (K, c, Q, last_table, key_at, kf_at, qc, P, q_light)
         self._emit_to((fr.index, fr.gray, ab, None, detail))
 
 

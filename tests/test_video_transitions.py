@@ -7,8 +7,8 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from hyperchroma import core  # noqa: E402
-from hyperchroma.video.film import (FilmOptions, GATE_SIGMA, SHAPE_SIGMA, TEXTURE, _identity,  # noqa: E402
-                                    keyframe_match, relight)
+from hyperchroma.video.film import (GATE_SIGMA, SHAPE_SIGMA, TEXTURE, _identity, keyframe_match,  # noqa: E402
+                                    match_grid, relight)
 
 from test_video import H, W, chroma, run_engine, scene  # noqa: E402
 
@@ -24,25 +24,24 @@ def _box(img, r):
     return out
 
 
-def keyframe_match_reference(key_soft, soft, c, tolerance):
-    """keyframe_match for positions that are the identity, written out: the gain refit once on the agreeing
-    pixels, the gray-level agreement, SSIM's contrast-structure term over 9x9, a 5x5 mean."""
-    ks = key_soft.astype(np.float64)
-    s = soft.astype(np.float64)
+def match_grid_reference(ks, soft, c, tolerance):
+    """match_grid written out: the gain refit once on the agreeing pixels, the gray-level agreement, SSIM's
+    contrast-structure term over 5x5, a 3x3 mean."""
+    ks64, s64 = ks.astype(np.float64), soft.astype(np.float64)
     w = c.astype(np.float64)
     for _ in range(2):
-        gain = (w * s * ks).sum() / (w * ks * ks).sum()
-        a = np.clip(2 - np.abs(s - gain * ks) / tolerance, 0, 1)
+        gain = (w * s64 * ks64).sum() / (w * ks64 * ks64).sum()
+        a = np.clip(2 - np.abs(s64 - gain * ks64) / tolerance, 0, 1)
         w = c * a
-    s2 = cv2.GaussianBlur(soft, (0, 0), SHAPE_SIGMA).astype(np.float64)
-    k2 = cv2.GaussianBlur(key_soft, (0, 0), SHAPE_SIGMA).astype(np.float64)
-    mx, my = _box(s2, 4), _box(k2, 4)
-    vx = _box(s2 * s2, 4) - mx * mx
-    vy = (_box(k2 * k2, 4) - my * my) * gain * gain
-    cxy = (_box(s2 * k2, 4) - mx * my) * gain
+    x = cv2.GaussianBlur(soft, (0, 0), SHAPE_SIGMA).astype(np.float64)
+    y = cv2.GaussianBlur(ks, (0, 0), SHAPE_SIGMA).astype(np.float64) * gain
+    mx, my = _box(x, 2), _box(y, 2)
+    vx = _box(x * x, 2) - mx * mx
+    vy = _box(y * y, 2) - my * my
+    cxy = _box(x * y, 2) - mx * my
     cs = (2 * cxy + TEXTURE ** 2) / (np.maximum(vx, 0) + np.maximum(vy, 0) + TEXTURE ** 2)
     shape = np.clip((cs - 0.25) * 2, 0, 1)
-    return _box(a * shape, 2), gain
+    return _box(a * shape, 1), gain
 
 
 def _soft(g):
@@ -51,25 +50,40 @@ def _soft(g):
 
 @pytest.mark.parametrize("case", ["same", "dimmed", "unrelated", "half"])
 def test_keyframe_match_reference(rng, case):
-    h, w = 22, 30
-    key = cv2.resize(rng.uniform(30, 220, (h // 3, w // 3)).astype(np.float32), (w, h))
-    other = cv2.resize(rng.uniform(30, 220, (h // 3, w // 3)).astype(np.float32), (w, h))
+    h, w = 44, 60
+    key = cv2.resize(rng.uniform(30, 220, (h // 4, w // 4)).astype(np.float32), (w, h))
+    other = cv2.resize(rng.uniform(30, 220, (h // 4, w // 4)).astype(np.float32), (w, h))
     frame = {"same": key, "dimmed": 0.4 * key, "unrelated": other,
              "half": np.where(np.arange(w) < w // 2, key, other)}[case]
     frame = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.float32)
     c = rng.uniform(0.2, 1.0, (h, w)).astype(np.float32)
     ks, fs = _soft(key), _soft(frame)
-    got, gain = keyframe_match(ks, _identity((h, w)), fs, c, 16.0)
-    want, want_gain = keyframe_match_reference(ks, fs, c, 16.0)
+    # the grid's kernel against the loops, on the half-size grid keyframe_match uses
+    half = (w // 2, h // 2)
+    gk, gf, gc = (cv2.resize(x, half, interpolation=cv2.INTER_AREA) for x in (ks, fs, c))
+    got, gain = match_grid(gk, gf, gc, 16.0)
+    want, want_gain = match_grid_reference(gk, gf, gc, 16.0)
     assert gain == pytest.approx(want_gain, rel=1e-4)
     np.testing.assert_allclose(got, want, atol=2e-3)
+    # and keyframe_match's answer, at full size
+    a, gain = keyframe_match(ks, _identity((h, w)), fs, c, 16.0)
+    assert a.shape == (h, w)
     if case in ("same", "dimmed"):
-        assert got.mean() > 0.9
+        assert a.mean() > 0.9
         assert gain == pytest.approx(1.0 if case == "same" else 0.4, abs=0.03)
     elif case == "unrelated":
-        assert got.mean() < 0.3
+        assert a.mean() < 0.3
     else:
-        assert got[:, :w // 2 - 4].mean() > 0.8 and got[:, w // 2 + 4:].mean() < 0.3
+        assert a[:, :w // 2 - 8].mean() > 0.8 and a[:, w // 2 + 8:].mean() < 0.3
+
+
+def test_keyframe_match_outside_the_keyframe_is_not_judged(rng):
+    h, w = 44, 60
+    ks = _soft(rng.uniform(30, 220, (h, w)).astype(np.float32))
+    P = _identity((h, w)) + np.float32(w)  # every pixel points past the keyframe's right edge
+    a, _ = keyframe_match(ks, P, _soft(rng.uniform(30, 220, (h, w)).astype(np.float32)),
+                          np.ones((h, w), np.float32), 16.0)
+    assert (a == 1).all()
 
 
 def test_relight_follows_cielab():

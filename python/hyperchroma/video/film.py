@@ -270,7 +270,7 @@ def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.n
 
 
 GATE_SIGMA = 1.5    # model-size pixels: the blur of both grays before keyframe_match compares them
-SHAPE_SIGMA = 2.0   # ... and further before it compares shapes (a chain's drift by a pixel or two forgiven)
+SHAPE_SIGMA = 1.0   # ... and further (on match_grid's half-size grid) before it compares shapes
 TEXTURE = 3.0       # gray levels of local standard deviation above which keyframe_match compares shapes
 RELIGHT_MAX = 3.0   # most a keyframe's carried chroma is scaled up (a keyframe dimmed by a fade, carried out of it)
 
@@ -285,13 +285,31 @@ def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.
 
     ``P``: the track's positions (h, w, 2) in its keyframe; ``key_soft`` / ``soft``: the keyframe's and this
     frame's gray at model size, blurred (:func:`_soft`); ``c``: the track's confidence (weights the fit). The
-    keyframe's gray sampled at ``P`` should be this frame's gray up to the frame's exposure: one gain, fitted
-    by least squares through 0 (a fade or a printer's light scales the picture), then fitted again on the
-    pixels that agree. The agreement is 1 where the two differ by under ``tolerance`` gray levels, 0 from twice
-    that, box-blurred. Frame-to-frame reliability cannot see a dissolve (each step changes the picture a
-    little) nor a chain's slow drift; this compares each frame with the keyframe itself. The gain measures the
-    exposure against the keyframe (see :func:`relight`)."""
-    ks = cv2.remap(key_soft, P, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    keyframe's gray sampled at ``P`` should be this frame's gray up to the frame's exposure (:func:`match_grid`,
+    on a grid of half the model size: the agreement is a property of regions, and this runs every frame for
+    each track). Frame-to-frame reliability cannot see a dissolve (each step changes the picture a little) nor
+    a chain's slow drift; this compares each frame with the keyframe itself. The gain measures the exposure
+    against the keyframe (see :func:`relight`). Where the track points outside the keyframe there is nothing
+    to compare: agreement 1 (the track's confidence is 0 there anyway)."""
+    h, w = c.shape
+    half = ((w + 1) // 2, (h + 1) // 2)
+    Ph = cv2.resize(P, half, interpolation=cv2.INTER_AREA)  # the positions of each 2x2 block's centre
+    ks = cv2.remap(key_soft, Ph, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    a, gain = match_grid(ks, cv2.resize(soft, half, interpolation=cv2.INTER_AREA),
+                         cv2.resize(c, half, interpolation=cv2.INTER_AREA), tolerance)
+    kh, kw = key_soft.shape
+    a[(Ph[..., 0] < 0) | (Ph[..., 0] > kw - 1) | (Ph[..., 1] < 0) | (Ph[..., 1] > kh - 1)] = 1.0
+    return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR), gain
+
+
+def match_grid(ks: np.ndarray, soft: np.ndarray, c: np.ndarray, tolerance: float) -> Tuple[np.ndarray, float]:
+    """:func:`keyframe_match` on one grid: ``ks`` the keyframe's gray where the track's pixels came from,
+    ``soft`` the frame's, ``c`` the weights. One gain, fitted by least squares through 0 (a fade or a
+    printer's light scales the picture), then fitted again on the pixels that agree. The agreement is 1 where
+    the two differ by under ``tolerance`` gray levels, 0 from twice that, times SSIM's contrast-structure term
+    over 5x5 after a further blur (SHAPE_SIGMA: the same texture, not only the same gray levels; a chain's
+    drift by a pixel or two forgiven; near 0 for unrelated textures or texture against a flat area, 1 where
+    both are flat, TEXTURE deciding how flat), 3x3 box-blurred."""
     w = c
     gain = 1.0
     a = np.ones_like(c)
@@ -300,29 +318,20 @@ def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.
         if den <= 1e-3 * max(ks.size, 1):
             return a, gain  # nothing carried to fit on (or a black keyframe): nothing to judge
         gain = float((w * soft * ks).sum()) / den
-        r = np.abs(soft - np.float32(gain) * ks)
-        a = np.clip(np.float32(2.0) - r * np.float32(1.0 / tolerance), 0.0, 1.0)
+        a = np.clip(np.float32(2.0) - cv2.absdiff(soft, np.float32(gain) * ks) * np.float32(1.0 / tolerance),
+                    0.0, 1.0)
         w = c * a
-    # the same picture, not only the same gray levels: where either is textured both must be, alike in shape
-    # (local normalized cross-correlation over 7x7; flat areas left to the gray levels)
-    k = (9, 9)
-    soft = cv2.GaussianBlur(soft, (0, 0), SHAPE_SIGMA)
-    ks = cv2.GaussianBlur(ks, (0, 0), SHAPE_SIGMA)
-    mx, my = cv2.blur(soft, k), cv2.blur(ks, k)
-    vx = cv2.blur(soft * soft, k) - mx * mx
-    vy = (cv2.blur(ks * ks, k) - my * my) * np.float32(gain * gain)
-    cxy = (cv2.blur(soft * ks, k) - mx * my) * np.float32(gain)
-    # SSIM's contrast-structure term: 1 for the same texture, 1 where both are flat (TEXTURE decides how flat),
-    # near 0 for unrelated textures or texture against a flat area
+    k = (5, 5)
+    x = cv2.GaussianBlur(soft, (0, 0), SHAPE_SIGMA)
+    y = cv2.GaussianBlur(ks, (0, 0), SHAPE_SIGMA) * np.float32(gain)
+    mx, my = cv2.blur(x, k), cv2.blur(y, k)
+    vx = cv2.blur(x * x, k) - mx * mx
+    vy = cv2.blur(y * y, k) - my * my
+    cxy = cv2.blur(x * y, k) - mx * my
     t2 = np.float32(TEXTURE * TEXTURE)
     cs = (2 * cxy + t2) / (np.maximum(vx, 0) + np.maximum(vy, 0) + t2)
     shape = np.clip((cs - np.float32(0.25)) * np.float32(2.0), 0.0, 1.0)
-    a = cv2.blur(a * shape, (5, 5))
-    # where the track points outside the keyframe there is nothing to compare (its confidence is 0 there anyway)
-    h, w = ks.shape
-    outside = (P[..., 0] < 0) | (P[..., 0] > w - 1) | (P[..., 1] < 0) | (P[..., 1] > h - 1)
-    a[outside] = 1.0
-    return a, gain
+    return cv2.blur(a * shape, (3, 3)), gain
 
 
 def relight(gain: float) -> float:

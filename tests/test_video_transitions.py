@@ -80,10 +80,17 @@ def test_keyframe_match_reference(rng, case):
 def test_keyframe_match_outside_the_keyframe_is_not_judged(rng):
     h, w = 44, 60
     ks = _soft(rng.uniform(30, 220, (h, w)).astype(np.float32))
+    frame = _soft(rng.uniform(30, 220, (h, w)).astype(np.float32))
+    ones = np.ones((h, w), np.float32)
+    assert keyframe_match(ks, _identity((h, w)), frame, ones, 16.0)[0].mean() < 0.3  # unrelated: judged
     P = _identity((h, w)) + np.float32(w)  # every pixel points past the keyframe's right edge
-    a, _ = keyframe_match(ks, P, _soft(rng.uniform(30, 220, (h, w)).astype(np.float32)),
-                          np.ones((h, w), np.float32), 16.0)
-    assert (a == 1).all()
+    assert (keyframe_match(ks, P, frame, ones, 16.0)[0] == 1).all()
+    # pixels a pan brought into the frame after the keyframe: the warps replicate the border, so they carry
+    # the keyframe's edge position
+    P = _identity((h, w))
+    P[:, : w // 2, 0] = 0.0
+    a, _ = keyframe_match(ks, P, frame, ones, 16.0)
+    assert (a[:, : w // 2 - 2] == 1).all() and a[:, w // 2 + 4:].mean() < 0.3
 
 
 def test_relight_follows_cielab():

@@ -271,6 +271,7 @@ def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.n
 
 GATE_SIGMA = 1.5    # model-size pixels: the blur of both grays before keyframe_match compares them
 SHAPE_SIGMA = 1.0   # ... and further (on match_grid's half-size grid) before it compares shapes
+EDGE = 0.25         # model-size pixels from the keyframe's border within which keyframe_match does not judge
 TEXTURE = 3.0       # gray levels of local standard deviation above which keyframe_match compares shapes
 RELIGHT_MAX = 3.0   # most a keyframe's carried chroma is scaled up (a keyframe dimmed by a fade, carried out of it)
 
@@ -289,8 +290,10 @@ def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.
     on a grid of half the model size: the agreement is a property of regions, and this runs every frame for
     each track). Frame-to-frame reliability cannot see a dissolve (each step changes the picture a little) nor
     a chain's slow drift; this compares each frame with the keyframe itself. The gain measures the exposure
-    against the keyframe (see :func:`relight`). Where the track points outside the keyframe there is nothing
-    to compare: agreement 1 (the track's confidence is 0 there anyway)."""
+    against the keyframe (see :func:`relight`). Where the track points outside the keyframe, or onto its very
+    edge, there is nothing to compare: agreement 1. Pixels that came into the frame after the keyframe (a pan
+    reveals them) carry the edge's position, since the warps replicate the border; their confidence is 0, so
+    the table and the floor share of the carried edge colors decide there, as without the check."""
     h, w = c.shape
     half = ((w + 1) // 2, (h + 1) // 2)
     Ph = cv2.resize(P, half, interpolation=cv2.INTER_AREA)  # the positions of each 2x2 block's centre
@@ -298,7 +301,8 @@ def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.
     a, gain = match_grid(ks, cv2.resize(soft, half, interpolation=cv2.INTER_AREA),
                          cv2.resize(c, half, interpolation=cv2.INTER_AREA), tolerance)
     kh, kw = key_soft.shape
-    a[(Ph[..., 0] < 0) | (Ph[..., 0] > kw - 1) | (Ph[..., 1] < 0) | (Ph[..., 1] > kh - 1)] = 1.0
+    e = np.float32(EDGE)
+    a[(Ph[..., 0] < e) | (Ph[..., 0] > kw - 1 - e) | (Ph[..., 1] < e) | (Ph[..., 1] > kh - 1 - e)] = 1.0
     return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR), gain
 
 

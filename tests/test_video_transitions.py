@@ -93,6 +93,23 @@ def test_keyframe_match_outside_the_keyframe_is_not_judged(rng):
     assert (a[:, : w // 2 - 2] == 1).all() and a[:, w // 2 + 4:].mean() < 0.3
 
 
+def test_keyframe_match_leaves_a_local_change_to_the_flow(rng):
+    """A small part of the picture changed (a limb moved) barely counts; the same change over most of the
+    frame (a dissolve) counts fully."""
+    h, w = 44, 60
+    key = cv2.resize(rng.uniform(30, 220, (h // 4, w // 4)).astype(np.float32), (w, h))
+    other = cv2.resize(rng.uniform(30, 220, (h // 4, w // 4)).astype(np.float32), (w, h))
+    ones = np.ones((h, w), np.float32)
+    local = key.copy()
+    local[10:22, 20:36] = other[10:22, 20:36]  # 7% of the frame
+    a, _ = keyframe_match(_soft(key), _identity((h, w)), _soft(local), ones, 16.0)
+    assert a[12:20, 22:34].min() > 0.7
+    wide = key.copy()
+    wide[:, 8:] = other[:, 8:]
+    a, _ = keyframe_match(_soft(key), _identity((h, w)), _soft(wide), ones, 16.0)
+    assert a[:, 14:].mean() < 0.3
+
+
 def test_relight_follows_cielab():
     assert relight(1.0) == 1.0
     # gray levels halved: linear light times 0.5 ** 2.2, CIELAB a, b times its cube root

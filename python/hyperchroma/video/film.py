@@ -271,6 +271,7 @@ def resample_key(K: np.ndarray, key_ab: np.ndarray, pos: np.ndarray, agree: np.n
 
 GATE_SIGMA = 1.5    # model-size pixels: the blur of both grays before keyframe_match compares them
 SHAPE_SIGMA = 1.0   # ... and further (on match_grid's half-size grid) before it compares shapes
+FRAME_GATE = 2.0    # keyframe_match acts fully where this times the disagreeing share reaches 1
 EDGE = 0.25         # model-size pixels from the keyframe's border within which keyframe_match does not judge
 TEXTURE = 3.0       # gray levels of local standard deviation above which keyframe_match compares shapes
 RELIGHT_MAX = 3.0   # most a keyframe's carried chroma is scaled up (a keyframe dimmed by a fade, carried out of it)
@@ -293,17 +294,26 @@ def keyframe_match(key_soft: np.ndarray, P: np.ndarray, soft: np.ndarray, c: np.
     against the keyframe (see :func:`relight`). Where the track points outside the keyframe, or onto its very
     edge, there is nothing to compare: agreement 1. Pixels that came into the frame after the keyframe (a pan
     reveals them) carry the edge's position, since the warps replicate the border; their confidence is 0, so
-    the table and the floor share of the carried edge colors decide there, as without the check."""
+    the table and the floor share of the carried edge colors decide there, as without the check.
+
+    The check acts in proportion to how much of what the track carries disagrees (fully from half of it): a
+    dissolve or a drift away from the keyframe's picture disagrees across the frame, while a limb that moved
+    or a person who walked off is local, the flow's reliability's to judge, and there the carried colors are
+    still better than the table's (vtest, keyframes in the first half only: 35.24 dB judged everywhere
+    alike, 35.44 so)."""
     h, w = c.shape
     half = ((w + 1) // 2, (h + 1) // 2)
     Ph = cv2.resize(P, half, interpolation=cv2.INTER_AREA)  # the positions of each 2x2 block's centre
     ks = cv2.remap(key_soft, Ph, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    a, gain = match_grid(ks, cv2.resize(soft, half, interpolation=cv2.INTER_AREA),
-                         cv2.resize(c, half, interpolation=cv2.INTER_AREA), tolerance)
+    gc = cv2.resize(c, half, interpolation=cv2.INTER_AREA)
+    a, gain = match_grid(ks, cv2.resize(soft, half, interpolation=cv2.INTER_AREA), gc, tolerance)
     kh, kw = key_soft.shape
     e = np.float32(EDGE)
     a[(Ph[..., 0] < e) | (Ph[..., 0] > kw - 1 - e) | (Ph[..., 1] < e) | (Ph[..., 1] > kh - 1 - e)] = 1.0
-    return cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR), gain
+    # in proportion to how much of what the track carries disagrees: fully from 1 / FRAME_GATE of it
+    disagree = 1.0 - float((a * gc).sum()) / max(float(gc.sum()), 1e-6)
+    k = np.float32(min(1.0, FRAME_GATE * max(disagree, 0.0)))
+    return cv2.resize(np.float32(1.0) - (np.float32(1.0) - a) * k, (w, h), interpolation=cv2.INTER_LINEAR), gain
 
 
 def match_grid(ks: np.ndarray, soft: np.ndarray, c: np.ndarray, tolerance: float) -> Tuple[np.ndarray, float]:

@@ -15,7 +15,7 @@ from hyperchroma.cli import main  # noqa: E402
 from hyperchroma.images import image_in_color  # noqa: E402
 from hyperchroma.video import colorize_video  # noqa: E402
 from hyperchroma.video import io as vio  # noqa: E402
-from test_video import FPS, H, W, film, model_and_keys, write_video  # noqa: E402, F401 (a fixture)
+from test_video import FPS, H, W, film, model_and_keys, mux_frames, write_video  # noqa: E402, F401 (a fixture)
 
 
 def gray(frames, noise=0, seed=0):
@@ -35,13 +35,7 @@ def encode(path, frames, codec, pix_fmt, options=None):
     with av.open(path, "w") as c:
         v = c.add_stream(codec, rate=FPS, options=options or {})
         v.width, v.height, v.pix_fmt = W, H, pix_fmt
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in v.encode(vf):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
+        mux_frames(c, v, frames)
     return path
 
 

@@ -167,7 +167,7 @@ class Model:
                                      settings, threads, self.calibration, workspace.for_thread())
 
     def _colorize_loaded(self, img: np.ndarray, settings: ColorizeSettings, threads: int) -> Colorization:
-        prepared = pipeline.prepare(img, self.fit_settings.size)
+        prepared = pipeline.prepare(img, self.fit_settings.size, borders=settings.borders)
         return pipeline.colorize(self.classifier, self.quantizer, self.color_table, prepared, settings, threads,
                                  self.calibration)
 
@@ -204,8 +204,8 @@ class Model:
             return img.copy()
         t = self.threads
         ab_own = core.rgb_to_lab(img, threads=t)[1]
-        prepared = pipeline.prepare(img, self.fit_settings.size)
         settings = self._settings(overrides)
+        prepared = pipeline.prepare(img, self.fit_settings.size, borders=settings.borders)
         ab_model, found = pipeline.model_colors(self.classifier, self.quantizer, self.color_table, prepared,
                                                 settings, t)
         own_small = core.rgb_to_lab(resize_rgb(img, prepared.shape))[1]

@@ -101,7 +101,7 @@ class _TableSource:
         self.calls += 1
         m = self.model
         s = m.colorize_settings
-        prepared = pipeline.prepare(gray, self.size)
+        prepared = pipeline.prepare(gray, self.size, borders=s.borders)
         ab, found = pipeline.model_colors(m.classifier, m.quantizer, m.color_table, prepared, s, self.threads)
         conf, _ = pipeline.confidence(m.calibration, found, prepared.shape, s)
         scale = 1.0
@@ -642,7 +642,7 @@ class FilmEngine:
         start = resumed is None and (fr.shot_start or self._state is None)
         if start:
             K, c, Q, last_table, qc = np.zeros(self.shape_small + (2,), np.float32), zeros, None, -10**9, 1.0
-            q_light = 1.0
+            q_light, key_at = 1.0, None
             trust = zeros
             P = None
         else:
@@ -680,8 +680,6 @@ class FilmEngine:
             else:
                 a = np.where(known, np.float32(o.smooth) * trust, 1.0).astype(np.float32)[..., None]
                 Q = a * Q + (1 - a) * T
-        if start:
-            key_at = None
         # flows straight to the shot's keyframes in reach, the nearer first: its positions carry its detail;
         # with ``direct`` each track's colors are also resampled once from its keyframe there (resample_key)
         located = None
